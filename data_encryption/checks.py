@@ -1,0 +1,230 @@
+"""System checks: the configuration mistakes we can see before any data is touched.
+
+Ids are stable; each message says what is wrong and each hint what to do. Catalogue:
+
+- E001 ``DB_ENCRYPTION_KEY`` is missing.           - E002 ``DB_ENCRYPTION_KEY`` is malformed.
+- E003 ``PAYLOAD_ENCRYPTION_KEY`` is missing.      - E004 ``PAYLOAD_ENCRYPTION_KEY`` is malformed.
+- E005 the same key is used for both roles.
+- E006 an entry of ``DB_ENCRYPTION_KEY_FALLBACKS`` is malformed (its index is named).
+- E007 an entry of ``PAYLOAD_ENCRYPTION_KEY_FALLBACKS`` is malformed.
+- E008 ``ENCRYPTION_KEY_ROTATION`` has an unknown key.
+- E009 ``KEY_ROTATION_SCHEDULE`` is not daily, weekly or monthly.
+- E010 ``BACKUP_DIR`` is readable by group or others.
+- E011 ``BACKUP_DIR`` is not writable (or cannot be created).
+- E012 ``DATA_ENCRYPTION_SERVICE`` does not import.
+- E013 an index includes an encrypted field (reported by the field itself).
+- E014 ``ENCRYPTION_KEY_ROTATION`` is not a dict / a value has the wrong type.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+from django.core.checks import Error, Tags, register
+from django.utils.module_loading import import_string
+
+from .conf import ROTATION_DEFAULTS, SCHEDULES, encryption_settings
+from .exceptions import KeyConfigurationError
+from .keys import parse_fernet_key
+
+_GENERATE = (
+    'Generate one with: python -c "from cryptography.fernet import Fernet; '
+    'print(Fernet.generate_key().decode())"'
+)
+
+
+def _key_errors(
+    value: Any, setting: str, missing_id: str, malformed_id: str
+) -> tuple[list[Error], bytes | None]:
+    if not value:
+        return [
+            Error(f"{setting} is not set.", hint=f"Set it from the environment. {_GENERATE}",
+                  id=missing_id)
+        ], None
+    try:
+        return [], parse_fernet_key(value, setting)
+    except KeyConfigurationError:
+        return [
+            Error(
+                f"{setting} is not a valid Fernet key (32 bytes, URL-safe base64).",
+                hint=_GENERATE,
+                id=malformed_id,
+            )
+        ], None
+
+
+def _fallback_errors(values: Any, setting: str, error_id: str) -> list[Error]:
+    if not isinstance(values, (list, tuple)):
+        return [Error(f"{setting} must be a list of keys.", hint="Use [] for none.", id=error_id)]
+    errors = []
+    for index, value in enumerate(values):
+        try:
+            parse_fernet_key(value, f"{setting}[{index}]")
+        except KeyConfigurationError:
+            errors.append(
+                Error(
+                    f"{setting}[{index}] is not a valid Fernet key.",
+                    hint="Put the exact previous key there, or remove the entry.",
+                    id=error_id,
+                )
+            )
+    return errors
+
+
+@register(Tags.security)
+def check_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    from django.conf import settings
+
+    errors, master = _key_errors(
+        encryption_settings.master_key, "DB_ENCRYPTION_KEY",
+        "data_encryption.E001", "data_encryption.E002",
+    )
+    payload_errors, payload = _key_errors(
+        encryption_settings.payload_key, "PAYLOAD_ENCRYPTION_KEY",
+        "data_encryption.E003", "data_encryption.E004",
+    )
+    errors += payload_errors
+    if master is not None and master == payload:
+        errors.append(
+            Error(
+                "DB_ENCRYPTION_KEY and PAYLOAD_ENCRYPTION_KEY are the same key.",
+                hint="Give each role its own key, so a leaked payload key cannot read the "
+                "database. Generate a new PAYLOAD_ENCRYPTION_KEY.",
+                id="data_encryption.E005",
+            )
+        )
+    errors += _fallback_errors(
+        getattr(settings, "DB_ENCRYPTION_KEY_FALLBACKS", None) or [],
+        "DB_ENCRYPTION_KEY_FALLBACKS", "data_encryption.E006",
+    )
+    errors += _fallback_errors(
+        getattr(settings, "PAYLOAD_ENCRYPTION_KEY_FALLBACKS", None) or [],
+        "PAYLOAD_ENCRYPTION_KEY_FALLBACKS", "data_encryption.E007",
+    )
+    return errors
+
+
+@register()
+def check_rotation_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    from django.conf import settings
+
+    configured = getattr(settings, "ENCRYPTION_KEY_ROTATION", None)
+    if configured is None:
+        return []
+    if not isinstance(configured, dict):
+        return [
+            Error(
+                "ENCRYPTION_KEY_ROTATION must be a dict.",
+                hint="See the README for its keys.",
+                id="data_encryption.E014",
+            )
+        ]
+    errors = []
+    for key in sorted(set(configured) - set(ROTATION_DEFAULTS)):
+        errors.append(
+            Error(
+                f"ENCRYPTION_KEY_ROTATION has an unknown key {key!r}.",
+                hint="Known keys: " + ", ".join(sorted(ROTATION_DEFAULTS)) + ".",
+                id="data_encryption.E008",
+            )
+        )
+    schedule = configured.get("KEY_ROTATION_SCHEDULE", ROTATION_DEFAULTS["KEY_ROTATION_SCHEDULE"])
+    if schedule not in SCHEDULES:
+        errors.append(
+            Error(
+                f"ENCRYPTION_KEY_ROTATION['KEY_ROTATION_SCHEDULE'] is {schedule!r}.",
+                hint="Use 'daily', 'weekly' or 'monthly'.",
+                id="data_encryption.E009",
+            )
+        )
+    for key in ("BATCH_SIZE", "KEY_CACHE_SECONDS", "LOCK_TIMEOUT_SECONDS", "RETENTION_DAYS"):
+        value = configured.get(key, ROTATION_DEFAULTS[key])
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            errors.append(
+                Error(
+                    f"ENCRYPTION_KEY_ROTATION[{key!r}] must be a non-negative number.",
+                    hint=f"The default is {ROTATION_DEFAULTS[key]}.",
+                    id="data_encryption.E014",
+                )
+            )
+    fmt = configured.get("BACKUP_FILENAME_FORMAT", ROTATION_DEFAULTS["BACKUP_FILENAME_FORMAT"])
+    if not isinstance(fmt, str) or "{timestamp}" not in fmt or "/" in fmt:
+        errors.append(
+            Error(
+                "ENCRYPTION_KEY_ROTATION['BACKUP_FILENAME_FORMAT'] must be a file name "
+                "containing '{timestamp}'.",
+                hint="For example 'encryption_key_{timestamp}.json'.",
+                id="data_encryption.E014",
+            )
+        )
+    if configured.get("BACKUP_DIR"):
+        errors += _backup_dir_errors(Path(configured["BACKUP_DIR"]))
+    return errors
+
+
+def _backup_dir_errors(path: Path) -> list[Error]:
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == path:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if not path.is_dir():
+            return [
+                Error(
+                    f"BACKUP_DIR {path} is not a directory.",
+                    hint="Point BACKUP_DIR at a directory.",
+                    id="data_encryption.E011",
+                )
+            ]
+        errors = []
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            errors.append(
+                Error(
+                    f"BACKUP_DIR {path} is accessible by group or others (mode {mode:04o}).",
+                    hint=f"Run: chmod 700 {path}",
+                    id="data_encryption.E010",
+                )
+            )
+        if not os.access(path, os.W_OK | os.X_OK):
+            errors.append(
+                Error(
+                    f"BACKUP_DIR {path} is not writable by this process.",
+                    hint="Make the directory owned by the user that runs Django and rotations.",
+                    id="data_encryption.E011",
+                )
+            )
+        return errors
+    # Not there yet: it is created (mode 0700) at the first rotation if its parent allows.
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return [
+            Error(
+                f"BACKUP_DIR {path} does not exist and cannot be created under {existing}.",
+                hint="Create it (mode 0700) as the user that runs rotations.",
+                id="data_encryption.E011",
+            )
+        ]
+    return []
+
+
+@register()
+def check_service_class(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    from django.conf import settings
+
+    path = getattr(settings, "DATA_ENCRYPTION_SERVICE", None)
+    if not path:
+        return []
+    try:
+        import_string(path)
+    except ImportError as exc:
+        return [
+            Error(
+                f"DATA_ENCRYPTION_SERVICE {path!r} does not import: {exc}.",
+                hint="Give the dotted path of a KeyRotationService subclass, e.g. "
+                "'yourapp.custom_rotation.CustomKeyRotationService'.",
+                id="data_encryption.E012",
+            )
+        ]
+    return []

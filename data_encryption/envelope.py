@@ -1,0 +1,193 @@
+"""The stored value: a self-describing envelope around AES-256-GCM ciphertext.
+
+Binary form (version 1), for ``BinaryField`` columns::
+
+    ff 44 45 | 01      | key id (4 bytes, big-endian) | nonce (12) | ciphertext | tag (16)
+    magic    | version |                                \\__ sealed by AeadCipher __________/
+
+The first 8 bytes are the header and are the AEAD's associated data, so editing the key id or
+the version breaks the tag. ``0xff`` never occurs in UTF-8 text, and a Fernet token starts with
+``0x80`` (raw) or ``gAAAAA`` (text), so the three kinds of value are told apart by their first
+bytes, without trying a key.
+
+ASCII form (version 1), for text columns and anywhere bytes are awkward::
+
+    de1:<key id, 8 lowercase hex digits>:<base64url, no padding, of nonce + ciphertext + tag>
+
+It carries exactly the binary form's information and authenticates the same header.
+``docs/format.md`` has the full specification and test vectors.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+
+from .ciphers import NONCE_SIZE, TAG_SIZE
+from .exceptions import DecryptionError
+from .keys import cipher_for, legacy_fernet, primary_cipher
+from .models import format_key_id
+
+MAGIC = b"\xffDE"
+VERSION_1 = 1
+HEADER_V1 = MAGIC + bytes([VERSION_1])
+HEADER_SIZE = len(HEADER_V1) + 4
+MIN_BINARY_SIZE = HEADER_SIZE + NONCE_SIZE + TAG_SIZE
+ASCII_PREFIX_V1 = "de1:"
+FERNET_TEXT_PREFIX = b"gAAAAA"
+
+Binary = bytes | bytearray | memoryview
+
+
+class ValueKind(enum.Enum):
+    """What a stored value is, judged from its first bytes alone."""
+
+    ENVELOPE_BINARY = "envelope (binary form)"
+    ENVELOPE_ASCII = "envelope (ASCII form)"
+    LEGACY_FERNET = "legacy Fernet token"
+    UNKNOWN = "not an encrypted value"
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A parsed stored value: its version, data key id and the sealed bytes (nonce+ct+tag)."""
+
+    version: int
+    key_id: int
+    sealed: bytes
+
+    def __repr__(self) -> str:
+        return f"<Envelope v{self.version} key={format_key_id(self.key_id)} {len(self.sealed)}B>"
+
+    @property
+    def header(self) -> bytes:
+        return MAGIC + bytes([self.version]) + self.key_id.to_bytes(4, "big")
+
+    def to_bytes(self) -> bytes:
+        return self.header + self.sealed
+
+    def to_ascii(self) -> str:
+        encoded = base64.urlsafe_b64encode(self.sealed).rstrip(b"=").decode("ascii")
+        return f"de{self.version}:{self.key_id:08x}:{encoded}"
+
+
+def _as_bytes(value: Binary | str) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass")
+    raise TypeError(
+        f"Expected bytes, bytearray, memoryview or str, not {type(value).__name__}. Pass the "
+        "value read from the encrypted column."
+    )
+
+
+def classify(value: Binary | str) -> ValueKind:
+    """Tell an envelope from a legacy Fernet token from anything else, by its prefix only."""
+    data = _as_bytes(value)
+    if data[:3] == MAGIC:
+        return ValueKind.ENVELOPE_BINARY
+    if data[:4] == ASCII_PREFIX_V1.encode():
+        return ValueKind.ENVELOPE_ASCII
+    if data[:6] == FERNET_TEXT_PREFIX:
+        return ValueKind.LEGACY_FERNET
+    return ValueKind.UNKNOWN
+
+
+def parse(value: Binary | str) -> Envelope:
+    """Parse either form of an envelope without decrypting it.
+
+    Raises ``DecryptionError`` when the value is not a well-formed envelope of a known version.
+    """
+    data = _as_bytes(value)
+    kind = classify(data)
+    if kind is ValueKind.ENVELOPE_BINARY:
+        version = data[3] if len(data) > 3 else -1
+        if version != VERSION_1:
+            raise DecryptionError(
+                f"Unsupported envelope version {version}; upgrade django-data-encryption."
+            )
+        if len(data) < MIN_BINARY_SIZE:
+            raise DecryptionError(
+                f"The encrypted value is truncated ({len(data)} bytes; at least "
+                f"{MIN_BINARY_SIZE} expected)."
+            )
+        return Envelope(VERSION_1, int.from_bytes(data[4:8], "big"), data[HEADER_SIZE:])
+    if kind is ValueKind.ENVELOPE_ASCII:
+        return _parse_ascii(data)
+    raise DecryptionError(f"The value is a {kind.value}, not a data_encryption envelope.")
+
+
+def _parse_ascii(data: bytes) -> Envelope:
+    parts = data.split(b":")
+    if len(parts) != 3 or len(parts[1]) != 8:
+        raise DecryptionError("Malformed ASCII envelope: expected 'de1:<8 hex digits>:<base64>'.")
+    try:
+        key_id = int(parts[1], 16)
+        padded = parts[2] + b"=" * (-len(parts[2]) % 4)
+        sealed = base64.urlsafe_b64decode(padded)
+    except (ValueError, binascii.Error):
+        raise DecryptionError(
+            "Malformed ASCII envelope: the key id or the base64 part is invalid."
+        ) from None
+    if len(sealed) < NONCE_SIZE + TAG_SIZE:
+        raise DecryptionError(
+            f"The encrypted value is truncated (key {format_key_id(key_id)}).", key_id=key_id
+        )
+    return Envelope(VERSION_1, key_id, sealed)
+
+
+def key_id_of(value: Binary | str) -> int | None:
+    """The id of the data key that made ``value``, read from its header alone.
+
+    ``None`` for a legacy Fernet token (made with the master key itself, no data key). Raises
+    ``DecryptionError`` when the value is neither.
+    """
+    if classify(value) is ValueKind.LEGACY_FERNET:
+        return None
+    return parse(value).key_id
+
+
+def seal(plaintext: bytes) -> bytes:
+    """Encrypt ``plaintext`` under the primary data key; return the binary form."""
+    key_id, cipher = primary_cipher()
+    header = HEADER_V1 + key_id.to_bytes(4, "big")
+    return header + cipher.seal(plaintext, header)
+
+
+def open_value(value: Binary | str) -> bytes:
+    """Decrypt either envelope form or a legacy Fernet token; return the plaintext bytes."""
+    data = _as_bytes(value)
+    if data[:4] == HEADER_V1 and len(data) >= MIN_BINARY_SIZE:  # the hot path, no parsing objects
+        key_id = int.from_bytes(data[4:8], "big")
+        header, sealed = data[:HEADER_SIZE], data[HEADER_SIZE:]
+    elif data[:6] == FERNET_TEXT_PREFIX:
+        return _open_legacy(data)
+    else:
+        envelope = parse(data)
+        key_id, header, sealed = envelope.key_id, envelope.header, envelope.sealed
+    cipher = cipher_for(key_id)
+    try:
+        return cipher.open(sealed, header)
+    except InvalidTag:
+        raise DecryptionError(
+            f"The value under data key {format_key_id(key_id)} failed authentication: it was "
+            "altered or truncated, or the key was replaced. Restore the row from a backup.",
+            key_id=key_id,
+        ) from None
+
+
+def _open_legacy(data: bytes) -> bytes:
+    try:
+        return legacy_fernet().decrypt(data)
+    except Exception:  # InvalidToken, or a TypeError from a non-ASCII token
+        raise DecryptionError(
+            "The legacy Fernet token could not be decrypted with DB_ENCRYPTION_KEY or any "
+            "DB_ENCRYPTION_KEY_FALLBACKS: it was altered, or it was made with another key."
+        ) from None

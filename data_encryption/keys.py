@@ -1,0 +1,298 @@
+"""Keys: the master key, the data keys it wraps, and the per-process key ring.
+
+``DB_ENCRYPTION_KEY`` is the master key. It never encrypts field data; it wraps random 256-bit
+data keys kept in the ``DataKey`` table. The ``KeyRing`` is this process's cache of the unwrapped
+data keys: it is reloaded when older than ``KEY_CACHE_SECONDS`` (so a rotation made by another
+process is picked up in bounded time) and once when a value names a key id it does not hold.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidTag
+from cryptography.fernet import Fernet, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.db import IntegrityError, router, transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from .ciphers import AeadCipher, generate_data_key
+from .conf import encryption_settings, register_cache
+from .exceptions import KeyConfigurationError, UnknownKeyError
+from .models import DataKey, KeyState, format_key_id
+
+logger = logging.getLogger("data_encryption")
+
+WRAP_FORMAT_V1 = b"\x01"
+_WRAP_INFO = b"data_encryption/key-wrap/v1"
+_FINGERPRINT_INFO = b"data_encryption/master-key-fingerprint/v1"
+
+
+def parse_fernet_key(value: str | bytes, setting: str) -> bytes:
+    """Return the 32 raw bytes of a Fernet-compatible key, or raise naming the setting, never the
+    value."""
+    if isinstance(value, str):
+        value = value.encode("ascii", "replace")
+    if not isinstance(value, bytes):
+        raise KeyConfigurationError(
+            f"{setting} must be a string made by Fernet.generate_key(), not {type(value).__name__}."
+        )
+    try:
+        raw = base64.urlsafe_b64decode(value)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise KeyConfigurationError(
+            f"{setting} is not a Fernet key (32 bytes, URL-safe base64). Generate one with: "
+            'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+        )
+    return raw
+
+
+class MasterKey:
+    """One master key: wraps and unwraps data keys, and names itself by a one-way fingerprint.
+
+    The wrapping key is derived from the master key with HKDF, so the bytes that wrap data keys
+    are never the bytes a legacy Fernet token was made with.
+    """
+
+    __slots__ = ("_fernet", "_wrapper", "fingerprint", "setting")
+
+    def __init__(self, value: str | bytes, setting: str = "DB_ENCRYPTION_KEY") -> None:
+        raw = parse_fernet_key(value, setting)
+        self.setting = setting
+        self._wrapper = AeadCipher(_hkdf(raw, _WRAP_INFO))
+        self.fingerprint = _hkdf(raw, _FINGERPRINT_INFO)[:8].hex()
+        self._fernet = Fernet(base64.urlsafe_b64encode(raw))
+
+    def __repr__(self) -> str:
+        return f"<MasterKey {self.setting} fingerprint={self.fingerprint}>"
+
+    @property
+    def fernet(self) -> Fernet:
+        """The master key used as plain Fernet: only to read legacy values."""
+        return self._fernet
+
+    def wrap(self, key_id: int, data_key: bytes) -> bytes:
+        return WRAP_FORMAT_V1 + self._wrapper.seal(data_key, _wrap_context(key_id))
+
+    def unwrap(self, key_id: int, wrapped: bytes) -> bytes:
+        """Raise ``InvalidTag`` when this master key did not wrap it, or it was altered."""
+        if wrapped[:1] != WRAP_FORMAT_V1:
+            raise InvalidTag
+        return self._wrapper.open(wrapped[1:], _wrap_context(key_id))
+
+
+def _hkdf(raw: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(raw)
+
+
+def _wrap_context(key_id: int) -> bytes:
+    # Binds a wrapped key to its id: swapping wrapped keys between rows is detected.
+    return _WRAP_INFO + b":" + key_id.to_bytes(4, "big")
+
+
+class SettingsMasterKeyProvider:
+    """Reads the master key and its fallbacks from ``DB_ENCRYPTION_KEY`` and
+    ``DB_ENCRYPTION_KEY_FALLBACKS``. Name another class in ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER``
+    to fetch them elsewhere (a KMS, a secrets manager); it must return the same shape."""
+
+    def master_keys(self) -> list[MasterKey]:
+        """The current master key first, then the fallbacks in order."""
+        current = encryption_settings.master_key
+        if not current:
+            raise KeyConfigurationError(
+                "DB_ENCRYPTION_KEY is not set. Set it to a key made by Fernet.generate_key(); "
+                "it is the master key that wraps the data keys."
+            )
+        keys = [MasterKey(current, "DB_ENCRYPTION_KEY")]
+        for index, fallback in enumerate(encryption_settings.master_key_fallbacks):
+            keys.append(MasterKey(fallback, f"DB_ENCRYPTION_KEY_FALLBACKS[{index}]"))
+        return keys
+
+
+_master_keys: list[MasterKey] | None = None
+
+
+def master_keys() -> list[MasterKey]:
+    """The configured master keys (current first), parsed once and cached until settings change."""
+    global _master_keys
+    if _master_keys is None:
+        from django.conf import settings
+
+        provider_path = getattr(settings, "DATA_ENCRYPTION_MASTER_KEY_PROVIDER", None)
+        provider = import_string(provider_path)() if provider_path else SettingsMasterKeyProvider()
+        _master_keys = provider.master_keys()
+    return _master_keys
+
+
+def legacy_fernet() -> MultiFernet:
+    """Reads plain Fernet tokens made directly with the master key or one of its fallbacks."""
+    return MultiFernet([key.fernet for key in master_keys()])
+
+
+@dataclass
+class KeyRing:
+    """This process's unwrapped data keys: ``ciphers`` by key id, and the primary's id.
+
+    Built by ``load_key_ring``; treated as immutable once built, so readers need no lock.
+    """
+
+    ciphers: Mapping[int, AeadCipher]
+    primary_id: int | None
+    expires_at: float
+    # Ids a value named that the last reload did not find: not worth another query until the
+    # ring expires, or a corrupt column would cost one query per row.
+    missing: set[int] = field(default_factory=set)
+
+    def __repr__(self) -> str:
+        ids = ", ".join(format_key_id(key_id) for key_id in sorted(self.ciphers))
+        return f"<KeyRing primary={format_key_id(self.primary_id)} keys=[{ids}]>"
+
+
+_ring: KeyRing | None = None
+_ring_lock = threading.Lock()
+
+
+@register_cache
+def reset_key_ring() -> None:
+    """Forget the cached ring and master keys; the next use reloads both."""
+    global _ring, _master_keys
+    _ring = None
+    _master_keys = None
+
+
+def key_ring() -> KeyRing:
+    """The current key ring, reloaded when it is older than ``KEY_CACHE_SECONDS``."""
+    ring = _ring
+    if ring is None or time.monotonic() >= ring.expires_at:
+        ring = _reload()
+    return ring
+
+
+def cipher_for(key_id: int) -> AeadCipher:
+    """The cipher of data key ``key_id``: from the ring, else after one reload, else an error."""
+    ring = _ring or key_ring()
+    cipher = ring.ciphers.get(key_id)
+    if cipher is not None:
+        return cipher
+    if key_id not in ring.missing:
+        ring = _reload()
+        cipher = ring.ciphers.get(key_id)
+        if cipher is not None:
+            return cipher
+        ring.missing.add(key_id)
+    raise UnknownKeyError(
+        f"The value was encrypted with data key {format_key_id(key_id)}, which this database "
+        "does not hold (or it was destroyed). Restore the key from a key backup with "
+        "'manage.py restore_encryption_keys <file>', or check that DATABASES points at the right "
+        "database.",
+        key_id=key_id,
+    )
+
+
+def primary_cipher() -> tuple[int, AeadCipher]:
+    ring = key_ring()
+    if ring.primary_id is None:  # load_key_ring always makes one; a deleted row can undo that
+        ring = _reload()
+    assert ring.primary_id is not None
+    return ring.primary_id, ring.ciphers[ring.primary_id]
+
+
+def _reload() -> KeyRing:
+    global _ring
+    with _ring_lock:
+        ring = load_key_ring()
+        _ring = ring
+        return ring
+
+
+def key_database() -> str:
+    return router.db_for_write(DataKey)
+
+
+def load_key_ring(using: str | None = None) -> KeyRing:
+    """Read and unwrap every usable data key; make the first primary key if there is none."""
+    using = using or key_database()
+    rows = list(DataKey.objects.using(using).exclude(state=KeyState.DESTROYED))
+    if not any(row.state == KeyState.PRIMARY for row in rows):
+        rows.append(ensure_primary_key(using))
+    ciphers = {row.key_id: AeadCipher(unwrap_data_key(row)) for row in rows}
+    primary_id = next(row.key_id for row in rows if row.state == KeyState.PRIMARY)
+    lifetime = encryption_settings.key_cache_seconds
+    # A key made inside the caller's transaction vanishes if it rolls back: do not cache it.
+    if transaction.get_connection(using).in_atomic_block and _created_in_this_call(rows):
+        lifetime = 0.0
+    return KeyRing(ciphers=ciphers, primary_id=primary_id, expires_at=time.monotonic() + lifetime)
+
+
+def _created_in_this_call(rows: Iterable[DataKey]) -> bool:
+    return any(getattr(row, "_created_now", False) for row in rows)
+
+
+def unwrap_data_key(row: DataKey) -> bytes:
+    """The material of ``row``, unwrapped by whichever configured master key wrapped it."""
+    wrapped = bytes(row.wrapped_key) if row.wrapped_key is not None else b""
+    candidates = master_keys()
+    # Try the key whose fingerprint matches first; then the rest (a fingerprint is a hint only).
+    ordered = sorted(candidates, key=lambda key: key.fingerprint != row.master_key_fingerprint)
+    for master in ordered:
+        try:
+            return master.unwrap(row.key_id, wrapped)
+        except InvalidTag:
+            continue
+    raise KeyConfigurationError(
+        f"No configured master key can unwrap data key {row.hex_id} (it was wrapped by the master "
+        f"key with fingerprint {row.master_key_fingerprint}). Put that key back in "
+        "DB_ENCRYPTION_KEY or DB_ENCRYPTION_KEY_FALLBACKS."
+    )
+
+
+def create_data_key(using: str, *, state: str, now: object | None = None) -> DataKey:
+    """Make, wrap and save a new data key. The caller owns the transaction."""
+    master = master_keys()[0]
+    created = now or timezone.now()
+    for _attempt in range(8):
+        key_id = secrets.randbits(32)
+        if key_id == 0 or DataKey.objects.using(using).filter(key_id=key_id).exists():
+            continue
+        material = generate_data_key()
+        row = DataKey(
+            key_id=key_id,
+            state=state,
+            wrapped_key=master.wrap(key_id, material),
+            master_key_fingerprint=master.fingerprint,
+            created_at=created,
+            primary_since=created if state == KeyState.PRIMARY else None,
+        )
+        row.save(using=using, force_insert=True)
+        row._created_now = True  # type: ignore[attr-defined]
+        logger.info("Created data key %s (%s).", row.hex_id, state)
+        return row
+    raise RuntimeError("Could not find a free data key id in 8 attempts.")  # 2^-32 odds each
+
+
+def ensure_primary_key(using: str | None = None) -> DataKey:
+    """Return the primary data key, making the first one if the table has none.
+
+    Two processes racing here both try to insert; the partial unique index on ``state='primary'``
+    lets exactly one win, and the loser reads the winner's key.
+    """
+    using = using or key_database()
+    existing = DataKey.objects.using(using).filter(state=KeyState.PRIMARY).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic(using=using):
+            return create_data_key(using, state=KeyState.PRIMARY)
+    except IntegrityError:
+        return DataKey.objects.using(using).get(state=KeyState.PRIMARY)

@@ -1,0 +1,94 @@
+"""Settings for the app's own test suite.
+
+Run it inside any project with::
+
+    python manage.py test data_encryption --settings=data_encryption.tests.settings
+
+The database is SQLite unless ``DATA_ENCRYPTION_TEST_DB=postgres``; then the libpq variables
+(``PGHOST``, ``PGPORT``, ``PGUSER``, ``PGDATABASE``) say where PostgreSQL is. Keys are generated
+afresh at every run: no key is written down anywhere.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+SECRET_KEY = Fernet.generate_key().decode()  # Django's own, irrelevant to this app
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+DB_ENCRYPTION_KEY = Fernet.generate_key().decode()
+PAYLOAD_ENCRYPTION_KEY = Fernet.generate_key().decode()
+ENCRYPTION_KEY_ROTATION = {
+    "BACKUP_DIR": Path(tempfile.mkdtemp(prefix="data-encryption-test-backups-")),
+    "BACKUP_FILENAME_FORMAT": "encryption_key_{timestamp}.json",
+    "KEY_ROTATION_SCHEDULE": "monthly",
+}
+EMAIL_FROM_ALERTS = "alerts@example.com"
+EMAIL_SECURITY = "security@example.com"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "data_encryption",
+    "data_encryption.tests.testapp",
+]
+
+if os.environ.get("DATA_ENCRYPTION_TEST_DB") == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("PGDATABASE", "postgres"),
+            "USER": os.environ.get("PGUSER", "postgres"),
+            "HOST": os.environ.get("PGHOST", ""),
+            "PORT": os.environ.get("PGPORT", ""),
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.path.join(tempfile.gettempdir(), "data_encryption_tests.sqlite3"),
+            "TEST": {"NAME": None},  # in memory
+        }
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+ROOT_URLCONF = "data_encryption.tests.urls"
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast test users
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+# Every log record of the run is kept and scanned for key material at the end (see runner.py).
+TEST_RUNNER = "data_encryption.tests.runner.LeakCheckingRunner"
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"capture": {"class": "data_encryption.tests.runner.CapturingHandler"}},
+    "root": {"handlers": ["capture"], "level": "DEBUG"},
+}
