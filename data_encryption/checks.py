@@ -28,12 +28,8 @@ from django.utils.module_loading import import_string
 
 from .conf import ROTATION_DEFAULTS, SCHEDULES, encryption_settings
 from .exceptions import KeyConfigurationError
-from .keys import parse_fernet_key
+from .keys import GENERATE_KEY_HINT, parse_fernet_key
 
-_GENERATE = (
-    'Generate one with: python -c "from cryptography.fernet import Fernet; '
-    'print(Fernet.generate_key().decode())"'
-)
 
 
 def _key_errors(
@@ -41,8 +37,11 @@ def _key_errors(
 ) -> tuple[list[Error], bytes | None]:
     if not value:
         return [
-            Error(f"{setting} is not set.", hint=f"Set it from the environment. {_GENERATE}",
-                  id=missing_id)
+            Error(
+                f"{setting} is not set.",
+                hint=f"Set it from the environment. {GENERATE_KEY_HINT}",
+                id=missing_id,
+            )
         ], None
     try:
         return [], parse_fernet_key(value, setting)
@@ -50,7 +49,7 @@ def _key_errors(
         return [
             Error(
                 f"{setting} is not a valid Fernet key (32 bytes, URL-safe base64).",
-                hint=_GENERATE,
+                hint=GENERATE_KEY_HINT,
                 id=malformed_id,
             )
         ], None
@@ -79,12 +78,16 @@ def check_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     from django.conf import settings
 
     errors, master = _key_errors(
-        encryption_settings.master_key, "DB_ENCRYPTION_KEY",
-        "data_encryption.E001", "data_encryption.E002",
+        encryption_settings.master_key,
+        "DB_ENCRYPTION_KEY",
+        "data_encryption.E001",
+        "data_encryption.E002",
     )
     payload_errors, payload = _key_errors(
-        encryption_settings.payload_key, "PAYLOAD_ENCRYPTION_KEY",
-        "data_encryption.E003", "data_encryption.E004",
+        encryption_settings.payload_key,
+        "PAYLOAD_ENCRYPTION_KEY",
+        "data_encryption.E003",
+        "data_encryption.E004",
     )
     errors += payload_errors
     if master is not None and master == payload:
@@ -98,11 +101,13 @@ def check_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
         )
     errors += _fallback_errors(
         getattr(settings, "DB_ENCRYPTION_KEY_FALLBACKS", None) or [],
-        "DB_ENCRYPTION_KEY_FALLBACKS", "data_encryption.E006",
+        "DB_ENCRYPTION_KEY_FALLBACKS",
+        "data_encryption.E006",
     )
     errors += _fallback_errors(
         getattr(settings, "PAYLOAD_ENCRYPTION_KEY_FALLBACKS", None) or [],
-        "PAYLOAD_ENCRYPTION_KEY_FALLBACKS", "data_encryption.E007",
+        "PAYLOAD_ENCRYPTION_KEY_FALLBACKS",
+        "data_encryption.E007",
     )
     return errors
 

@@ -14,8 +14,9 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from cryptography.exceptions import InvalidTag
 from cryptography.fernet import Fernet, MultiFernet
@@ -37,6 +38,12 @@ _WRAP_INFO = b"data_encryption/key-wrap/v1"
 _FINGERPRINT_INFO = b"data_encryption/master-key-fingerprint/v1"
 
 
+GENERATE_KEY_HINT = (
+    'Generate one with: python -c "from cryptography.fernet import Fernet; '
+    'print(Fernet.generate_key().decode())"'
+)
+
+
 def parse_fernet_key(value: str | bytes, setting: str) -> bytes:
     """Return the 32 raw bytes of a Fernet-compatible key, or raise naming the setting, never the
     value."""
@@ -52,8 +59,7 @@ def parse_fernet_key(value: str | bytes, setting: str) -> bytes:
         raw = b""
     if len(raw) != 32:
         raise KeyConfigurationError(
-            f"{setting} is not a Fernet key (32 bytes, URL-safe base64). Generate one with: "
-            'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
+            f"{setting} is not a Fernet key (32 bytes, URL-safe base64). {GENERATE_KEY_HINT}"
         )
     return raw
 
@@ -166,9 +172,10 @@ _ring_lock = threading.Lock()
 @register_cache
 def reset_key_ring() -> None:
     """Forget the cached ring and master keys; the next use reloads both."""
-    global _ring, _master_keys
+    global _ring, _master_keys, _uncommitted_key_id
     _ring = None
     _master_keys = None
+    _uncommitted_key_id = None
 
 
 def key_ring() -> KeyRing:
@@ -229,14 +236,9 @@ def load_key_ring(using: str | None = None) -> KeyRing:
     ciphers = {row.key_id: AeadCipher(unwrap_data_key(row)) for row in rows}
     primary_id = next(row.key_id for row in rows if row.state == KeyState.PRIMARY)
     lifetime = encryption_settings.key_cache_seconds
-    # A key made inside the caller's transaction vanishes if it rolls back: do not cache it.
-    if transaction.get_connection(using).in_atomic_block and _created_in_this_call(rows):
+    if _uncommitted_key_id is not None:
         lifetime = 0.0
     return KeyRing(ciphers=ciphers, primary_id=primary_id, expires_at=time.monotonic() + lifetime)
-
-
-def _created_in_this_call(rows: Iterable[DataKey]) -> bool:
-    return any(getattr(row, "_created_now", False) for row in rows)
 
 
 def unwrap_data_key(row: DataKey) -> bytes:
@@ -257,7 +259,7 @@ def unwrap_data_key(row: DataKey) -> bytes:
     )
 
 
-def create_data_key(using: str, *, state: str, now: object | None = None) -> DataKey:
+def create_data_key(using: str, *, state: str, now: datetime | None = None) -> DataKey:
     """Make, wrap and save a new data key. The caller owns the transaction."""
     master = master_keys()[0]
     created = now or timezone.now()
@@ -275,7 +277,6 @@ def create_data_key(using: str, *, state: str, now: object | None = None) -> Dat
             primary_since=created if state == KeyState.PRIMARY else None,
         )
         row.save(using=using, force_insert=True)
-        row._created_now = True  # type: ignore[attr-defined]
         logger.info("Created data key %s (%s).", row.hex_id, state)
         return row
     raise RuntimeError("Could not find a free data key id in 8 attempts.")  # 2^-32 odds each
@@ -293,6 +294,27 @@ def ensure_primary_key(using: str | None = None) -> DataKey:
         return existing
     try:
         with transaction.atomic(using=using):
-            return create_data_key(using, state=KeyState.PRIMARY)
+            row = create_data_key(using, state=KeyState.PRIMARY)
     except IntegrityError:
         return DataKey.objects.using(using).get(state=KeyState.PRIMARY)
+    if transaction.get_connection(using).in_atomic_block:
+        _hold_cache_until_commit(using, row.key_id)
+    return row
+
+
+# The id of a first key made inside a caller's transaction that has not committed yet. If that
+# transaction rolls back the key is gone, so until the commit the ring is never cached: every
+# use reloads and sees the truth.
+_uncommitted_key_id: int | None = None
+
+
+def _hold_cache_until_commit(using: str, key_id: int) -> None:
+    global _uncommitted_key_id
+    _uncommitted_key_id = key_id
+
+    def committed() -> None:
+        global _uncommitted_key_id
+        if _uncommitted_key_id == key_id:
+            _uncommitted_key_id = None
+
+    transaction.on_commit(committed, using=using)

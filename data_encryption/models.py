@@ -6,11 +6,22 @@ from django.db import models
 from django.db.models import Q
 
 
-class KeyState(models.TextChoices):
-    PRIMARY = "primary", "primary (encrypts and decrypts)"
-    DECRYPT_ONLY = "decrypt-only", "decrypt-only"
-    RETIRED = "retired", "retired (no row uses it)"
-    DESTROYED = "destroyed", "destroyed (material wiped)"
+class KeyState:
+    """The life of a data key: exactly one ``PRIMARY`` encrypts; ``DECRYPT_ONLY`` keys still
+    read old rows; ``RETIRED`` keys are proven unused by a census; ``DESTROYED`` keys have had
+    their material wiped after the retention period."""
+
+    PRIMARY = "primary"
+    DECRYPT_ONLY = "decrypt-only"
+    RETIRED = "retired"
+    DESTROYED = "destroyed"
+
+    choices = [
+        (PRIMARY, "primary (encrypts and decrypts)"),
+        (DECRYPT_ONLY, "decrypt-only"),
+        (RETIRED, "retired (no row uses it)"),
+        (DESTROYED, "destroyed (material wiped)"),
+    ]
 
 
 class DataKey(models.Model):

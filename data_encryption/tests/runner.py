@@ -38,12 +38,30 @@ def material_forms(raw):
     return forms
 
 
+_seen_cipher_keys: list = []
+
+
+def record_cipher_keys():
+    """Remember every key any AeadCipher is built with during the run (data keys, wrapping keys,
+    test vectors), so the scan covers keys made and rolled back inside tests. Behaviour is
+    unchanged: the original constructor runs."""
+    from data_encryption.ciphers import AeadCipher
+
+    original = AeadCipher.__init__
+
+    def recording_init(self, key):
+        _seen_cipher_keys.append(bytes(key))
+        original(self, key)
+
+    AeadCipher.__init__ = recording_init
+
+
 def known_key_material():
-    """Every key this run used: the settings' keys and the database's data keys."""
+    """Every key this run used: the settings' keys, every cipher key, the database's keys."""
     from data_encryption.keys import master_keys, parse_fernet_key, unwrap_data_key
     from data_encryption.models import DataKey
 
-    raws = []
+    raws = list(_seen_cipher_keys)
     for name in ("DB_ENCRYPTION_KEY", "PAYLOAD_ENCRYPTION_KEY"):
         value = getattr(settings, name, None)
         if value:
@@ -65,6 +83,10 @@ def find_leaks(texts, forms):
 
 
 class LeakCheckingRunner(DiscoverRunner):
+    def setup_test_environment(self, **kwargs):
+        super().setup_test_environment(**kwargs)
+        record_cipher_keys()
+
     def run_suite(self, suite, **kwargs):
         result = super().run_suite(suite, **kwargs)
         forms = known_key_material()

@@ -1,0 +1,130 @@
+"""System checks: each id fires for its mistake, says what to do, and stays quiet otherwise."""
+
+import os
+import tempfile
+from io import StringIO
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.test import SimpleTestCase, override_settings
+
+from data_encryption.checks import check_keys, check_rotation_settings, check_service_class
+from data_encryption.tests.utils import new_fernet_key
+
+
+def ids(messages):
+    return [message.id for message in messages]
+
+
+class KeyCheckTests(SimpleTestCase):
+    def test_valid_configuration_is_quiet(self):
+        self.assertEqual(check_keys(), [])
+        self.assertEqual(check_rotation_settings(), [])
+        self.assertEqual(check_service_class(), [])
+
+    def test_master_key_missing_or_malformed(self):
+        with override_settings(DB_ENCRYPTION_KEY=None):
+            self.assertEqual(ids(check_keys()), ["data_encryption.E001"])
+        with override_settings(DB_ENCRYPTION_KEY="not-a-key"):
+            errors = check_keys()
+            self.assertEqual(ids(errors), ["data_encryption.E002"])
+            self.assertIn("Fernet.generate_key()", errors[0].hint)
+            self.assertNotIn("not-a-key", errors[0].msg + errors[0].hint)
+
+    def test_payload_key_missing_or_malformed(self):
+        with override_settings(PAYLOAD_ENCRYPTION_KEY=""):
+            self.assertEqual(ids(check_keys()), ["data_encryption.E003"])
+        with override_settings(PAYLOAD_ENCRYPTION_KEY="x" * 44):
+            self.assertEqual(ids(check_keys()), ["data_encryption.E004"])
+
+    def test_same_key_for_both_roles(self):
+        key = new_fernet_key()
+        with override_settings(DB_ENCRYPTION_KEY=key, PAYLOAD_ENCRYPTION_KEY=key.encode()):
+            self.assertEqual(ids(check_keys()), ["data_encryption.E005"])
+
+    def test_malformed_fallbacks_are_named_by_index(self):
+        with override_settings(DB_ENCRYPTION_KEY_FALLBACKS=[new_fernet_key(), "bad"]):
+            errors = check_keys()
+            self.assertEqual(ids(errors), ["data_encryption.E006"])
+            self.assertIn("DB_ENCRYPTION_KEY_FALLBACKS[1]", errors[0].msg)
+        with override_settings(PAYLOAD_ENCRYPTION_KEY_FALLBACKS=["bad"]):
+            errors = check_keys()
+            self.assertEqual(ids(errors), ["data_encryption.E007"])
+            self.assertIn("PAYLOAD_ENCRYPTION_KEY_FALLBACKS[0]", errors[0].msg)
+        with override_settings(DB_ENCRYPTION_KEY_FALLBACKS=new_fernet_key()):  # a str, not a list
+            self.assertEqual(ids(check_keys()), ["data_encryption.E006"])
+
+
+class RotationSettingsCheckTests(SimpleTestCase):
+    def rotation(self, **values):
+        return override_settings(
+            ENCRYPTION_KEY_ROTATION={**settings.ENCRYPTION_KEY_ROTATION, **values}
+        )
+
+    def test_unknown_key(self):
+        with self.rotation(BACKUP_DIRECTORY="/tmp"):
+            errors = check_rotation_settings()
+            self.assertEqual(ids(errors), ["data_encryption.E008"])
+            self.assertIn("'BACKUP_DIRECTORY'", errors[0].msg)
+            self.assertIn("BACKUP_DIR", errors[0].hint)
+
+    def test_schedule(self):
+        for good in ("daily", "weekly", "monthly"):
+            with self.rotation(KEY_ROTATION_SCHEDULE=good):
+                self.assertEqual(check_rotation_settings(), [])
+        with self.rotation(KEY_ROTATION_SCHEDULE="yearly"):
+            errors = check_rotation_settings()
+            self.assertEqual(ids(errors), ["data_encryption.E009"])
+            self.assertEqual(errors[0].hint, "Use 'daily', 'weekly' or 'monthly'.")
+
+    def test_not_a_dict_and_bad_values(self):
+        with override_settings(ENCRYPTION_KEY_ROTATION=["monthly"]):
+            self.assertEqual(ids(check_rotation_settings()), ["data_encryption.E014"])
+        with self.rotation(BATCH_SIZE="1000"):
+            self.assertEqual(ids(check_rotation_settings()), ["data_encryption.E014"])
+        with self.rotation(BACKUP_FILENAME_FORMAT="keys.json"):
+            self.assertEqual(ids(check_rotation_settings()), ["data_encryption.E014"])
+
+    def test_backup_dir_readable_by_others(self):
+        with tempfile.TemporaryDirectory() as directory:
+            os.chmod(directory, 0o755)
+            with self.rotation(BACKUP_DIR=directory):
+                errors = check_rotation_settings()
+                self.assertEqual(ids(errors), ["data_encryption.E010"])
+                self.assertEqual(errors[0].hint, f"Run: chmod 700 {directory}")
+            os.chmod(directory, 0o700)
+            with self.rotation(BACKUP_DIR=Path(directory)):
+                self.assertEqual(check_rotation_settings(), [])
+            with self.rotation(BACKUP_DIR=Path(directory) / "not" / "yet"):
+                self.assertEqual(check_rotation_settings(), [])  # created at first rotation
+
+    def test_backup_dir_not_writable(self):
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "file"
+            path.write_text("")
+            with self.rotation(BACKUP_DIR=path):
+                self.assertEqual(ids(check_rotation_settings()), ["data_encryption.E011"])
+            if os.geteuid() != 0:  # root can write anywhere
+                os.chmod(directory, 0o500)
+                with self.rotation(BACKUP_DIR=Path(directory) / "sub"):
+                    self.assertEqual(ids(check_rotation_settings()), ["data_encryption.E011"])
+                os.chmod(directory, 0o700)
+
+
+class ServiceCheckTests(SimpleTestCase):
+    def test_service_that_does_not_import(self):
+        with override_settings(DATA_ENCRYPTION_SERVICE="yourapp.custom_rotation.Nope"):
+            errors = check_service_class()
+            self.assertEqual(ids(errors), ["data_encryption.E012"])
+            self.assertIn("yourapp.custom_rotation.Nope", errors[0].msg)
+
+
+class CheckCommandTests(SimpleTestCase):
+    def test_manage_py_check_is_clean_and_runs_our_checks(self):
+        call_command("check", stdout=StringIO())  # raises SystemCheckError on any error
+        with override_settings(DB_ENCRYPTION_KEY=None):
+            from django.core.management.base import SystemCheckError
+
+            with self.assertRaisesMessage(SystemCheckError, "data_encryption.E001"):
+                call_command("check", stdout=StringIO())

@@ -1,0 +1,145 @@
+"""The stored-value format: test vectors (also checked against docs/format.md), classification,
+parsing and the header-only key id."""
+
+import json
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.test import TestCase
+
+from data_encryption import envelope
+from data_encryption.envelope import Envelope, ValueKind, classify, key_id_of, parse
+from data_encryption.exceptions import DecryptionError
+from data_encryption.services import EncryptionService
+from data_encryption.tests.utils import FreshKeyRingMixin, install_data_key
+
+VECTORS = json.loads((Path(__file__).parent / "format_vectors.json").read_text("utf-8"))["vectors"]
+FORMAT_DOC = Path(__file__).resolve().parents[2] / "docs" / "format.md"
+
+
+class VectorTests(FreshKeyRingMixin, TestCase):
+    def test_vectors_follow_the_documented_layout(self):
+        # Independent of our code: header || nonce || AESGCM(key).encrypt(nonce, pt, header).
+        for vector in VECTORS:
+            with self.subTest(vector["name"]):
+                key = bytes.fromhex(vector["data_key_hex"])
+                nonce = bytes.fromhex(vector["nonce_hex"])
+                header = b"\xff\x44\x45\x01" + vector["key_id"].to_bytes(4, "big")
+                sealed = nonce + AESGCM(key).encrypt(
+                    nonce, vector["plaintext"].encode("utf-8"), header
+                )
+                self.assertEqual((header + sealed).hex(), vector["binary_hex"])
+                self.assertEqual(len(header + sealed), 36 + len(vector["plaintext"].encode()))
+
+    def test_vectors_decrypt_in_both_forms(self):
+        keys = {vector["key_id"]: vector["data_key_hex"] for vector in VECTORS}
+        for key_id, material_hex in keys.items():
+            install_data_key(key_id, bytes.fromhex(material_hex))
+        for vector in VECTORS:
+            with self.subTest(vector["name"]):
+                binary = bytes.fromhex(vector["binary_hex"])
+                self.assertEqual(EncryptionService.decrypt(binary), vector["plaintext"])
+                self.assertEqual(EncryptionService.decrypt(vector["ascii"]), vector["plaintext"])
+                self.assertEqual(EncryptionService.to_ascii(binary), vector["ascii"])
+                self.assertEqual(parse(vector["ascii"]).to_bytes(), binary)
+
+    def test_vectors_are_the_ones_in_docs_format_md(self):
+        if not FORMAT_DOC.exists():
+            self.skipTest("docs/ is not shipped with an installed package")
+        doc = FORMAT_DOC.read_text("utf-8")
+        for vector in VECTORS:
+            with self.subTest(vector["name"]):
+                for value in (
+                    vector["data_key_hex"],
+                    f"{vector['key_id']:08x}",
+                    vector["nonce_hex"],
+                    vector["binary_hex"],
+                    vector["ascii"],
+                    json.dumps(vector["plaintext"], ensure_ascii=False),
+                ):
+                    self.assertIn(value, doc)
+
+
+class ClassifyTests(FreshKeyRingMixin, TestCase):
+    def test_kinds_are_told_apart_by_prefix(self):
+        binary = EncryptionService.encrypt("x")
+        legacy = Fernet(Fernet.generate_key()).encrypt(b"x")
+        self.assertIs(classify(binary), ValueKind.ENVELOPE_BINARY)
+        self.assertIs(classify(memoryview(binary)), ValueKind.ENVELOPE_BINARY)
+        self.assertIs(classify(EncryptionService.to_ascii(binary)), ValueKind.ENVELOPE_ASCII)
+        self.assertIs(classify(legacy), ValueKind.LEGACY_FERNET)
+        self.assertIs(classify(legacy.decode()), ValueKind.LEGACY_FERNET)
+        for plaintext in ("123-45-6789", b"", "", b"\x00\x01", "de2:abc", "gAAA"):
+            self.assertIs(classify(plaintext), ValueKind.UNKNOWN, plaintext)
+
+    def test_classify_refuses_other_types(self):
+        with self.assertRaisesMessage(TypeError, "Expected bytes, bytearray, memoryview or str"):
+            classify(12)
+
+
+class HeaderTests(FreshKeyRingMixin, TestCase):
+    def test_key_id_is_read_from_the_header_without_a_key(self):
+        value = bytes.fromhex(VECTORS[0]["binary_hex"])  # its key is not in the ring
+        self.assertEqual(key_id_of(value), 0x01020304)
+        self.assertEqual(key_id_of(VECTORS[2]["ascii"]), 0xFEDCBA98)
+        self.assertEqual(EncryptionService.key_id_of(bytearray(value)), 0x01020304)
+
+    def test_key_id_of_a_fresh_value_is_the_primary(self):
+        from data_encryption.models import DataKey, KeyState
+
+        primary = DataKey.objects.get(state=KeyState.PRIMARY)
+        self.assertEqual(key_id_of(EncryptionService.encrypt("x")), primary.key_id)
+
+    def test_key_id_of_a_legacy_token_is_none(self):
+        self.assertIsNone(key_id_of(Fernet(Fernet.generate_key()).encrypt(b"x")))
+
+    def test_key_id_of_plaintext_is_an_error(self):
+        with self.assertRaisesMessage(DecryptionError, "not an encrypted value"):
+            key_id_of("123-45-6789")
+
+    def test_parse(self):
+        value = bytes.fromhex(VECTORS[0]["binary_hex"])
+        parsed = parse(value)
+        self.assertEqual(parsed, Envelope(1, 0x01020304, value[8:]))
+        self.assertEqual(parsed.header, value[:8])
+        self.assertEqual(repr(parsed), "<Envelope v1 key=01020304 39B>")
+
+    def test_unsupported_version(self):
+        value = bytearray.fromhex(VECTORS[0]["binary_hex"])
+        value[3] = 2
+        with self.assertRaisesMessage(DecryptionError, "Unsupported envelope version 2"):
+            parse(bytes(value))
+        with self.assertRaisesMessage(DecryptionError, "Unsupported envelope version 2"):
+            EncryptionService.decrypt(bytes(value))
+
+    def test_truncated(self):
+        value = bytes.fromhex(VECTORS[0]["binary_hex"])
+        for length in (3, 4, 8, 20, 35):
+            with self.subTest(length=length), self.assertRaises(DecryptionError):
+                parse(value[:length])
+
+    def test_malformed_ascii(self):
+        for text in (
+            "de1:",
+            "de1:0102:AAAA",
+            "de1:zzzzzzzz:AAAA",
+            "de1:01020304:***",
+            "de1:01020304:AAAA",
+            "de1:01020304:a:b",
+        ):
+            with self.subTest(text=text), self.assertRaises(DecryptionError):
+                parse(text)
+
+
+class SealTests(FreshKeyRingMixin, TestCase):
+    def test_each_value_has_a_fresh_nonce(self):
+        values = {envelope.seal(b"same") for _ in range(50)}
+        self.assertEqual(len(values), 50)
+        self.assertEqual({value[:8] for value in values}.__len__(), 1)
+
+    def test_header_is_authenticated(self):
+        value = bytearray(envelope.seal(b"secret"))
+        value[4:8] = (int.from_bytes(value[4:8], "big") ^ 1).to_bytes(4, "big")
+        with self.assertRaises(DecryptionError):
+            envelope.open_value(bytes(value))

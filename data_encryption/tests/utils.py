@@ -1,0 +1,53 @@
+"""Helpers shared by the tests: installing known data keys, fresh keys, key-material scans."""
+
+from cryptography.fernet import Fernet
+from django.utils import timezone
+
+from data_encryption.keys import master_keys, reset_key_ring
+from data_encryption.models import DataKey, KeyState
+from data_encryption.tests.runner import material_forms
+
+
+def new_fernet_key():
+    return Fernet.generate_key().decode()
+
+
+def install_data_key(key_id, material, state=KeyState.DECRYPT_ONLY):
+    """Store a data key with known material, wrapped by the current master key (as another
+    process or a restored backup would)."""
+    master = master_keys()[0]
+    row = DataKey.objects.create(
+        key_id=key_id,
+        state=state,
+        wrapped_key=master.wrap(key_id, material),
+        master_key_fingerprint=master.fingerprint,
+        created_at=timezone.now(),
+    )
+    return row
+
+
+def make_primary(row):
+    """Demote the current primary and promote ``row``, as a rotation in another process does."""
+    DataKey.objects.filter(state=KeyState.PRIMARY).update(state=KeyState.DECRYPT_ONLY)
+    row.state = KeyState.PRIMARY
+    row.save(update_fields=["state"])
+    return row
+
+
+class FreshKeyRingMixin:
+    """Every test starts and ends with an empty key-ring cache, so no test sees a key that a
+    previous test's rolled-back transaction made."""
+
+    def setUp(self):
+        reset_key_ring()
+        super().setUp()
+        self.addCleanup(reset_key_ring)
+
+
+def assert_no_material(testcase, texts, raws):
+    forms = set()
+    for raw in raws:
+        forms |= material_forms(raw)
+    for text in texts:
+        for form in forms:
+            testcase.assertNotIn(form, text)

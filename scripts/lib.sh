@@ -1,0 +1,67 @@
+# Shared by scripts/*.sh: finding Pythons, making virtualenvs, starting throwaway services.
+# Every service binds to a unix socket in a temp dir or to loopback, and is stopped by its
+# stop_* function (the callers install an EXIT trap).
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# find_python 3.12 -> a working interpreter path, or fail with what to install.
+find_python() {
+  local want=$1 candidate
+  for candidate in "python$want" /root/.pyenv/versions/"$want".*/bin/python"$want" \
+                   /usr/local/bin/python"$want" /usr/bin/python"$want"; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import venv' >/dev/null 2>&1; then
+      command -v "$candidate"; return 0
+    fi
+  done
+  echo "Python $want not found: install it (pyenv install $want, or apt-get install python$want-venv)" >&2
+  return 1
+}
+
+# ensure_venv DIR PYTHON_VERSION REQUIREMENT... : a virtualenv with the project (editable) and
+# its test extras; reinstalled only when the requirements change.
+ensure_venv() {
+  local dir=$1 version=$2; shift 2
+  local stamp="$dir/.requirements" wanted
+  wanted="$version $* $(sha1sum pyproject.toml | cut -c1-12)"
+  if [[ -f $stamp && $(cat "$stamp") == "$wanted" ]]; then return 0; fi
+  step "virtualenv $dir (Python $version: $*)"
+  local python; python=$(find_python "$version")
+  rm -rf "$dir"
+  "$python" -m venv "$dir"
+  "$dir/bin/pip" install -q --upgrade pip >/dev/null
+  local extras="test"
+  [[ $dir == .venv ]] && extras="test,lint,bench"
+  "$dir/bin/pip" install -q -e ".[$extras]" "$@"
+  echo "$wanted" >"$stamp"
+}
+
+# PostgreSQL in a temp dir on a unix socket. Exports PGHOST/PGUSER/PGDATABASE for the tests.
+PG_DIR=""
+start_postgres() {
+  local bin; bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [[ -z $bin ]]; then
+    step "installing PostgreSQL (Debian package)"
+    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  PG_DIR=$(mktemp -d /tmp/data-encryption-pg.XXXXXX)
+  local run=()
+  if [[ $(id -u) == 0 ]]; then  # postgres refuses to run as root
+    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+    chown postgres "$PG_DIR"
+    run=(runuser -u postgres --)
+  fi
+  step "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on a unix socket in $PG_DIR"
+  "${run[@]}" "$bin/initdb" -D "$PG_DIR/data" -A trust -U postgres >/dev/null
+  "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+    -o "-k $PG_DIR -c listen_addresses='' -c fsync=off -c full_page_writes=off" start >/dev/null
+  export PGHOST=$PG_DIR PGUSER=postgres PGDATABASE=postgres
+  PG_BIN=$bin; PG_RUN=("${run[@]}")
+}
+
+stop_postgres() {
+  [[ -n $PG_DIR && -d $PG_DIR ]] || return 0
+  "${PG_RUN[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$PG_DIR"
+  PG_DIR=""
+}

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: lint, then every test on SQLite and on a real
+# PostgreSQL that this script starts (and stops), across the supported Django versions.
+#
+#   scripts/test.sh              everything (what `make test` and CI run)
+#   scripts/test.sh --quick      Python 3.11 + Django 5.2 only, SQLite and PostgreSQL
+#   TESTS=data_encryption.tests.test_keys scripts/test.sh --quick   a subset
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+source scripts/lib.sh
+
+QUICK=0
+[[ "${1:-}" == "--quick" ]] && QUICK=1
+TESTS=${TESTS:-data_encryption}
+
+# name | python | Django requirement | PostgreSQL driver
+MATRIX=("django52|3.11|Django>=5.2,<5.3|psycopg[binary]>=3.1")
+if [[ $QUICK == 0 ]]; then
+  MATRIX+=("django60|3.12|Django>=6.0,<7|psycopg[binary]>=3.1")
+  MATRIX+=("django42|3.10|Django>=4.2,<4.3|psycopg2-binary>=2.9")
+fi
+
+LOG_DIR=$(mktemp -d)
+start_postgres
+trap 'stop_postgres; rm -rf "$LOG_DIR"' EXIT
+
+step "lint (ruff, mypy)"
+ensure_venv .venv 3.11 "Django>=5.2,<5.3" "psycopg[binary]>=3.1"
+.venv/bin/ruff check data_encryption bench example
+.venv/bin/ruff format --check data_encryption bench example >/dev/null || {
+  echo "ruff format would change files: run '.venv/bin/ruff format data_encryption bench example'"; exit 1; }
+.venv/bin/mypy data_encryption
+
+status=0
+for entry in "${MATRIX[@]}"; do
+  IFS='|' read -r name python django driver <<<"$entry"
+  venv=.venv-$name
+  [[ $name == django52 ]] && venv=.venv
+  ensure_venv "$venv" "$python" "$django" "$driver"
+  version=$("$venv/bin/python" -c 'import django; print(django.get_version())')
+  for db in sqlite postgres; do
+    step "tests: Python $python, Django $version, $db"
+    log="$LOG_DIR/$name-$db.log"
+    if DATA_ENCRYPTION_TEST_DB=$db "$venv/bin/python" -m django test $TESTS \
+        --settings=data_encryption.tests.settings --noinput -v 1 2>&1 | tee "$log"; then :; else
+      status=1
+    fi
+  done
+done
+
+passed=0; failed=0
+for log in "$LOG_DIR"/*.log; do
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1 || true)
+  if [[ -z $line ]]; then failed=$((failed + 1)); echo "no summary in $(basename "$log")"; continue; fi
+  passed=$((passed + $(awk '{print $1}' <<<"$line")))
+  failed=$((failed + $(awk '{print $3}' <<<"$line" | tr -d ,)))
+done
+[[ $failed == 0 ]] || status=1
+echo
+echo "$passed passed, $failed failed"
+exit $status
