@@ -31,7 +31,6 @@ from .exceptions import KeyConfigurationError
 from .keys import GENERATE_KEY_HINT, parse_fernet_key
 
 
-
 def _key_errors(
     value: Any, setting: str, missing_id: str, malformed_id: str
 ) -> tuple[list[Error], bytes | None]:

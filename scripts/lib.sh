@@ -25,13 +25,16 @@ ensure_venv() {
   wanted="$version $* $(sha1sum pyproject.toml | cut -c1-12)"
   if [[ -f $stamp && $(cat "$stamp") == "$wanted" ]]; then return 0; fi
   step "virtualenv $dir (Python $version: $*)"
-  local python; python=$(find_python "$version")
-  rm -rf "$dir"
-  "$python" -m venv "$dir"
-  "$dir/bin/pip" install -q --upgrade pip >/dev/null
+  if [[ ! -x $dir/bin/python ]]; then
+    local python; python=$(find_python "$version")
+    "$python" -m venv "$dir"
+    "$dir/bin/pip" install -q --upgrade pip >/dev/null
+  fi
   local extras="test"
   [[ $dir == .venv ]] && extras="test,lint,bench"
-  "$dir/bin/pip" install -q -e ".[$extras]" "$@"
+  if ! "$dir/bin/pip" install -q -e ".[$extras]" "$@" >"$dir/.pip.log" 2>&1; then
+    cat "$dir/.pip.log"; echo "pip install failed in $dir" >&2; return 1
+  fi
   echo "$wanted" >"$stamp"
 }
 
