@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from django.core.checks import Error, Tags, register
-from django.utils.module_loading import import_string
+from django.core.exceptions import ImproperlyConfigured
 
 from .conf import ROTATION_DEFAULTS, SCHEDULES, encryption_settings
 from .exceptions import KeyConfigurationError
@@ -217,15 +217,16 @@ def _backup_dir_errors(path: Path) -> list[Error]:
 def check_service_class(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     from django.conf import settings
 
-    path = getattr(settings, "DATA_ENCRYPTION_SERVICE", None)
-    if not path:
+    if not getattr(settings, "DATA_ENCRYPTION_SERVICE", None):
         return []
+    from .services import get_rotation_service_class
+
     try:
-        import_string(path)
-    except ImportError as exc:
+        get_rotation_service_class()
+    except ImproperlyConfigured as exc:
         return [
             Error(
-                f"DATA_ENCRYPTION_SERVICE {path!r} does not import: {exc}.",
+                str(exc),
                 hint="Give the dotted path of a KeyRotationService subclass, e.g. "
                 "'yourapp.custom_rotation.CustomKeyRotationService'.",
                 id="data_encryption.E012",

@@ -23,8 +23,8 @@ ROTATION_DEFAULTS: dict[str, Any] = {
     "BACKUP_DIR": None,
     "BACKUP_FILENAME_FORMAT": "encryption_key_{timestamp}.json",
     "KEY_ROTATION_SCHEDULE": "monthly",
-    # Raw BinaryField columns of the hand-written property pattern, as "app_label.Model.field".
-    "MODELS": [],
+    # Raw BinaryField columns of the hand-written property pattern: {"app_label.Model": ["_ssn"]}.
+    "MODELS": {},
     "BATCH_SIZE": 1000,
     # How long a process may keep encrypting with a primary key that is no longer primary.
     "KEY_CACHE_SECONDS": 60,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 
-from .ciphers import NONCE_SIZE, TAG_SIZE
+from .ciphers import NONCE_SIZE, TAG_SIZE, AeadCipher
 from .exceptions import DecryptionError
 from .keys import cipher_for, legacy_fernet, primary_cipher
 from .models import format_key_id
@@ -157,6 +157,11 @@ def key_id_of(value: Binary | str) -> int | None:
 def seal(plaintext: bytes) -> bytes:
     """Encrypt ``plaintext`` under the primary data key; return the binary form."""
     key_id, cipher = primary_cipher()
+    return seal_with(key_id, cipher, plaintext)
+
+
+def seal_with(key_id: int, cipher: AeadCipher, plaintext: bytes) -> bytes:
+    """Encrypt under a given data key (rotation names its new key explicitly)."""
     header = HEADER_V1 + key_id.to_bytes(4, "big")
     return header + cipher.seal(plaintext, header)
 

@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.fernet import Fernet, MultiFernet
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.db import IntegrityError, router, transaction
 from django.utils import timezone
@@ -36,6 +36,7 @@ logger = logging.getLogger("data_encryption")
 WRAP_FORMAT_V1 = b"\x01"
 _WRAP_INFO = b"data_encryption/key-wrap/v1"
 _FINGERPRINT_INFO = b"data_encryption/master-key-fingerprint/v1"
+_BACKUP_MAC_INFO = b"data_encryption/backup-mac/v1"
 
 
 GENERATE_KEY_HINT = (
@@ -71,7 +72,7 @@ class MasterKey:
     are never the bytes a legacy Fernet token was made with.
     """
 
-    __slots__ = ("_fernet", "_wrapper", "fingerprint", "setting")
+    __slots__ = ("_fernet", "_mac_key", "_wrapper", "fingerprint", "setting")
 
     def __init__(self, value: str | bytes, setting: str = "DB_ENCRYPTION_KEY") -> None:
         raw = parse_fernet_key(value, setting)
@@ -79,6 +80,7 @@ class MasterKey:
         self._wrapper = AeadCipher(_hkdf(raw, _WRAP_INFO))
         self.fingerprint = _hkdf(raw, _FINGERPRINT_INFO)[:8].hex()
         self._fernet = Fernet(base64.urlsafe_b64encode(raw))
+        self._mac_key = _hkdf(raw, _BACKUP_MAC_INFO)
 
     def __repr__(self) -> str:
         return f"<MasterKey {self.setting} fingerprint={self.fingerprint}>"
@@ -90,6 +92,21 @@ class MasterKey:
 
     def wrap(self, key_id: int, data_key: bytes) -> bytes:
         return WRAP_FORMAT_V1 + self._wrapper.seal(data_key, _wrap_context(key_id))
+
+    def sign(self, data: bytes) -> bytes:
+        """HMAC-SHA256 of ``data`` under a key derived from this master key (key backups)."""
+        mac = hmac.HMAC(self._mac_key, hashes.SHA256())
+        mac.update(data)
+        return mac.finalize()
+
+    def verify(self, data: bytes, signature: bytes) -> bool:
+        mac = hmac.HMAC(self._mac_key, hashes.SHA256())
+        mac.update(data)
+        try:
+            mac.verify(signature)
+        except InvalidSignature:
+            return False
+        return True
 
     def unwrap(self, key_id: int, wrapped: bytes) -> bytes:
         """Raise ``InvalidTag`` when this master key did not wrap it, or it was altered."""
@@ -259,27 +276,46 @@ def unwrap_data_key(row: DataKey) -> bytes:
     )
 
 
-def create_data_key(using: str, *, state: str, now: datetime | None = None) -> DataKey:
-    """Make, wrap and save a new data key. The caller owns the transaction."""
+@dataclass(frozen=True)
+class PendingKey:
+    """A new data key, already wrapped, not yet stored (rotation backs it up first)."""
+
+    key_id: int
+    wrapped_key: bytes
+    master_key_fingerprint: str
+
+    def __repr__(self) -> str:
+        return f"<PendingKey {format_key_id(self.key_id)}>"
+
+
+def generate_wrapped_key(using: str) -> PendingKey:
+    """Make new key material and wrap it under the current master key, with a free random id."""
     master = master_keys()[0]
-    created = now or timezone.now()
     for _attempt in range(8):
         key_id = secrets.randbits(32)
-        if key_id == 0 or DataKey.objects.using(using).filter(key_id=key_id).exists():
-            continue
-        material = generate_data_key()
-        row = DataKey(
-            key_id=key_id,
-            state=state,
-            wrapped_key=master.wrap(key_id, material),
-            master_key_fingerprint=master.fingerprint,
-            created_at=created,
-            primary_since=created if state == KeyState.PRIMARY else None,
-        )
-        row.save(using=using, force_insert=True)
-        logger.info("Created data key %s (%s).", row.hex_id, state)
-        return row
+        if key_id != 0 and not DataKey.objects.using(using).filter(key_id=key_id).exists():
+            return PendingKey(key_id, master.wrap(key_id, generate_data_key()), master.fingerprint)
     raise RuntimeError("Could not find a free data key id in 8 attempts.")  # 2^-32 odds each
+
+
+def create_data_key(
+    using: str, *, state: str, now: datetime | None = None, pending: PendingKey | None = None
+) -> DataKey:
+    """Save a new data key (``pending`` if given, else a fresh one). The caller owns the
+    transaction."""
+    pending = pending or generate_wrapped_key(using)
+    created = now or timezone.now()
+    row = DataKey(
+        key_id=pending.key_id,
+        state=state,
+        wrapped_key=pending.wrapped_key,
+        master_key_fingerprint=pending.master_key_fingerprint,
+        created_at=created,
+        primary_since=created if state == KeyState.PRIMARY else None,
+    )
+    row.save(using=using, force_insert=True)
+    logger.info("Created data key %s (%s).", row.hex_id, state)
+    return row
 
 
 def ensure_primary_key(using: str | None = None) -> DataKey:
@@ -318,3 +354,38 @@ def _hold_cache_until_commit(using: str, key_id: int) -> None:
             _uncommitted_key_id = None
 
     transaction.on_commit(committed, using=using)
+
+
+def rewrap_data_keys(using: str | None = None) -> tuple[list[int], list[int]]:
+    """Re-wrap every stored data key under the current master key.
+
+    For a master-key change: with the new key in ``DB_ENCRYPTION_KEY`` and the old one in
+    ``DB_ENCRYPTION_KEY_FALLBACKS``, this touches a handful of rows, not the data. Returns
+    ``(rewrapped ids, already current ids)``. Safe to rerun.
+    """
+    using = using or key_database()
+    current = master_keys()[0]
+    rewrapped, current_ids = [], []
+    with transaction.atomic(using=using):
+        rows = DataKey.objects.using(using).select_for_update().exclude(wrapped_key=None)
+        for row in rows.order_by("created_at", "key_id"):
+            if row.master_key_fingerprint == current.fingerprint:
+                try:  # the fingerprint is a hint; prove it
+                    current.unwrap(row.key_id, bytes(row.wrapped_key))
+                    current_ids.append(row.key_id)
+                    continue
+                except InvalidTag:
+                    pass
+            material = unwrap_data_key(row)
+            row.wrapped_key = current.wrap(row.key_id, material)
+            row.master_key_fingerprint = current.fingerprint
+            row.save(using=using, update_fields=["wrapped_key", "master_key_fingerprint"])
+            rewrapped.append(row.key_id)
+    for key_id in rewrapped:
+        logger.info(
+            "Re-wrapped data key %s under master key %s.",
+            format_key_id(key_id),
+            current.fingerprint,
+        )
+    reset_key_ring()
+    return rewrapped, current_ids

@@ -67,3 +67,95 @@ class DataKey(models.Model):
 def format_key_id(key_id: int | None) -> str:
     """Key ids are shown as 8 lowercase hex digits everywhere (logs, reports, errors, admin)."""
     return "none" if key_id is None else f"{key_id:08x}"
+
+
+class RunStatus:
+    """A rotation run's status. ``completed`` and ``failed`` are the contract's; ``running`` is a
+    run in progress (or one whose process died, until the next run resumes it); ``skipped`` is a
+    run that did nothing because another was running or none was due."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    choices = [
+        (RUNNING, "running"),
+        (COMPLETED, "completed"),
+        (FAILED, "failed"),
+        (SKIPPED, "skipped"),
+    ]
+
+
+class RotationRun(models.Model):
+    """The ledger: one row per rotation run, with its phase, per-model progress and counts.
+
+    At most one run is ``running`` at a time (a partial unique index): that row *is* the rotation
+    lock. Its holder refreshes ``heartbeat_at`` after every batch; a run whose holder died is
+    taken over and resumed from ``progress`` by the next invocation.
+    """
+
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField()
+    status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    # backup -> activate -> reencrypt -> sweep -> census -> done
+    phase = models.CharField(max_length=16, default="backup")
+    holder = models.CharField(max_length=200, help_text="host:pid:token of the process running it")
+    dry_run = models.BooleanField(default=False)
+    trigger = models.CharField(max_length=32, default="api")
+    old_key_ids = models.JSONField(default=list)
+    new_key_id = models.PositiveBigIntegerField(null=True, blank=True)
+    # The new key, wrapped, from before it is activated: so the backup can hold it and a crash
+    # between backup and activation does not make a second key.
+    new_wrapped_key = models.BinaryField(null=True, editable=False)
+    new_key_fingerprint = models.CharField(max_length=16, blank=True, editable=False)
+    retired_key_ids = models.JSONField(default=list)
+    destroyed_key_ids = models.JSONField(default=list)
+    key_backup_path = models.CharField(max_length=1000, blank=True)
+    models_processed = models.PositiveIntegerField(default=0)
+    records_processed = models.PositiveBigIntegerField(default=0)
+    records_reencrypted = models.PositiveBigIntegerField(default=0)
+    failed_records = models.PositiveBigIntegerField(default=0)
+    # {"app_label.Model": {"cursor": ..., "pass": 1, "processed": n, "reencrypted": n, ...}}
+    progress = models.JSONField(default=dict)
+    census = models.JSONField(default=dict)
+    reason = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["status"],
+                condition=Q(status="running"),
+                name="data_encryption_one_running_rotation",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"rotation {self.pk} ({self.status}) started {self.started_at:%Y-%m-%d %H:%M}"
+
+    def __repr__(self) -> str:
+        return f"<RotationRun {self.pk} status={self.status} phase={self.phase}>"
+
+
+class RotationFailure(models.Model):
+    """A value a rotation could not decrypt: where it is and why, never the value itself."""
+
+    run = models.ForeignKey(RotationRun, on_delete=models.CASCADE, related_name="failures")
+    model = models.CharField(max_length=200)
+    pk_value = models.CharField(max_length=200)
+    field = models.CharField(max_length=200)
+    key_id = models.PositiveBigIntegerField(null=True, blank=True)
+    error = models.CharField(max_length=300)
+
+    class Meta:
+        ordering = ["model", "pk_value", "field"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "model", "pk_value", "field"], name="data_encryption_failure_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} pk={self.pk_value} field={self.field}: {self.error}"

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from cryptography.fernet import InvalidToken, MultiFernet
+from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
+from django.db import models
+from django.utils.module_loading import import_string
 
 from . import envelope
 from .conf import encryption_settings, register_cache
 from .exceptions import DecryptionError, KeyConfigurationError, PayloadExpired
 from .keys import parse_fernet_key
+from .rotation import Progress, Rotation, resolve_tables
 
 # Fernet refuses tokens stamped this far in the future (clock skew between hosts); so do we.
 _MAX_CLOCK_SKEW = 60
@@ -165,3 +171,108 @@ class EncryptionService:
                     "The payload token is stamped in the future; check the clocks of the hosts."
                 )
         return json.loads(data)
+
+
+class KeyRotationService:
+    """Rotates the data key and re-encrypts every configured field (see ``rotation``).
+
+    Subclass it and override ``_load_model_configurations`` to choose the models; name the
+    subclass in ``DATA_ENCRYPTION_SERVICE`` and the management command, the Celery task and
+    ``get_rotation_service()`` all use it.
+    """
+
+    def __init__(
+        self,
+        *,
+        using: str | None = None,
+        batch_size: int | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.using = using
+        self.batch_size = batch_size
+        self.progress = progress
+
+    def _load_model_configurations(self) -> list[tuple[type[models.Model], list[str]]]:
+        """``[(Model, ["field", ...]), ...]``: every model with encrypted fields, plus the raw
+        columns named in ``ENCRYPTION_KEY_ROTATION["MODELS"]`` (``{"app.Model": ["_ssn"]}``)."""
+        from .fields import EncryptedFieldMixin
+
+        found: dict[type[models.Model], list[str]] = {}
+        for model in apps.get_models():
+            names = [
+                model_field.name
+                for model_field in model._meta.local_concrete_fields
+                if isinstance(model_field, EncryptedFieldMixin)
+            ]
+            if names:
+                found[model] = names
+        listed = encryption_settings.rotation["MODELS"] or {}
+        for label, names in dict(listed).items():
+            try:
+                model = apps.get_model(label)
+            except (LookupError, ValueError):
+                raise ImproperlyConfigured(
+                    f"ENCRYPTION_KEY_ROTATION['MODELS'] names {label!r}, which is not an "
+                    "installed model. Use 'app_label.ModelName'."
+                ) from None
+            existing = found.setdefault(model, [])
+            existing.extend(name for name in names if name not in existing)
+        return list(found.items())
+
+    def rotate(
+        self,
+        *,
+        dry_run: bool = False,
+        models: Sequence[str] | None = None,
+        trigger: str = "api",
+    ) -> dict[str, Any]:
+        """Run a rotation now and return its report (see ``rotation.Rotation``).
+
+        ``models`` limits the run to some ``"app_label.Model"`` labels; such a run re-encrypts
+        but retires no key, since its census cannot see the other models.
+        """
+        configuration = self._load_model_configurations()
+        tables = resolve_tables(configuration)
+        full_scope = True
+        if models:
+            wanted = {label.lower() for label in models}
+            known = {table.label.lower() for table in tables}
+            unknown = sorted(wanted - known)
+            if unknown:
+                raise ImproperlyConfigured(
+                    f"No encrypted fields are configured on {', '.join(unknown)}. Configured: "
+                    f"{', '.join(sorted(table.label for table in tables)) or 'none'}."
+                )
+            tables = [table for table in tables if table.label.lower() in wanted]
+            full_scope = False
+        return Rotation(
+            tables,
+            using=self.using,
+            batch_size=self.batch_size,
+            dry_run=dry_run,
+            full_scope=full_scope,
+            progress=self.progress,
+            trigger=trigger,
+        ).run()
+
+    def rotate_encryption_key_monthly(self, **options: Any) -> dict[str, Any]:
+        """The contract's name for ``rotate``: rotates now (the schedule is checked by the
+        Celery task, not here)."""
+        return self.rotate(**options)
+
+
+def get_rotation_service_class() -> type[KeyRotationService]:
+    """The class named by ``DATA_ENCRYPTION_SERVICE`` (default ``KeyRotationService``)."""
+    path = encryption_settings.service_path
+    try:
+        service = import_string(path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"DATA_ENCRYPTION_SERVICE {path!r} does not import: {exc}."
+        ) from None
+    if not (isinstance(service, type) and issubclass(service, KeyRotationService)):
+        raise ImproperlyConfigured(
+            f"DATA_ENCRYPTION_SERVICE {path!r} is not a subclass of "
+            "data_encryption.services.KeyRotationService."
+        )
+    return service

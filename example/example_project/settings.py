@@ -50,6 +50,12 @@ ENCRYPTION_KEY_ROTATION = {
     "BACKUP_DIR": BASE_DIR / "common" / "backups" / "keys",
     "BACKUP_FILENAME_FORMAT": "encryption_key_{timestamp}.json",
     "KEY_ROTATION_SCHEDULE": "monthly",  # or "weekly" / "daily"
+    # The property pattern's raw column, so rotation re-encrypts it too (encrypted fields are
+    # found by themselves).
+    "MODELS": {"clinic.Customer": ["_ssn"]},
+    # How long a process may keep using a cached primary key. A rotation waits this long
+    # before walking rows; the default is 60 seconds, the demo has one process.
+    "KEY_CACHE_SECONDS": 1,
 }
 EMAIL_FROM_ALERTS = "alerts@yourdomain.com"
 EMAIL_SECURITY = "security@yourdomain.com"

@@ -1,0 +1,754 @@
+"""Rotation: the one service function behind the management command, the Celery task and the
+Python API (``KeyRotationService``), so all three behave the same.
+
+The protocol (DESIGN §4), each step resumable:
+
+1. **Lock.** At most one ``RotationRun`` is ``running`` (a partial unique index); that row is
+   the lock. A run whose holder died (its pid is gone on this host, or its heartbeat is older
+   than ``LOCK_TIMEOUT_SECONDS``) is taken over and resumed, never restarted.
+2. **Backup.** The new key is generated and wrapped first, stored on the run, then every key
+   (and the new one) is written to ``BACKUP_DIR`` and flushed, before anything changes.
+3. **Activate.** One transaction demotes the old primary and inserts the new key as primary.
+   Then the run waits ``KEY_CACHE_SECONDS``, so every process has dropped its cached primary
+   before rows are walked: values written from then on are already under the new key.
+4. **Re-encrypt.** Each table is walked by primary key in batches (keyset pagination, only the
+   pk and the encrypted columns). Values already under the new key are skipped. Each batch is
+   one transaction that writes with compare-and-swap (``WHERE pk = %s AND col = <old value>``,
+   so an application write made meanwhile wins), records undecryptable values (model, pk,
+   field; never the value) and advances the run's cursor.
+5. **Census.** A read-only pass counts values per key id from their headers. An old key is
+   retired only if no value is under it and no value failed; a retired key's material is
+   destroyed only after ``RETENTION_DAYS`` and a clean census.
+6. **Record.** The run row gets its end, status and counts; the report is returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import IntegrityError, connections, models, transaction
+from django.utils import timezone
+
+from .ciphers import AeadCipher
+from .conf import encryption_settings
+from .envelope import (
+    ASCII_PREFIX_V1,
+    FERNET_TEXT_PREFIX,
+    MAGIC,
+    open_value,
+    parse,
+    seal_with,
+)
+from .exceptions import DataEncryptionError, DecryptionError
+from .keys import (
+    PendingKey,
+    cipher_for,
+    create_data_key,
+    generate_wrapped_key,
+    key_database,
+    reset_key_ring,
+)
+from .models import DataKey, KeyState, RotationFailure, RotationRun, RunStatus, format_key_id
+
+logger = logging.getLogger("data_encryption.rotation")
+
+ModelConfiguration = Sequence[tuple[type[models.Model], Sequence[str]]]
+MAX_FAILURES_IN_REPORT = 100
+
+# Census labels for values that are not under a data key.
+NULL = "null"
+LEGACY = "legacy-fernet"
+UNENCRYPTED = "not-encrypted"
+
+
+class LockLost(DataEncryptionError):
+    """Another process took this run over (it judged this one dead); this one stops at once."""
+
+
+@dataclass
+class Table:
+    """One table to walk: its primary key and the encrypted columns to rewrite."""
+
+    label: str
+    table: str
+    pk_column: str
+    columns: list[tuple[str, str]]  # (field name, column name)
+
+    def __repr__(self) -> str:
+        return f"<Table {self.label}: {', '.join(name for name, _ in self.columns)}>"
+
+
+def resolve_tables(configuration: ModelConfiguration) -> list[Table]:
+    """Turn ``[(Model, ["field", ...]), ...]`` into tables, checking every name."""
+    tables: dict[str, Table] = {}
+    for model, names in configuration:
+        for name in names:
+            try:
+                model_field = model._meta.get_field(name)
+            except Exception:
+                raise ImproperlyConfigured(
+                    f"{model._meta.label} has no field {name!r} to rotate. Fix "
+                    "_load_model_configurations() or ENCRYPTION_KEY_ROTATION['MODELS']."
+                ) from None
+            if not getattr(model_field, "concrete", False) or model_field.is_relation:
+                raise ImproperlyConfigured(
+                    f"{model._meta.label}.{name} is not a column that can hold encrypted values."
+                )
+            owner = model_field.model._meta.concrete_model  # type: ignore[union-attr]
+            assert owner is not None
+            label = owner._meta.label
+            table = tables.setdefault(
+                label, Table(label, owner._meta.db_table, owner._meta.pk.column, [])
+            )
+            entry = (model_field.name, model_field.column)  # type: ignore[union-attr]
+            if entry not in table.columns:
+                table.columns.append(entry)
+    return list(tables.values())
+
+
+class Progress:
+    """Told how a rotation goes. Does nothing; the command's terminal progress bar overrides it."""
+
+    def phase(self, name: str, detail: str = "") -> None:
+        pass
+
+    def start_table(self, label: str, total: int, done: int) -> None:
+        pass
+
+    def advance(self, label: str, rows: int) -> None:
+        pass
+
+    def end_table(self, label: str) -> None:
+        pass
+
+
+@dataclass
+class Batch:
+    """What one batch of rows needs: the writes, the failures and the census of its values."""
+
+    rows: int = 0
+    last_pk: Any = None
+    updates: dict[str, list[tuple[Any, Any, Any]]] = field(default_factory=dict)
+    failures: list[tuple[Any, str, int | None, str]] = field(default_factory=list)
+    census: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    @property
+    def failed_rows(self) -> int:
+        return len({pk for pk, *_ in self.failures})
+
+    @property
+    def rewrites(self) -> int:
+        return sum(len(params) for params in self.updates.values())
+
+
+def value_key_label(raw: Any) -> str:
+    """The census label of a stored value, from its header alone: a key id, or a kind."""
+    if raw is None:
+        return NULL
+    if isinstance(raw, memoryview):
+        raw = bytes(raw)
+    if isinstance(raw, str):
+        if raw.startswith(ASCII_PREFIX_V1) and len(raw) > 12:
+            return raw[4:12]
+        raw = raw.encode("utf-8", "surrogatepass")
+    if raw[:3] == MAGIC and len(raw) >= 8:
+        return format_key_id(int.from_bytes(raw[4:8], "big"))
+    if raw[:6] == FERNET_TEXT_PREFIX:
+        return LEGACY
+    return UNENCRYPTED
+
+
+def examine_rows(
+    rows: Iterable[Sequence[Any]],
+    columns: Sequence[tuple[str, str]],
+    key_id: int | None,
+    cipher: AeadCipher | None,
+    *,
+    rewrite: bool,
+) -> Batch:
+    """Decide, row by row, what rotation does with each value (pure: no database access).
+
+    Values under ``key_id`` are counted and left. Others are decrypted; with ``rewrite`` they
+    are re-sealed under ``key_id`` in the form they were stored in (ASCII for text columns). A
+    value that does not decrypt becomes a failure and is left as it is.
+    """
+    batch = Batch()
+    target_label = format_key_id(key_id)
+    for row in rows:
+        pk = row[0]
+        batch.rows += 1
+        batch.last_pk = pk
+        for (name, column), raw in zip(columns, row[1:], strict=True):
+            if isinstance(raw, memoryview):
+                raw = bytes(raw)
+            label = value_key_label(raw)
+            if label in (NULL, target_label):
+                batch.census[(name, label)] += 1
+                continue
+            try:
+                plaintext = open_value(raw)
+            except DecryptionError as exc:
+                batch.failures.append((pk, name, exc.key_id, str(exc)[:300]))
+                batch.census[(name, label)] += 1
+                continue
+            if not rewrite or cipher is None or key_id is None:
+                batch.census[(name, label)] += 1
+                continue
+            sealed = seal_with(key_id, cipher, plaintext)
+            new: Any = parse(sealed).to_ascii() if isinstance(raw, str) else sealed
+            batch.updates.setdefault(column, []).append((new, pk, raw))
+            batch.census[(name, target_label)] += 1
+    return batch
+
+
+def _quote(connection: Any, name: str) -> str:
+    # Every identifier in our SQL comes from model metadata and goes through the backend's
+    # quoting; values always travel as parameters. (Hence the S608 waivers below.)
+    return connection.ops.quote_name(name)
+
+
+def read_rows(connection: Any, table: Table, after: Any, limit: int) -> list[tuple[Any, ...]]:
+    """One keyset page: the pk and the encrypted columns of up to ``limit`` rows after ``after``."""
+    quoted_pk = _quote(connection, table.pk_column)
+    columns = ", ".join(_quote(connection, column) for _, column in table.columns)
+    where = "" if after is None else f" WHERE {quoted_pk} > %s"
+    table_name = _quote(connection, table.table)
+    sql = f"SELECT {quoted_pk}, {columns} FROM {table_name}{where} ORDER BY {quoted_pk} LIMIT %s"  # noqa: S608
+    params = [limit] if after is None else [after, limit]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def write_rows(connection: Any, table: Table, batch: Batch) -> None:
+    """Compare-and-swap every rewrite: a row the application changed since it was read keeps
+    the application's value."""
+    quoted_table = _quote(connection, table.table)
+    quoted_pk = _quote(connection, table.pk_column)
+    with connection.cursor() as cursor:
+        for column, params in batch.updates.items():
+            quoted = _quote(connection, column)
+            cursor.executemany(
+                f"UPDATE {quoted_table} SET {quoted} = %s "  # noqa: S608
+                f"WHERE {quoted_pk} = %s AND {quoted} = %s",
+                params,
+            )
+
+
+def count_rows(connection: Any, table: Table) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {_quote(connection, table.table)}")  # noqa: S608
+        return int(cursor.fetchone()[0])
+
+
+def _jsonable_pk(pk: Any) -> Any:
+    return pk if isinstance(pk, (int, str)) else str(pk)
+
+
+def this_holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def holder_is_alive(holder: str, heartbeat_at: datetime, now: datetime) -> bool:
+    """Whether a run's holder may still be working. A process on this host is checked directly
+    (a killed rotation is taken over at once); elsewhere, by the age of its heartbeat."""
+    timeout = timedelta(seconds=float(encryption_settings.rotation["LOCK_TIMEOUT_SECONDS"]))
+    if now - heartbeat_at > timeout:
+        return False
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host == socket.gethostname() and pid_text.isdigit():
+        pid = int(pid_text)
+        if pid == os.getpid():
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    return True
+
+
+class Rotation:
+    """One rotation run over ``tables``. ``run()`` does the whole protocol and returns the report.
+
+    ``clock`` and ``sleep`` are parameters so tests need no clock mocks.
+    """
+
+    def __init__(
+        self,
+        tables: Sequence[Table],
+        *,
+        using: str | None = None,
+        batch_size: int | None = None,
+        dry_run: bool = False,
+        full_scope: bool = True,
+        progress: Progress | None = None,
+        trigger: str = "api",
+        clock: Callable[[], datetime] = timezone.now,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.tables = list(tables)
+        self.using = using or key_database()
+        self.batch_size = int(batch_size or encryption_settings.rotation["BATCH_SIZE"])
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1.")
+        self.dry_run = dry_run
+        self.full_scope = full_scope
+        self.progress = progress or Progress()
+        self.trigger = trigger
+        self.clock = clock
+        self.sleep = sleep
+        self.holder = this_holder()
+        self.resumed = False
+        self.connection = connections[self.using]
+
+    # -- the protocol ---------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        if self.dry_run:
+            return self._dry_run()
+        started = time.monotonic()
+        run = self._acquire()
+        if run is None:
+            return self._skipped_report("already_running")
+        try:
+            if run.phase == "backup":
+                self._backup(run)
+            if run.phase == "activate":
+                self._activate(run)
+            if run.phase == "wait":
+                self._wait(run)
+            if run.phase == "reencrypt":
+                for table in self.tables:
+                    self._reencrypt(run, table)
+                self._save(run, phase="census")
+            if run.phase == "census":
+                self._census_and_retire(run)
+            self._finish(run)
+        except LockLost:
+            logger.error("Rotation %s was taken over by another process; this one stopped.", run.pk)
+            run.status, run.reason = RunStatus.FAILED, "Taken over by another process."
+            return self._report(run, started)
+        except Exception as exc:
+            logger.exception("Rotation %s failed in phase %s.", run.pk, run.phase)
+            self._fail(run, exc)
+        return self._report(run, started)
+
+    def _acquire(self) -> RotationRun | None:
+        now = self.clock()
+        queryset = RotationRun.objects.using(self.using)
+        running = queryset.filter(status=RunStatus.RUNNING).first()
+        if running is not None:
+            if holder_is_alive(running.holder, running.heartbeat_at, now):
+                return None
+            taken = queryset.filter(
+                pk=running.pk, holder=running.holder, heartbeat_at=running.heartbeat_at
+            ).update(holder=self.holder, heartbeat_at=now)
+            if not taken:
+                return None  # another process took it over first
+            running.holder, running.heartbeat_at = self.holder, now
+            self.resumed = True
+            logger.warning(
+                "Resuming rotation %s (phase %s) left by a process that died.",
+                running.pk,
+                running.phase,
+            )
+            return running
+        try:
+            with transaction.atomic(using=self.using):
+                return queryset.create(
+                    started_at=now, heartbeat_at=now, holder=self.holder, trigger=self.trigger
+                )
+        except IntegrityError:
+            return None  # another process started one between our read and our insert
+
+    def _save(self, run: RotationRun, **changes: Any) -> None:
+        """Update the run row, only while this process still holds it; refresh the heartbeat."""
+        changes["heartbeat_at"] = self.clock()
+        updated = (
+            RotationRun.objects.using(self.using)
+            .filter(pk=run.pk, holder=self.holder, status=RunStatus.RUNNING)
+            .update(**changes)
+        )
+        if not updated:
+            raise LockLost(f"Rotation {run.pk} is no longer held by this process.")
+        for name, value in changes.items():
+            setattr(run, name, value)
+
+    def _backup(self, run: RotationRun) -> None:
+        if run.new_key_id is None:
+            pending = generate_wrapped_key(self.using)
+            old_ids = list(
+                DataKey.objects.using(self.using)
+                .exclude(state=KeyState.DESTROYED)
+                .values_list("key_id", flat=True)
+            )
+            self._save(
+                run,
+                new_key_id=pending.key_id,
+                new_wrapped_key=pending.wrapped_key,
+                new_key_fingerprint=pending.master_key_fingerprint,
+                old_key_ids=old_ids,
+            )
+        self.progress.phase("backup", "writing the key backup")
+        from .backups import write_backup
+
+        path = write_backup(now=self.clock(), pending=self._pending(run), using=self.using)
+        self._save(run, key_backup_path=str(path), phase="activate")
+        logger.info("Rotation %s: key backup written to %s.", run.pk, path)
+
+    def _pending(self, run: RotationRun) -> PendingKey:
+        assert run.new_key_id is not None and run.new_wrapped_key is not None
+        return PendingKey(run.new_key_id, bytes(run.new_wrapped_key), run.new_key_fingerprint)
+
+    def _activate(self, run: RotationRun) -> None:
+        self.progress.phase("activate", f"new primary key {format_key_id(run.new_key_id)}")
+        now = self.clock()
+        with transaction.atomic(using=self.using):
+            keys = DataKey.objects.using(self.using)
+            if not keys.filter(key_id=run.new_key_id).exists():
+                keys.filter(state=KeyState.PRIMARY).update(
+                    state=KeyState.DECRYPT_ONLY, decrypt_only_since=now
+                )
+                create_data_key(
+                    self.using, state=KeyState.PRIMARY, now=now, pending=self._pending(run)
+                )
+            self._save(run, phase="wait")
+        reset_key_ring()
+        logger.info("Rotation %s: data key %s is primary.", run.pk, format_key_id(run.new_key_id))
+
+    def _wait(self, run: RotationRun) -> None:
+        """Let every process's cached key ring expire, so no one still encrypts with the old key
+        while rows are walked."""
+        primary = DataKey.objects.using(self.using).get(key_id=run.new_key_id)
+        since = primary.primary_since or primary.created_at
+        until = since + timedelta(seconds=encryption_settings.key_cache_seconds)
+        while (remaining := (until - self.clock()).total_seconds()) > 0:
+            self.progress.phase(
+                "wait", f"{remaining:.0f}s for other processes to pick up the new key"
+            )
+            self.sleep(min(remaining, 5.0))
+            self._save(run)
+        self._save(run, phase="reencrypt")
+
+    def _reencrypt(self, run: RotationRun, table: Table) -> None:
+        state = dict(run.progress.get(table.label) or {})
+        if state.get("done"):
+            return
+        state.setdefault("cursor", None)
+        for name in ("rows", "reencrypted", "failed"):
+            state.setdefault(name, 0)
+        assert run.new_key_id is not None
+        cipher = cipher_for(run.new_key_id)
+        self.progress.start_table(table.label, count_rows(self.connection, table), state["rows"])
+        while True:
+            rows = read_rows(self.connection, table, state["cursor"], self.batch_size)
+            if not rows:
+                state["done"] = True
+                self._save(run, progress={**run.progress, table.label: state})
+                break
+            batch = examine_rows(rows, table.columns, run.new_key_id, cipher, rewrite=True)
+            state["cursor"] = _jsonable_pk(batch.last_pk)
+            state["rows"] += batch.rows
+            state["reencrypted"] += batch.rewrites
+            state["failed"] += batch.failed_rows
+            with transaction.atomic(using=self.using):
+                write_rows(self.connection, table, batch)
+                self._record_failures(run, table, batch)
+                self._save(
+                    run,
+                    progress={**run.progress, table.label: state},
+                    records_processed=run.records_processed + batch.rows,
+                    records_reencrypted=run.records_reencrypted + batch.rewrites,
+                    failed_records=run.failed_records + batch.failed_rows,
+                )
+            self.progress.advance(table.label, batch.rows)
+        self.progress.end_table(table.label)
+
+    def _record_failures(self, run: RotationRun, table: Table, batch: Batch) -> None:
+        if not batch.failures:
+            return
+        RotationFailure.objects.using(self.using).bulk_create(
+            [
+                RotationFailure(
+                    run=run,
+                    model=table.label,
+                    pk_value=str(pk),
+                    field=name,
+                    key_id=key_id,
+                    error=error,
+                )
+                for pk, name, key_id, error in batch.failures
+            ],
+            ignore_conflicts=True,
+        )
+        for pk, name, key_id, _error in batch.failures:
+            logger.error(
+                "Rotation %s: %s pk=%s field %s could not be decrypted (key %s); left as it was.",
+                run.pk,
+                table.label,
+                pk,
+                name,
+                format_key_id(key_id),
+            )
+
+    def census(self, *, primary_id: int | None = None) -> dict[str, dict[str, dict[str, int]]]:
+        """Values per key per model and field, from headers only (read-only, no decryption)."""
+        result: dict[str, dict[str, dict[str, int]]] = {}
+        for table in self.tables:
+            self.progress.phase("census", table.label)
+            counts: Counter[tuple[str, str]] = Counter()
+            after = None
+            while rows := read_rows(self.connection, table, after, self.batch_size):
+                after = rows[-1][0]
+                for row in rows:
+                    for (name, _column), raw in zip(table.columns, row[1:], strict=True):
+                        counts[(name, value_key_label(raw))] += 1
+            per_field: dict[str, dict[str, int]] = {name: {} for name, _ in table.columns}
+            for (name, label), count in sorted(counts.items()):
+                per_field[name][label] = count
+            result[table.label] = per_field
+        return result
+
+    def _census_and_retire(self, run: RotationRun) -> None:
+        census = self.census()
+        totals = census_totals(census)
+        now = self.clock()
+        retention = timedelta(days=float(encryption_settings.rotation["RETENTION_DAYS"]))
+        retired, destroyed, notes = list(run.retired_key_ids), list(run.destroyed_key_ids), []
+        blocked = self._retirement_blocker(run, totals)
+        with transaction.atomic(using=self.using):
+            keys = DataKey.objects.using(self.using).select_for_update()
+            for key in keys.exclude(state__in=[KeyState.PRIMARY, KeyState.DESTROYED]):
+                in_use = totals.get(key.hex_id, 0)
+                if blocked or in_use:
+                    notes.append(
+                        f"key {key.hex_id} stays {key.state}: "
+                        + (blocked or f"{in_use} values are still under it")
+                    )
+                    continue
+                if key.state == KeyState.DECRYPT_ONLY:
+                    key.state, key.retired_at = KeyState.RETIRED, now
+                    key.save(using=self.using, update_fields=["state", "retired_at"])
+                    retired.append(key.key_id)
+                elif key.retired_at is not None and now - key.retired_at >= retention:
+                    key.state, key.destroyed_at, key.wrapped_key = KeyState.DESTROYED, now, None
+                    key.save(
+                        using=self.using, update_fields=["state", "destroyed_at", "wrapped_key"]
+                    )
+                    destroyed.append(key.key_id)
+            if totals.get(LEGACY):
+                notes.append(f"{totals[LEGACY]} legacy Fernet values remain")
+            if totals.get(UNENCRYPTED):
+                notes.append(f"{totals[UNENCRYPTED]} values are not encrypted")
+            self._save(
+                run,
+                census=census,
+                retired_key_ids=retired,
+                destroyed_key_ids=destroyed,
+                reason="; ".join(notes),
+                phase="done",
+                models_processed=len(self.tables),
+            )
+        reset_key_ring()
+
+    def _retirement_blocker(self, run: RotationRun, totals: dict[str, int]) -> str:
+        if run.failed_records:
+            return f"{run.failed_records} rows could not be decrypted"
+        if not self.full_scope:
+            return "the run was limited to some models, so the census is incomplete"
+        return ""
+
+    def _finish(self, run: RotationRun) -> None:
+        status = RunStatus.FAILED if run.failed_records else RunStatus.COMPLETED
+        self._save(run, status=status, finished_at=self.clock())
+        logger.info(
+            "Rotation %s %s: %s records, %s re-encrypted, %s failed.",
+            run.pk,
+            status,
+            run.records_processed,
+            run.records_reencrypted,
+            run.failed_records,
+        )
+
+    def _fail(self, run: RotationRun, exc: BaseException) -> None:
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        # Our own exceptions never carry key material or plaintext; others are named only.
+        if not isinstance(exc, (DataEncryptionError, ImproperlyConfigured, OSError)):
+            reason = f"{type(exc).__name__} (see the log for the traceback)"
+        RotationRun.objects.using(self.using).filter(pk=run.pk, holder=self.holder).update(
+            status=RunStatus.FAILED, finished_at=self.clock(), reason=reason
+        )
+        run.status, run.finished_at, run.reason = RunStatus.FAILED, self.clock(), reason
+
+    # -- reports --------------------------------------------------------------------------------
+
+    def _report(self, run: RotationRun, started: float) -> dict[str, Any]:
+        failures = list(
+            RotationFailure.objects.using(self.using)
+            .filter(run_id=run.pk)
+            .values("model", "pk_value", "field", "key_id", "error")[:MAX_FAILURES_IN_REPORT]
+        )
+        finished = run.finished_at or self.clock()
+        return {
+            "status": run.status,
+            "timestamp": finished.isoformat(),
+            "models_processed": run.models_processed or len(self.tables),
+            "records_processed": run.records_processed,
+            "failed_records": run.failed_records,
+            "key_backup_path": run.key_backup_path,
+            "run_id": run.pk,
+            "dry_run": False,
+            "resumed": self.resumed,
+            "started_at": run.started_at.isoformat(),
+            "duration_seconds": round(time.monotonic() - started, 3),
+            "records_reencrypted": run.records_reencrypted,
+            "new_key_id": format_key_id(run.new_key_id) if run.new_key_id else None,
+            "old_key_ids": [format_key_id(key_id) for key_id in run.old_key_ids],
+            "retired_key_ids": [format_key_id(key_id) for key_id in run.retired_key_ids],
+            "destroyed_key_ids": [format_key_id(key_id) for key_id in run.destroyed_key_ids],
+            "models": {
+                label: {name: state.get(name, 0) for name in ("rows", "reencrypted", "failed")}
+                for label, state in run.progress.items()
+            },
+            "census": run.census,
+            "failures": [
+                {
+                    "model": failure["model"],
+                    "pk": failure["pk_value"],
+                    "field": failure["field"],
+                    "key_id": format_key_id(failure["key_id"]) if failure["key_id"] else None,
+                    "error": failure["error"],
+                }
+                for failure in failures
+            ],
+            "reason": run.reason,
+        }
+
+    def _skipped_report(self, reason: str) -> dict[str, Any]:
+        running = RotationRun.objects.using(self.using).filter(status=RunStatus.RUNNING).first()
+        detail = (
+            f"rotation {running.pk} is already running (held by {running.holder}, last "
+            f"heartbeat {running.heartbeat_at.isoformat()})"
+            if running
+            else "another rotation started at the same moment"
+        )
+        return {
+            "status": RunStatus.SKIPPED,
+            "timestamp": self.clock().isoformat(),
+            "models_processed": 0,
+            "records_processed": 0,
+            "failed_records": 0,
+            "key_backup_path": "",
+            "run_id": running.pk if running else None,
+            "dry_run": self.dry_run,
+            "skipped": reason,
+            "reason": detail,
+        }
+
+    def _dry_run(self) -> dict[str, Any]:
+        """The same reads and decryptions as a real run; nothing is written, no key is made."""
+        started = time.monotonic()
+        primary = DataKey.objects.using(self.using).filter(state=KeyState.PRIMARY).first()
+        old_ids = list(
+            DataKey.objects.using(self.using)
+            .exclude(state=KeyState.DESTROYED)
+            .values_list("key_id", flat=True)
+        )
+        census: dict[str, dict[str, dict[str, int]]] = {}
+        models_report, failures = {}, []
+        records = rewrites = failed = 0
+        for table in self.tables:
+            self.progress.start_table(table.label, count_rows(self.connection, table), 0)
+            counts: Counter[tuple[str, str]] = Counter()
+            after, table_rows, table_rewrites, table_failed = None, 0, 0, 0
+            while rows := read_rows(self.connection, table, after, self.batch_size):
+                # No new key exists yet: every value would be rewritten, so every one is opened.
+                batch = examine_rows(rows, table.columns, None, None, rewrite=False)
+                after = batch.last_pk
+                counts.update(batch.census)
+                table_rows += batch.rows
+                table_failed += batch.failed_rows
+                table_rewrites += sum(
+                    count for (_, label), count in batch.census.items() if label != NULL
+                ) - len(batch.failures)
+                failures += [
+                    {
+                        "model": table.label,
+                        "pk": str(pk),
+                        "field": name,
+                        "key_id": format_key_id(key_id) if key_id else None,
+                        "error": error,
+                    }
+                    for pk, name, key_id, error in batch.failures
+                ]
+                self.progress.advance(table.label, batch.rows)
+            self.progress.end_table(table.label)
+            per_field: dict[str, dict[str, int]] = {name: {} for name, _ in table.columns}
+            for (name, label), count in sorted(counts.items()):
+                per_field[name][label] = count
+            census[table.label] = per_field
+            models_report[table.label] = {
+                "rows": table_rows,
+                "reencrypted": table_rewrites,
+                "failed": table_failed,
+            }
+            records, rewrites, failed = (
+                records + table_rows,
+                rewrites + table_rewrites,
+                (failed + table_failed),
+            )
+        would_retire = (
+            []
+            if failed or not self.full_scope
+            else [
+                format_key_id(key_id) for key_id in old_ids if primary and key_id != primary.key_id
+            ]
+        )
+        now = self.clock()
+        return {
+            "status": RunStatus.FAILED if failed else RunStatus.COMPLETED,
+            "timestamp": now.isoformat(),
+            "models_processed": len(self.tables),
+            "records_processed": records,
+            "failed_records": failed,
+            "key_backup_path": "",
+            "run_id": None,
+            "dry_run": True,
+            "resumed": False,
+            "started_at": now.isoformat(),
+            "duration_seconds": round(time.monotonic() - started, 3),
+            "records_reencrypted": rewrites,
+            "new_key_id": None,
+            "old_key_ids": [format_key_id(key_id) for key_id in old_ids],
+            "retired_key_ids": would_retire,
+            "destroyed_key_ids": [],
+            "models": models_report,
+            "census": census,
+            "failures": failures[:MAX_FAILURES_IN_REPORT],
+            "reason": (
+                f"dry run: {failed} rows could not be decrypted; no key would be retired"
+                if failed
+                else "dry run: nothing was written"
+            ),
+        }
+
+
+def census_totals(census: dict[str, dict[str, dict[str, int]]]) -> dict[str, int]:
+    totals: Counter[str] = Counter()
+    for fields in census.values():
+        for labels in fields.values():
+            totals.update(labels)
+    return dict(totals)
