@@ -166,15 +166,14 @@ class Command(BaseCommand):
         if report.get("resumed"):
             write(style.WARNING("  Resumed a rotation that a dead process had left running."))
         write(f"  new primary key:    {report.get('new_key_id') or '(none: dry run)'}")
-        retired_label = "would retire" if report.get("dry_run") else "retired keys"
-        write(
-            f"  {retired_label + ':':<19} {', '.join(report.get('retired_key_ids') or []) or 'none'}"
-        )
+        retired_label = "would retire:" if report.get("dry_run") else "retired keys:"
+        retired = ", ".join(report.get("retired_key_ids") or []) or "none"
+        write(f"  {retired_label:<19} {retired}")
         if report.get("destroyed_key_ids"):
             write(f"  destroyed keys:     {', '.join(report['destroyed_key_ids'])}")
         write(f"  models processed:   {report['models_processed']}")
         write(f"  records processed:  {report['records_processed']:,}")
-        verb = "would re-encrypt" if report.get("dry_run") else "values re-encrypted"
+        verb = "would re-encrypt" if report.get("dry_run") else "re-encrypted"
         write(f"  {verb + ':':<19} {report.get('records_reencrypted', 0):,}")
         failed = report["failed_records"]
         write((style.ERROR if failed else str)(f"  failed records:     {failed:,}"))
