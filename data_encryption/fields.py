@@ -9,6 +9,10 @@ ciphertext in the database.
 The database cannot compare ciphertext, so the only lookup allowed is ``isnull`` (and ``=None``);
 any other raises ``EncryptedLookupError`` (a ``FieldError``) instead of silently matching
 nothing. ``unique``, ``db_index`` and ``primary_key`` are refused for the same reason.
+
+An expression written to an encrypted column must yield ciphertext (``F()`` of an encrypted
+field, ``Value(x, output_field=<encrypted field>)``); any other, and ``db_default``, is refused,
+because the database would store its result unencrypted.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ import json
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.core import checks, exceptions
 from django.db import models
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.backends.utils import format_number
 from django.db.models import lookups
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
@@ -35,6 +41,12 @@ _REFUSED_OPTIONS = {
     "unique": "unique",
     "db_index": "indexed (db_index=True)",
 }
+
+_INDEX_HINT = "An index on ciphertext cannot serve any query; remove it."
+_UNIQUE_HINT = (
+    "Ciphertext differs on every save, so uniqueness over it enforces nothing; remove the field "
+    "from it, or make a keyed hash of the value in a separate field unique."
+)
 
 
 class _EncryptedExact(lookups.Exact):
@@ -60,7 +72,9 @@ class EncryptedFieldMixin(models.Field):
     """Turns a Django field into its encrypted counterpart. Subclasses say how their Python value
     becomes bytes (``to_plaintext``) and back (``from_plaintext``)."""
 
-    def contribute_to_class(self, cls: type[models.Model], name: str, **kwargs: Any) -> None:
+    def contribute_to_class(
+        self, cls: type[models.Model], name: str, private_only: bool = False, **kwargs: Any
+    ) -> None:
         for option, described in _REFUSED_OPTIONS.items():
             if getattr(self, option, False):
                 raise exceptions.ImproperlyConfigured(
@@ -68,7 +82,15 @@ class EncryptedFieldMixin(models.Field):
                     "database holds only ciphertext, which differs on every save. Remove "
                     f"{option}=True, or keep a keyed hash of the value in a separate field."
                 )
-        super().contribute_to_class(cls, name, **kwargs)
+        # Django 5.0+: a default the database computes (Now(), a literal in the DDL) would be
+        # written unencrypted, or as one fixed ciphertext no rotation can reach.
+        if getattr(self, "db_default", models.NOT_PROVIDED) is not models.NOT_PROVIDED:
+            raise exceptions.ImproperlyConfigured(
+                f"{cls.__name__}.{name}: an encrypted field cannot have a db_default; the "
+                "database would write it without encrypting it. Use default= instead, which "
+                "is encrypted on save."
+            )
+        super().contribute_to_class(cls, name, private_only=private_only, **kwargs)
 
     def get_internal_type(self) -> str:
         # The column holds the binary envelope, whatever the Python type. This also keeps the
@@ -93,8 +115,27 @@ class EncryptedFieldMixin(models.Field):
         return connection.Database.Binary(seal(self.to_plaintext(value)))
 
     def get_db_prep_save(self, value: Any, connection: Any) -> Any:
+        # The SQL compilers hand resolved expressions here too (the Case of bulk_update, an F() in
+        # update()): they compile to SQL themselves and must not be stringified and encrypted.
+        if hasattr(value, "as_sql"):
+            self._check_expression_writes_ciphertext(value)
+            return value
         # DecimalField and others format for their own column type here; ours is binary.
         return self.get_db_prep_value(value, connection=connection, prepared=False)
+
+    def _check_expression_writes_ciphertext(self, expression: Any) -> None:
+        """Refuse an expression whose SQL would write anything but ciphertext or NULL
+        (``F("name")``, ``Value("x")``, ``F("visits") + 1``, ``Cast(Value("x"), ...)``): the
+        database would store its result as is."""
+        plain = _plaintext_part(expression)
+        if plain is not None:
+            # The expression's repr is left out: it may hold the plaintext.
+            raise exceptions.FieldError(
+                f"{self.model.__name__}.{self.name} is encrypted, so it cannot be set to an "
+                f"expression that yields {plain}: the database would store the result "
+                "unencrypted. Assign a Python value, or an expression whose output_field is an "
+                "encrypted field, such as Value(value, output_field=...)."
+            )
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         if value is None:
@@ -122,17 +163,61 @@ class EncryptedFieldMixin(models.Field):
         errors = super().check(**kwargs)
         model = getattr(self, "model", None)
         if model is not None:
-            for index in model._meta.indexes:
-                if self.name in index.fields:
-                    errors.append(
-                        checks.Error(
-                            f"Index '{index.name}' includes encrypted field '{self.name}'.",
-                            hint="An index on ciphertext cannot serve any query; remove it.",
-                            obj=self,
-                            id="data_encryption.E013",
-                        )
-                    )
+            errors.extend(self._index_errors(model._meta))
         return errors
+
+    def _index_errors(self, opts: Any) -> list[checks.CheckMessage]:
+        # Unique constraints are indexes too, and worse: validate_unique() would query this
+        # field with '=' and raise EncryptedLookupError from full_clean().
+        found = [
+            (f"Index '{index.name}'", _INDEX_HINT)
+            for index in opts.indexes
+            if self.name in {name for name, _order in index.fields_orders}
+        ]
+        found += [
+            (f"Unique constraint '{constraint.name}'", _UNIQUE_HINT)
+            for constraint in opts.constraints
+            if isinstance(constraint, models.UniqueConstraint) and self.name in constraint.fields
+        ]
+        found += [
+            (f"unique_together {tuple(together)!r}", _UNIQUE_HINT)
+            for together in opts.unique_together
+            if self.name in together
+        ]
+        return [
+            checks.Error(
+                f"{what} includes encrypted field '{self.name}'.",
+                hint=hint,
+                obj=self,
+                id="data_encryption.E013",
+            )
+            for what, hint in found
+        ]
+
+
+def _plaintext_part(expression: Any) -> str | None:
+    """Describe the part of a resolved expression that would write something other than this
+    app's ciphertext or NULL; ``None`` when there is none.
+
+    A ``Value`` whose output field is encrypted encrypts itself and a column of an encrypted
+    field holds ciphertext; any other expression (``Cast``, ``Case``, ``Coalesce``...) yields
+    ciphertext only if its output field is encrypted and each of its parts yields ciphertext.
+    """
+    if isinstance(expression, models.Value) and expression.value is None:
+        return None
+    if isinstance(expression, models.When):  # its condition is not written, only its result
+        return _plaintext_part(expression.result)
+    try:
+        output = expression.output_field
+    except exceptions.FieldError:
+        return "a value of unknown type"
+    if not isinstance(output, EncryptedFieldMixin):
+        return f"a plain {type(output).__name__}"
+    for source in expression.get_source_expressions():
+        plain = None if source is None else _plaintext_part(source)
+        if plain is not None:
+            return plain
+    return None
 
 
 class EncryptedTextField(EncryptedFieldMixin, models.TextField):
@@ -168,7 +253,7 @@ class _EncryptedIntegerMixin(EncryptedFieldMixin):
         low, high = BaseDatabaseOperations.integer_field_ranges[self.range_of]
         return [
             *self.default_validators,
-            *self._validators,
+            *self._validators,  # type: ignore[attr-defined]  # Field's own, absent from stubs
             validators.MinValueValidator(low),
             validators.MaxValueValidator(high),
         ]
@@ -191,7 +276,16 @@ class EncryptedDecimalField(EncryptedFieldMixin, models.DecimalField):
     """Encrypted ``DecimalField``; stored quantized to ``decimal_places`` like the plain field."""
 
     def to_plaintext(self, value: Any) -> bytes:
-        return format_number(value, self.max_digits, self.decimal_places).encode("ascii")
+        try:
+            text = format_number(value, self.max_digits, self.decimal_places)
+        except decimal.InvalidOperation:
+            raise ValueError(
+                f"{self.model.__name__}.{self.name} holds at most {self.max_digits} digits, "
+                f"{self.decimal_places} of them after the decimal point; this value has more "
+                "before it. Validate with full_clean() or make the field wider."
+            ) from None
+        assert text is not None  # format_number maps only None to None
+        return text.encode("ascii")
 
     def from_plaintext(self, plaintext: bytes) -> decimal.Decimal:
         return decimal.Decimal(plaintext.decode("ascii"))
@@ -231,15 +325,26 @@ class EncryptedDateField(EncryptedFieldMixin, models.DateField):
 
 class EncryptedDateTimeField(EncryptedFieldMixin, models.DateTimeField):
     """Encrypted ``DateTimeField`` (ISO 8601). With ``USE_TZ``, stored and returned in UTC,
-    as the plain field does."""
+    as the plain field does; without it, naive wall-clock times in ``TIME_ZONE``. A value written
+    under the other setting is converted on read, so turning ``USE_TZ`` on needs no migration."""
 
     def to_plaintext(self, value: Any) -> bytes:
-        if value.tzinfo is not None:
-            value = value.astimezone(datetime.timezone.utc)
+        if timezone.is_aware(value):
+            if settings.USE_TZ:
+                value = value.astimezone(datetime.timezone.utc)
+            else:  # wall-clock time in TIME_ZONE, as PostgreSQL stores it for the plain field
+                value = timezone.make_naive(value, timezone.get_default_timezone())
         return value.isoformat().encode("ascii")
 
     def from_plaintext(self, plaintext: bytes) -> datetime.datetime:
-        return datetime.datetime.fromisoformat(plaintext.decode("ascii"))
+        value = datetime.datetime.fromisoformat(plaintext.decode("ascii"))
+        if settings.USE_TZ and timezone.is_naive(value):
+            # Written while USE_TZ was False: a wall-clock time in TIME_ZONE.
+            value = timezone.make_aware(value, timezone.get_default_timezone())
+            value = value.astimezone(datetime.timezone.utc)
+        elif not settings.USE_TZ and timezone.is_aware(value):
+            value = timezone.make_naive(value, timezone.get_default_timezone())
+        return value
 
 
 class EncryptedJSONField(EncryptedFieldMixin, models.Field):
