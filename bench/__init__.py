@@ -1,0 +1,1 @@
+"""Benchmarks for django-data-encryption: ``python -m bench.run`` (see docs/benchmarks.md)."""

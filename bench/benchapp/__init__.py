@@ -1,0 +1,1 @@
+"""The benchmarks' models: one shape of row, stored plain, with our fields, and with Fernet's."""
