@@ -1,8 +1,8 @@
 """Django settings for the benchmarks: SQLite in a temporary file, keys made at import.
 
-``bench.run`` points ``BENCH_SQLITE_PATH`` at a temporary directory it deletes afterwards; without
-it, a fresh temporary directory is made here. No key is written down anywhere: every run
-generates its own.
+``bench.run`` points ``BENCH_SQLITE_PATH`` at a temporary directory it deletes afterwards; other
+users of these settings (``django-admin --settings=bench.settings``, mypy) get a file in the
+system's temporary directory. No key is written down anywhere: every run generates its own.
 """
 
 import os
@@ -29,7 +29,7 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("BENCH_SQLITE_PATH")
-        or os.path.join(tempfile.mkdtemp(prefix="data-encryption-bench-"), "bench.sqlite3"),
+        or os.path.join(tempfile.gettempdir(), "data_encryption_bench.sqlite3"),
     }
 }
 
