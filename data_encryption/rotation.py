@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, connections, models, transaction
+from django.db import DatabaseError, IntegrityError, connections, models, transaction
 from django.utils import timezone
 
 from .ciphers import AeadCipher
@@ -100,17 +100,17 @@ def resolve_tables(configuration: ModelConfiguration) -> list[Table]:
                     f"{model._meta.label} has no field {name!r} to rotate. Fix "
                     "_load_model_configurations() or ENCRYPTION_KEY_ROTATION['MODELS']."
                 ) from None
-            if not getattr(model_field, "concrete", False) or model_field.is_relation:
+            if not isinstance(model_field, models.Field) or model_field.is_relation:
                 raise ImproperlyConfigured(
                     f"{model._meta.label}.{name} is not a column that can hold encrypted values."
                 )
-            owner = model_field.model._meta.concrete_model  # type: ignore[union-attr]
-            assert owner is not None
+            owner = model_field.model._meta.concrete_model
+            assert owner is not None and model_field.column is not None
             label = owner._meta.label
             table = tables.setdefault(
                 label, Table(label, owner._meta.db_table, owner._meta.pk.column, [])
             )
-            entry = (model_field.name, model_field.column)  # type: ignore[union-attr]
+            entry = (model_field.name, model_field.column)
             if entry not in table.columns:
                 table.columns.append(entry)
     return list(tables.values())
@@ -417,6 +417,7 @@ class Rotation:
         self.progress.phase("activate", f"new primary key {format_key_id(run.new_key_id)}")
         now = self.clock()
         with transaction.atomic(using=self.using):
+            self._save(run)  # write first: SQLite then takes its write lock up front
             keys = DataKey.objects.using(self.using)
             if not keys.filter(key_id=run.new_key_id).exists():
                 keys.filter(state=KeyState.PRIMARY).update(
@@ -530,6 +531,7 @@ class Rotation:
         retired, destroyed, notes = list(run.retired_key_ids), list(run.destroyed_key_ids), []
         blocked = self._retirement_blocker(run, totals)
         with transaction.atomic(using=self.using):
+            self._save(run)  # write first: SQLite then takes its write lock up front
             keys = DataKey.objects.using(self.using).select_for_update()
             for key in keys.exclude(state__in=[KeyState.PRIMARY, KeyState.DESTROYED]):
                 in_use = totals.get(key.hex_id, 0)
@@ -585,8 +587,9 @@ class Rotation:
 
     def _fail(self, run: RotationRun, exc: BaseException) -> None:
         reason = f"{type(exc).__name__}: {exc}"[:2000]
-        # Our own exceptions never carry key material or plaintext; others are named only.
-        if not isinstance(exc, (DataEncryptionError, ImproperlyConfigured, OSError)):
+        # Our own exceptions never carry key material or plaintext, nor do database errors
+        # (parameters are not in their messages); anything else is named only.
+        if not isinstance(exc, (DataEncryptionError, ImproperlyConfigured, OSError, DatabaseError)):
             reason = f"{type(exc).__name__} (see the log for the traceback)"
         RotationRun.objects.using(self.using).filter(pk=run.pk, holder=self.holder).update(
             status=RunStatus.FAILED, finished_at=self.clock(), reason=reason

@@ -20,12 +20,26 @@ DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
 
-DB_ENCRYPTION_KEY = Fernet.generate_key().decode()
-PAYLOAD_ENCRYPTION_KEY = Fernet.generate_key().decode()
+# Generated once per run and put in the environment, so that the processes a test starts (a
+# rotation to kill, a concurrent writer) share the keys and the backup directory.
+DB_ENCRYPTION_KEY = os.environ.setdefault(
+    "DATA_ENCRYPTION_TEST_DB_KEY", Fernet.generate_key().decode()
+)
+PAYLOAD_ENCRYPTION_KEY = os.environ.setdefault(
+    "DATA_ENCRYPTION_TEST_PAYLOAD_KEY", Fernet.generate_key().decode()
+)
 ENCRYPTION_KEY_ROTATION = {
-    "BACKUP_DIR": Path(tempfile.mkdtemp(prefix="data-encryption-test-backups-")),
+    "BACKUP_DIR": Path(
+        os.environ.setdefault(
+            "DATA_ENCRYPTION_TEST_BACKUP_DIR",
+            tempfile.mkdtemp(prefix="data-encryption-test-backups-"),
+        )
+    ),
     "BACKUP_FILENAME_FORMAT": "encryption_key_{timestamp}.json",
     "KEY_ROTATION_SCHEDULE": "monthly",
+    "MODELS": {"data_encryption_tests.Customer": ["_ssn"]},
+    # Short, so rotations in tests wait little for other processes' key rings.
+    "KEY_CACHE_SECONDS": 0.5,
 }
 EMAIL_FROM_ALERTS = "alerts@example.com"
 EMAIL_SECURITY = "security@example.com"
@@ -40,11 +54,14 @@ INSTALLED_APPS = [
     "data_encryption.tests.testapp",
 ]
 
+# A process started by a test connects to that test's database directly.
+_CHILD_DB = os.environ.get("DATA_ENCRYPTION_TEST_CHILD_DB")
+
 if os.environ.get("DATA_ENCRYPTION_TEST_DB") == "postgres":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": os.environ.get("PGDATABASE", "postgres"),
+            "NAME": _CHILD_DB or os.environ.get("PGDATABASE", "postgres"),
             "USER": os.environ.get("PGUSER", "postgres"),
             "HOST": os.environ.get("PGHOST", ""),
             "PORT": os.environ.get("PGPORT", ""),
@@ -54,8 +71,14 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.path.join(tempfile.gettempdir(), "data_encryption_tests.sqlite3"),
-            "TEST": {"NAME": None},  # in memory
+            "NAME": _CHILD_DB or os.path.join(tempfile.gettempdir(), "data_encryption_tests.db"),
+            # A file, not memory: the processes that tests start must see the same database.
+            "TEST": {
+                "NAME": os.path.join(
+                    tempfile.gettempdir(), f"data_encryption_test_{os.getpid()}.sqlite3"
+                )
+            },
+            "OPTIONS": {"timeout": 30},
         }
     }
 

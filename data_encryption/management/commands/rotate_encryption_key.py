@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, TextIO
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import (
+    BaseCommand,
+    CommandError,
+    CommandParser,
+    OutputWrapper,
+)
 from django.db import DEFAULT_DB_ALIAS
 
 from data_encryption.models import DataKey, KeyState
@@ -19,7 +24,7 @@ class TerminalProgress(Progress):
 
     WIDTH = 30
 
-    def __init__(self, stream: TextIO, is_terminal: bool, verbosity: int) -> None:
+    def __init__(self, stream: OutputWrapper, is_terminal: bool, verbosity: int) -> None:
         self.stream, self.is_terminal, self.verbosity = stream, is_terminal, verbosity
         self.total = self.done = self.started_with = 0
         self.started = self.last_draw = 0.0
@@ -47,7 +52,7 @@ class TerminalProgress(Progress):
             return
         if self.is_terminal:
             self._draw(time.monotonic())
-            self.stream.write("\n")
+            self.stream.write("")  # OutputWrapper ends the bar's line
         else:
             elapsed = max(time.monotonic() - self.started, 1e-9)
             rate = (self.done - self.started_with) / elapsed
@@ -62,12 +67,13 @@ class TerminalProgress(Progress):
         self.stream.write(
             f"\r{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
             f"{100 * self.done / total:5.1f}% {self.done:,}/{total:,} rows "
-            f"{rate:,.0f} rows/s ETA {int(eta) // 60}:{int(eta) % 60:02d}"
+            f"{rate:,.0f} rows/s ETA {int(eta) // 60}:{int(eta) % 60:02d}",
+            ending="",
         )
         self.stream.flush()
 
     def _line(self, text: str) -> None:
-        self.stream.write(text + "\n")
+        self.stream.write(text)
         self.stream.flush()
 
 
@@ -145,7 +151,9 @@ class Command(BaseCommand):
             "backup is written first. The application keeps running meanwhile."
         )
         try:
-            answer = input("Type 'yes' to continue, or 'no' to cancel: ")
+            self.stdout.write("Type 'yes' to continue, or 'no' to cancel: ", ending="")
+            self.stdout.flush()
+            answer = input()
         except EOFError:
             self.stderr.write(
                 "No answer (standard input is closed). Pass --force or --no-input to rotate "
