@@ -12,7 +12,8 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
 - E010 ``BACKUP_DIR`` is readable by group or others.
 - E011 ``BACKUP_DIR`` is not writable (or cannot be created).
 - E012 ``DATA_ENCRYPTION_SERVICE`` does not import.
-- E013 an index includes an encrypted field (reported by the field itself).
+- E013 an index, unique constraint or unique_together includes an encrypted field (reported by
+  the field itself).
 - E014 ``ENCRYPTION_KEY_ROTATION`` is not a dict / a value has the wrong type.
 """
 

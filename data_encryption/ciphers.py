@@ -29,21 +29,21 @@ class AeadCipher:
     under another key or with other associated data; callers turn that into their own error.
     """
 
-    __slots__ = ("_aead",)
+    __slots__ = ("aead",)
 
     def __init__(self, key: bytes) -> None:
         if len(key) != KEY_SIZE:
             raise ValueError(f"An AES-256-GCM key is {KEY_SIZE} bytes; this one has {len(key)}.")
-        self._aead = AESGCM(key)
+        self.aead = AESGCM(key)
 
     def __repr__(self) -> str:
         return "<AeadCipher AES-256-GCM>"
 
     def seal(self, plaintext: bytes, associated_data: bytes) -> bytes:
         nonce = os.urandom(NONCE_SIZE)
-        return nonce + self._aead.encrypt(nonce, plaintext, associated_data)
+        return nonce + self.aead.encrypt(nonce, plaintext, associated_data)
 
     def open(self, sealed: bytes, associated_data: bytes) -> bytes:
         if len(sealed) < NONCE_SIZE + TAG_SIZE:
             raise InvalidTag
-        return self._aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], associated_data)
+        return self.aead.decrypt(sealed[:NONCE_SIZE], sealed[NONCE_SIZE:], associated_data)

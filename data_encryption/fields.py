@@ -144,10 +144,13 @@ class EncryptedFieldMixin(models.Field):
         try:
             return self.from_plaintext(plaintext)
         except (ValueError, TypeError, ArithmeticError):
-            raise DecryptionError(
-                f"A value of {self.model.__name__}.{self.name} decrypted, but is not a valid "
-                f"{type(self).__name__} value; it was written by a different field type."
-            ) from None
+            raise self._wrong_type() from None
+
+    def _wrong_type(self) -> DecryptionError:
+        return DecryptionError(
+            f"A value of {self.model.__name__}.{self.name} decrypted, but is not a valid "
+            f"{type(self).__name__} value; it was written by a different field type."
+        )
 
     def get_lookup(self, lookup_name: str) -> Any:
         if lookup_name == "isnull":
@@ -220,12 +223,30 @@ def _plaintext_part(expression: Any) -> str | None:
     return None
 
 
-class EncryptedTextField(EncryptedFieldMixin, models.TextField):
+class _EncryptedTextMixin(EncryptedFieldMixin):
+    """Text plaintext: ``from_db_value`` is the row-loading hot path, so it decodes inline."""
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return open_value(value).decode()
+        except UnicodeDecodeError:
+            raise self._wrong_type() from None
+
+
+class EncryptedTextField(_EncryptedTextMixin, models.TextField):
     """Encrypted ``TextField``."""
 
 
-class EncryptedCharField(EncryptedFieldMixin, models.CharField):
+class EncryptedCharField(_EncryptedTextMixin, models.CharField):
     """Encrypted ``CharField``: ``max_length`` applies to the plaintext (validation and save)."""
+
+    def _check_max_length_attribute(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        # The column is binary on every database, so no length is needed for the DDL.
+        if self.max_length is None:
+            return []
+        return super()._check_max_length_attribute(**kwargs)  # type: ignore[misc]
 
     def to_plaintext(self, value: Any) -> bytes:
         text = str(value)

@@ -21,6 +21,7 @@ from datetime import datetime
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.fernet import Fernet, MultiFernet
 from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.db import IntegrityError, router, transaction
 from django.utils import timezone
@@ -163,7 +164,7 @@ def legacy_fernet() -> MultiFernet:
     return MultiFernet([key.fernet for key in master_keys()])
 
 
-@dataclass
+@dataclass(slots=True)
 class KeyRing:
     """This process's unwrapped data keys: ``ciphers`` by key id, and the primary's id.
 
@@ -171,11 +172,23 @@ class KeyRing:
     """
 
     ciphers: Mapping[int, AeadCipher]
-    primary_id: int | None
+    primary_id: int
     expires_at: float
     # Ids a value named that the last reload did not find: not worth another query until the
     # ring expires, or a corrupt column would cost one query per row.
     missing: set[int] = field(default_factory=set)
+    # The hot paths of envelope.seal/open_value: the AESGCM object by the 8-byte envelope
+    # header, and the primary's header, so a value costs one dict lookup and one AEAD call.
+    by_header: dict[bytes, AESGCM] = field(init=False, repr=False)
+    primary_header: bytes = field(init=False, repr=False)
+    primary_aead: AESGCM = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from .envelope import header_for
+
+        self.by_header = {header_for(key_id): c.aead for key_id, c in self.ciphers.items()}
+        self.primary_header = header_for(self.primary_id)
+        self.primary_aead = self.ciphers[self.primary_id].aead
 
     def __repr__(self) -> str:
         ids = ", ".join(format_key_id(key_id) for key_id in sorted(self.ciphers))
@@ -222,14 +235,6 @@ def cipher_for(key_id: int) -> AeadCipher:
         "database.",
         key_id=key_id,
     )
-
-
-def primary_cipher() -> tuple[int, AeadCipher]:
-    ring = key_ring()
-    if ring.primary_id is None:  # load_key_ring always makes one; a deleted row can undo that
-        ring = _reload()
-    assert ring.primary_id is not None
-    return ring.primary_id, ring.ciphers[ring.primary_id]
 
 
 def _reload() -> KeyRing:

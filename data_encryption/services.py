@@ -21,6 +21,7 @@ from django.utils.module_loading import import_string
 
 from . import envelope
 from .conf import encryption_settings, register_cache
+from .envelope import open_value, seal
 from .exceptions import DecryptionError, KeyConfigurationError, PayloadExpired
 from .keys import parse_fernet_key
 from .rotation import Progress, Rotation, resolve_tables
@@ -70,14 +71,17 @@ class EncryptionService:
 
         Returns the binary envelope (see ``docs/format.md``), ready for a ``BinaryField``.
         """
+        # The common case first: this and decrypt() are the per-value hot path.
+        if type(value) is str:
+            return seal(value.encode())
         if value is None:
             return None
-        if not isinstance(value, str):
-            raise TypeError(
-                f"EncryptionService.encrypt() takes a str (or None), not {type(value).__name__}. "
-                "Convert the value to text first, or use an encrypted model field for its type."
-            )
-        return envelope.seal(value.encode("utf-8"))
+        if isinstance(value, str):
+            return seal(str(value).encode())
+        raise TypeError(
+            f"EncryptionService.encrypt() takes a str (or None), not {type(value).__name__}. "
+            "Convert the value to text first, or use an encrypted model field for its type."
+        )
 
     @classmethod
     def decrypt(cls, value: bytes | bytearray | memoryview | str | None) -> str | None:
@@ -88,9 +92,8 @@ class EncryptionService:
         """
         if value is None:
             return None
-        plaintext = envelope.open_value(value)
         try:
-            return plaintext.decode("utf-8")
+            return open_value(value).decode()
         except UnicodeDecodeError:
             raise DecryptionError(
                 "The value decrypted, but to bytes that are not UTF-8 text: it was made by "
@@ -104,12 +107,12 @@ class EncryptionService:
             raise TypeError(
                 f"encrypt_bytes() takes bytes, not {type(value).__name__}; use encrypt() for text."
             )
-        return envelope.seal(bytes(value))
+        return seal(bytes(value))
 
     @classmethod
     def decrypt_bytes(cls, value: bytes | bytearray | memoryview | str) -> bytes:
         """Decrypt to raw bytes, whatever the plaintext is."""
-        return envelope.open_value(value)
+        return open_value(value)
 
     @classmethod
     def to_ascii(cls, value: bytes | bytearray | memoryview) -> str:
