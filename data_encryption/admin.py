@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import DataKey
+from .models import DataKey, RotationFailure, RotationRun, format_key_id
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -43,3 +43,78 @@ class DataKeyAdmin(ReadOnlyAdmin):
     @admin.display(description="key id", ordering="key_id")
     def hex_id(self, obj: DataKey) -> str:
         return obj.hex_id
+
+
+class RotationFailureInline(admin.TabularInline):
+    model = RotationFailure
+    fields = ("model", "pk_value", "field", "key_id_hex", "error")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="key id")
+    def key_id_hex(self, obj: RotationFailure) -> str:
+        return format_key_id(obj.key_id)
+
+
+@admin.register(RotationRun)
+class RotationRunAdmin(ReadOnlyAdmin):
+    """The rotation ledger, for auditors: when, what, how many, which keys. Never material."""
+
+    list_display = (
+        "id",
+        "status",
+        "started_at",
+        "finished_at",
+        "records_processed",
+        "failed_records",
+        "new_key",
+        "trigger",
+    )
+    list_filter = ("status", "trigger")
+    inlines = [RotationFailureInline]
+    fields = (
+        "status",
+        "phase",
+        "trigger",
+        "started_at",
+        "finished_at",
+        "heartbeat_at",
+        "holder",
+        "new_key",
+        "old_keys",
+        "retired_keys",
+        "destroyed_keys",
+        "key_backup_path",
+        "models_processed",
+        "records_processed",
+        "records_reencrypted",
+        "failed_records",
+        "progress",
+        "census",
+        "reason",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="new key")
+    def new_key(self, obj: RotationRun) -> str:
+        return format_key_id(obj.new_key_id)
+
+    @admin.display(description="old keys")
+    def old_keys(self, obj: RotationRun) -> str:
+        return ", ".join(format_key_id(key_id) for key_id in obj.old_key_ids) or "-"
+
+    @admin.display(description="retired keys")
+    def retired_keys(self, obj: RotationRun) -> str:
+        return ", ".join(format_key_id(key_id) for key_id in obj.retired_key_ids) or "-"
+
+    @admin.display(description="destroyed keys")
+    def destroyed_keys(self, obj: RotationRun) -> str:
+        return ", ".join(format_key_id(key_id) for key_id in obj.destroyed_key_ids) or "-"

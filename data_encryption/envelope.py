@@ -124,7 +124,11 @@ def parse(value: Binary | str) -> Envelope:
         return Envelope(VERSION_1, int.from_bytes(data[4:8], "big"), data[HEADER_SIZE:])
     if kind is ValueKind.ENVELOPE_ASCII:
         return _parse_ascii(data)
-    raise DecryptionError(f"The value is a {kind.value}, not a data_encryption envelope.")
+    if kind is ValueKind.LEGACY_FERNET:
+        raise DecryptionError("The value is a legacy Fernet token, not a data_encryption envelope.")
+    raise DecryptionError(
+        "The value is not encrypted: it has no data_encryption header and is not a Fernet token."
+    )
 
 
 def _parse_ascii(data: bytes) -> Envelope:

@@ -249,3 +249,44 @@ class DataKeyAdminTests(AdminTestCase):
         response = self.client.get(reverse("admin:index"))
         self.assertContains(response, reverse("admin:data_encryption_datakey_changelist"))
         self.assertNotContains(response, reverse("admin:data_encryption_datakey_add"))
+
+
+class RotationRunAdminTests(AdminTestCase):
+    """The rotation ledger is readable by auditors, read-only, and shows where rows failed."""
+
+    def setUp(self):
+        super().setUp()
+        from django.conf import settings
+        from django.test import override_settings
+
+        from data_encryption.services import EncryptionService, KeyRotationService
+        from data_encryption.tests.testapp.models import Customer
+
+        Customer.objects.create(name="ok", _ssn=EncryptionService.encrypt("123-45-6789"))
+        self.bad = Customer.objects.create(name="bad", _ssn=b"plain-999-99-9999")
+        fast = {**settings.ENCRYPTION_KEY_ROTATION, "KEY_CACHE_SECONDS": 0}
+        with override_settings(ENCRYPTION_KEY_ROTATION=fast):
+            self.report = KeyRotationService().rotate()
+
+    def test_changelist_and_change_page(self):
+        from data_encryption.models import RotationRun
+
+        run = RotationRun.objects.get()
+        response = self.client.get(reverse("admin:data_encryption_rotationrun_changelist"))
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(response, self.report["new_key_id"])
+        self.assertNotContains(response, reverse("admin:data_encryption_rotationrun_add"))
+        url = reverse("admin:data_encryption_rotationrun_change", args=[run.pk])
+        response = self.client.get(url)
+        self.assertEqual(response.status_code, 200)
+        self.assertContains(response, "data_encryption_tests.Customer")
+        self.assertContains(response, "field-pk_value")
+        self.assertContains(response, self.report["key_backup_path"])
+        self.assertNotContains(response, 'name="_save"')
+        self.assertNotContains(response, "123-45-6789")
+        self.assertNotContains(response, "999-99-9999")
+        self.assertContains(response, "The value is not encrypted")
+        self.assertEqual(self.client.post(url, {}).status_code, 403)
+        delete = reverse("admin:data_encryption_rotationrun_delete", args=[run.pk])
+        self.assertEqual(self.client.post(delete, {"post": "yes"}).status_code, 403)
+        self.assertTrue(RotationRun.objects.filter(pk=run.pk).exists())

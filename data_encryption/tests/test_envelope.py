@@ -95,7 +95,7 @@ class HeaderTests(FreshKeyRingMixin, TestCase):
         self.assertIsNone(key_id_of(Fernet(Fernet.generate_key()).encrypt(b"x")))
 
     def test_key_id_of_plaintext_is_an_error(self):
-        with self.assertRaisesMessage(DecryptionError, "not an encrypted value"):
+        with self.assertRaisesMessage(DecryptionError, "The value is not encrypted"):
             key_id_of("123-45-6789")
 
     def test_parse(self):

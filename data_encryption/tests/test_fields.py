@@ -383,7 +383,8 @@ class CiphertextAtRestTests(EncryptedFieldTestCase):
         write_raw_column(Patient, patient.pk, "notes", b"never encrypted")
         with self.assertRaisesMessage(
             DecryptionError,
-            "The value is a not an encrypted value, not a data_encryption envelope.",
+            "The value is not encrypted: it has no data_encryption header and is not a Fernet "
+            "token.",
         ):
             Patient.objects.get(pk=patient.pk)
 
