@@ -13,7 +13,7 @@ from django.db import connection
 from clinic.models import Customer, Patient
 from data_encryption.keys import master_keys
 from data_encryption.models import DataKey
-from data_encryption.services import EncryptionService
+from data_encryption.services import EncryptionService, KeyRotationService
 
 
 def raw_column(model: Any, column: str, pk: int) -> bytes:
@@ -95,5 +95,29 @@ class Command(BaseCommand):
         out(
             f"  filter(birth_date__isnull=False).count() -> "
             f"{Patient.objects.filter(birth_date__isnull=False).count()}"
+        )
+        out(style.MIGRATE_HEADING("\n8. Rotate the data key (what the monthly job does)"))
+        report = KeyRotationService().rotate_encryption_key_monthly()
+        shown_keys = (
+            "status",
+            "timestamp",
+            "models_processed",
+            "records_processed",
+            "failed_records",
+            "records_reencrypted",
+            "new_key_id",
+            "retired_key_ids",
+            "key_backup_path",
+        )
+        for name in shown_keys:
+            out(f"  {name:<20} {report[name]}")
+        for label, counts in report["census"].items():
+            for field_name, per_key in counts.items():
+                out(f"  census {label}.{field_name}: {per_key}")
+        customer = Customer.objects.order_by("name").first()
+        raw = raw_column(Customer, "_ssn", customer.pk)
+        out(
+            f"  {customer.name}'s SSN is now under key {EncryptionService.key_id_of(raw):08x}: "
+            f"{customer.ssn}"
         )
         out(style.SUCCESS("\nDemo finished."))
