@@ -15,6 +15,7 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
 - E013 an index, unique constraint or unique_together includes an encrypted field (reported by
   the field itself).
 - E014 ``ENCRYPTION_KEY_ROTATION`` is not a dict / a value has the wrong type.
+- W001 the primary data key is older than ``KEY_ROTATION_SCHEDULE`` allows (database check).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import ROTATION_DEFAULTS, SCHEDULES, encryption_settings
@@ -234,3 +235,33 @@ def check_service_class(app_configs: Any = None, **kwargs: Any) -> list[Error]:
             )
         ]
     return []
+
+
+@register(Tags.database)
+def check_rotation_overdue(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[Warning]:
+    """W001: the primary key is older than the schedule allows. Needs the database, so it runs
+    with ``manage.py check --database default`` (and during ``migrate``)."""
+    from django.db import DatabaseError
+    from django.utils import timezone
+
+    from .keys import key_database
+    from .schedule import overdue_reminder
+
+    using = key_database()
+    if not databases or using not in databases:
+        return []
+    try:
+        reminder = overdue_reminder(using, timezone.now())
+    except DatabaseError:  # not migrated yet: nothing to say
+        return []
+    if reminder is None:
+        return []
+    return [
+        Warning(
+            f"Key rotation is overdue: {reminder}",
+            hint="Run 'manage.py rotate_encryption_key', then fix the schedule.",
+            id="data_encryption.W001",
+        )
+    ]

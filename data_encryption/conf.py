@@ -32,6 +32,10 @@ ROTATION_DEFAULTS: dict[str, Any] = {
     "LOCK_TIMEOUT_SECONDS": 3600,
     # Days a retired key's material is kept before it may be destroyed.
     "RETENTION_DAYS": 30,
+    # Also email when a scheduled run did nothing (another was running, or none was due).
+    "NOTIFY_SKIPPED": False,
+    # Celery: tables with more rows than this are split into chunks for several workers.
+    "CHUNK_ROWS": 100_000,
 }
 
 SETTING_NAMES = frozenset(

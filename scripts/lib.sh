@@ -25,6 +25,9 @@ ensure_venv() {
   wanted="$version $* $(sha1sum pyproject.toml | cut -c1-12)"
   if [[ -f $stamp && $(cat "$stamp") == "$wanted" ]]; then return 0; fi
   step "virtualenv $dir (Python $version: $*)"
+  # The matrix environments are rebuilt from scratch so nothing stale (another driver) stays;
+  # .venv, the development one, is upgraded in place.
+  [[ $dir != .venv ]] && rm -rf "$dir"
   if [[ ! -x $dir/bin/python ]]; then
     local python; python=$(find_python "$version")
     "$python" -m venv "$dir"
@@ -67,4 +70,33 @@ stop_postgres() {
   "${PG_RUN[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
   rm -rf "$PG_DIR"
   PG_DIR=""
+}
+
+# Redis on loopback, on a free port, for the Celery tests. Exports DATA_ENCRYPTION_TEST_REDIS_URL.
+REDIS_DIR=""
+start_redis() {
+  if ! command -v redis-server >/dev/null 2>&1; then
+    step "installing redis-server (Debian package)"
+    apt-get update -qq >/dev/null && apt-get install -y -qq redis-server >/dev/null
+  fi
+  REDIS_DIR=$(mktemp -d /tmp/data-encryption-redis.XXXXXX)
+  local port
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  redis-server --bind 127.0.0.1 --port "$port" --dir "$REDIS_DIR" --save "" --appendonly no \
+    --daemonize yes --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" >/dev/null
+  for _ in $(seq 50); do
+    redis-cli -p "$port" ping >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  step "Redis $(redis-server --version | awk '{print $3}' | cut -d= -f2) on 127.0.0.1:$port"
+  export DATA_ENCRYPTION_TEST_REDIS_URL="redis://127.0.0.1:$port/0"
+}
+
+stop_redis() {
+  [[ -n $REDIS_DIR && -d $REDIS_DIR ]] || return 0
+  if [[ -f $REDIS_DIR/redis.pid ]]; then
+    kill "$(cat "$REDIS_DIR/redis.pid")" 2>/dev/null || true
+  fi
+  rm -rf "$REDIS_DIR"
+  REDIS_DIR=""
 }

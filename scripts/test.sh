@@ -22,8 +22,9 @@ if [[ $QUICK == 0 ]]; then
 fi
 
 LOG_DIR=$(mktemp -d)
+trap 'stop_postgres; stop_redis; rm -rf "$LOG_DIR"' EXIT
 start_postgres
-trap 'stop_postgres; rm -rf "$LOG_DIR"' EXIT
+start_redis
 
 ensure_venv .venv 3.11 "Django>=5.2,<5.3" "psycopg[binary]>=3.1"
 if [[ ${LINT:-1} == 1 ]]; then

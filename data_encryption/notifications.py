@@ -1,0 +1,102 @@
+"""Notifications: an email to the security team after every rotation.
+
+``EncryptionKeyRotationNotifier.send_key_rotation_notification(details)`` sends the report from
+``EMAIL_FROM_ALERTS`` to ``EMAIL_SECURITY`` (a string or a list) through Django's mail system,
+as plain text and HTML rendered from templates a project can override
+(``data_encryption/email/rotation_subject.txt``, ``rotation.txt``, ``rotation.html``). Name a
+subclass in ``DATA_ENCRYPTION_NOTIFIER`` to replace it. ``notify()`` is what rotations call: it
+never lets a notifier's failure change a rotation's outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
+from django.utils.module_loading import import_string
+
+from .conf import encryption_settings
+
+logger = logging.getLogger("data_encryption.notifications")
+
+
+class EncryptionKeyRotationNotifier:
+    """Emails a rotation report. Override ``send_key_rotation_notification`` to send elsewhere,
+    or the templates to change the words."""
+
+    subject_template = "data_encryption/email/rotation_subject.txt"
+    text_template = "data_encryption/email/rotation.txt"
+    html_template = "data_encryption/email/rotation.html"
+
+    def recipients(self) -> list[str]:
+        configured = getattr(settings, "EMAIL_SECURITY", None)
+        if not configured:
+            raise ImproperlyConfigured(
+                "EMAIL_SECURITY is not set: set it to the security team's address (or a list)."
+            )
+        return [configured] if isinstance(configured, str) else list(configured)
+
+    def sender(self) -> str:
+        return getattr(settings, "EMAIL_FROM_ALERTS", None) or settings.DEFAULT_FROM_EMAIL
+
+    def context(self, details: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "report": details,
+            "models": sorted((details.get("models") or {}).items()),
+            "reminder": details.get("reminder"),
+        }
+
+    def send_key_rotation_notification(self, details: dict[str, Any]) -> None:
+        """Send the report ``details`` (the dict a rotation returns). Raise on failure."""
+        context = self.context(details)
+        subject = render_to_string(self.subject_template, context).strip().replace("\n", " ")
+        message = EmailMultiAlternatives(
+            subject=f"{settings.EMAIL_SUBJECT_PREFIX}{subject}",
+            body=render_to_string(self.text_template, context),
+            from_email=self.sender(),
+            to=self.recipients(),
+        )
+        message.attach_alternative(render_to_string(self.html_template, context), "text/html")
+        message.send(fail_silently=False)
+
+
+def get_notifier() -> EncryptionKeyRotationNotifier:
+    """An instance of the class named by ``DATA_ENCRYPTION_NOTIFIER`` (default: email)."""
+    path = getattr(settings, "DATA_ENCRYPTION_NOTIFIER", None)
+    if not path:
+        return EncryptionKeyRotationNotifier()
+    notifier_class = import_string(path)
+    return notifier_class()
+
+
+def should_notify(report: dict[str, Any]) -> bool:
+    """Every real outcome is announced; a skipped run (already running, not due) only when
+    ``ENCRYPTION_KEY_ROTATION["NOTIFY_SKIPPED"]`` is true or a reminder is due."""
+    if report.get("status") != "skipped":
+        return True
+    return bool(encryption_settings.rotation["NOTIFY_SKIPPED"] or report.get("reminder"))
+
+
+def notify(report: dict[str, Any]) -> dict[str, Any]:
+    """Send the notification for ``report`` and record in it whether that worked.
+
+    Adds ``report["notification"] = {"sent": bool, "error": str}``. A notifier that raises, or a
+    mail server that is down, is logged; the rotation's status is left as it was.
+    """
+    if not should_notify(report):
+        report["notification"] = {"sent": False, "error": "", "skipped": True}
+        return report
+    try:
+        get_notifier().send_key_rotation_notification(report)
+    except Exception as exc:
+        # The exception's text is left out of the report: a mail server's reply may quote the
+        # message, and the class name is enough to act on.
+        logger.exception("The key rotation notification was not sent.")
+        report["notification"] = {"sent": False, "error": type(exc).__name__}
+    else:
+        report["notification"] = {"sent": True, "error": ""}
+    return report
