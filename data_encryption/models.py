@@ -99,7 +99,7 @@ class RotationRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField()
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
-    # backup -> activate -> reencrypt -> sweep -> census -> done
+    # backup -> activate -> wait -> plan -> reencrypt -> census -> done
     phase = models.CharField(max_length=16, default="backup")
     holder = models.CharField(max_length=200, help_text="host:pid:token of the process running it")
     dry_run = models.BooleanField(default=False)
@@ -117,7 +117,7 @@ class RotationRun(models.Model):
     records_processed = models.PositiveBigIntegerField(default=0)
     records_reencrypted = models.PositiveBigIntegerField(default=0)
     failed_records = models.PositiveBigIntegerField(default=0)
-    # {"app_label.Model": {"cursor": ..., "pass": 1, "processed": n, "reencrypted": n, ...}}
+    # {"app_label.Model": {"rows": n, "reencrypted": n, "failed": n}}, summed from the chunks
     progress = models.JSONField(default=dict)
     census = models.JSONField(default=dict)
     reason = models.TextField(blank=True)
@@ -137,6 +137,41 @@ class RotationRun(models.Model):
 
     def __repr__(self) -> str:
         return f"<RotationRun {self.pk} status={self.status} phase={self.phase}>"
+
+
+class RotationChunk(models.Model):
+    """A primary-key range of one table that one worker re-encrypts: ``(lower, upper]``.
+
+    A rotation splits each table into chunks (one per ``CHUNK_ROWS`` rows). One process works
+    through them in order; Celery sends them to as many workers as there are. Each chunk keeps
+    its own cursor, moved in the same transaction as its batch, so a chunk that is delivered
+    again after its worker died resumes where the dead one stopped.
+    """
+
+    run = models.ForeignKey(RotationRun, on_delete=models.CASCADE, related_name="chunks")
+    model = models.CharField(max_length=200)
+    index = models.PositiveIntegerField()
+    lower = models.JSONField(null=True, blank=True, help_text="exclusive; null: from the start")
+    upper = models.JSONField(null=True, blank=True, help_text="inclusive; null: to the end")
+    cursor = models.JSONField(null=True, blank=True)
+    rows = models.PositiveBigIntegerField(default=0)
+    reencrypted = models.PositiveBigIntegerField(default=0)
+    failed = models.PositiveBigIntegerField(default=0)
+    done = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["run", "model", "index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["run", "model", "index"], name="data_encryption_chunk_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model} chunk {self.index} of rotation {self.run_id}"
+
+    def __repr__(self) -> str:
+        return f"<RotationChunk {self.model}#{self.index} done={self.done}>"
 
 
 class RotationFailure(models.Model):

@@ -37,6 +37,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, IntegrityError, connections, models, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from .ciphers import AeadCipher
@@ -58,7 +59,15 @@ from .keys import (
     key_database,
     reset_key_ring,
 )
-from .models import DataKey, KeyState, RotationFailure, RotationRun, RunStatus, format_key_id
+from .models import (
+    DataKey,
+    KeyState,
+    RotationChunk,
+    RotationFailure,
+    RotationRun,
+    RunStatus,
+    format_key_id,
+)
 
 logger = logging.getLogger("data_encryption.rotation")
 
@@ -217,17 +226,51 @@ def _quote(connection: Any, name: str) -> str:
     return connection.ops.quote_name(name)
 
 
-def read_rows(connection: Any, table: Table, after: Any, limit: int) -> list[tuple[Any, ...]]:
-    """One keyset page: the pk and the encrypted columns of up to ``limit`` rows after ``after``."""
+def read_rows(
+    connection: Any, table: Table, after: Any, limit: int, upto: Any = None
+) -> list[tuple[Any, ...]]:
+    """One keyset page: the pk and the encrypted columns of up to ``limit`` rows with
+    ``after < pk <= upto`` (either bound may be ``None``: open)."""
     quoted_pk = _quote(connection, table.pk_column)
     columns = ", ".join(_quote(connection, column) for _, column in table.columns)
-    where = "" if after is None else f" WHERE {quoted_pk} > %s"
+    conditions, params = [], []
+    if after is not None:
+        conditions.append(f"{quoted_pk} > %s")
+        params.append(after)
+    if upto is not None:
+        conditions.append(f"{quoted_pk} <= %s")
+        params.append(upto)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     table_name = _quote(connection, table.table)
     sql = f"SELECT {quoted_pk}, {columns} FROM {table_name}{where} ORDER BY {quoted_pk} LIMIT %s"  # noqa: S608
-    params = [limit] if after is None else [after, limit]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(sql, [*params, limit])
         return cursor.fetchall()
+
+
+def chunk_bounds(connection: Any, table: Table, chunk_rows: int) -> list[tuple[Any, Any]]:
+    """Split a table into ``(lower, upper]`` primary-key ranges of about ``chunk_rows`` rows.
+
+    Reads only the primary key, one page of it at a time; the last range is open-ended, so rows
+    inserted during the rotation are covered (they are written under the new key anyway).
+    """
+    bounds: list[tuple[Any, Any]] = []
+    quoted_pk = _quote(connection, table.pk_column)
+    table_name = _quote(connection, table.table)
+    lower: Any = None
+    while True:
+        params: list[Any] = [] if lower is None else [lower]
+        where = "" if lower is None else f" WHERE {quoted_pk} > %s"
+        sql = f"SELECT {quoted_pk} FROM {table_name}{where} ORDER BY {quoted_pk} LIMIT 1 OFFSET %s"  # noqa: S608
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, chunk_rows - 1])
+            row = cursor.fetchone()
+        if row is None:
+            bounds.append((lower, None))
+            return bounds
+        upper = _jsonable_pk(row[0])
+        bounds.append((lower, upper))
+        lower = upper
 
 
 def write_rows(connection: Any, table: Table, batch: Batch) -> None:
@@ -296,6 +339,8 @@ class Rotation:
         full_scope: bool = True,
         progress: Progress | None = None,
         trigger: str = "api",
+        holder: str | None = None,
+        sender: type | None = None,
         clock: Callable[[], datetime] = timezone.now,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -310,38 +355,95 @@ class Rotation:
         self.trigger = trigger
         self.clock = clock
         self.sleep = sleep
-        self.holder = this_holder()
+        # Celery workers pass the run's holder: they work for the run the orchestrator started.
+        self.holder = holder or this_holder()
+        self.sender = sender or type(self)  # what signals name as their sender
         self.resumed = False
         self.connection = connections[self.using]
 
     # -- the protocol ---------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        """The whole protocol in this process; returns the report."""
         if self.dry_run:
             return self._dry_run()
         started = time.monotonic()
-        run = self._acquire()
+        run = self.start()
         if run is None:
             return self._skipped_report("already_running")
+        if run.status != RunStatus.RUNNING:
+            return self._report(run, started)
         try:
+            if run.phase == "reencrypt":
+                for chunk in self.pending_chunks(run):
+                    self.process_chunk(run, chunk)
+                self._save(run, phase="census")
+            return self.finish(run, started=started)
+        except Exception as exc:
+            return self._stopped(run, exc, started)
+
+    def start(self) -> RotationRun | None:
+        """Take the lock, then back up, activate, wait and plan the chunks, resuming whatever a
+        dead process left. ``None`` when another rotation holds the lock. After this, the run
+        is in phase ``reencrypt`` (or later, when resumed) and its chunks can go to workers, or
+        it has status ``failed`` (its ``reason`` says why)."""
+        run = self._acquire()
+        if run is None:
+            return None
+        try:
+            from .signals import rotation_started
+
+            rotation_started.send_robust(
+                sender=self.sender, run_id=run.pk, trigger=self.trigger, resumed=self.resumed
+            )
             if run.phase == "backup":
                 self._backup(run)
             if run.phase == "activate":
                 self._activate(run)
             if run.phase == "wait":
                 self._wait(run)
-            if run.phase == "reencrypt":
-                for table in self.tables:
-                    self._reencrypt(run, table)
+            if run.phase == "plan":
+                self._plan(run)
+        except Exception as exc:
+            self._stopped(run, exc, time.monotonic())
+        return run
+
+    def finish(self, run: RotationRun, *, started: float | None = None) -> dict[str, Any]:
+        """After every chunk: census, retire, record. Chunks a worker never finished are done
+        here first. Runs once: a second caller finds the run past this point."""
+        try:
+            # "finishing": a Celery final step claimed the run (see claim_finish).
+            if run.phase in ("reencrypt", "finishing"):
+                for chunk in self.pending_chunks(run):
+                    self.process_chunk(run, chunk)
                 self._save(run, phase="census")
             if run.phase == "census":
                 self._census_and_retire(run)
-            self._finish(run)
-        except LockLost:
+            if run.status == RunStatus.RUNNING:
+                self._finish(run)
+        except Exception as exc:
+            return self._stopped(run, exc, started)
+        return self._report(run, started)
+
+    def claim_finish(self, run: RotationRun) -> bool:
+        """Whether this caller is the one to finish the run (a final step delivered twice
+        finishes it once)."""
+        claimed = (
+            RotationRun.objects.using(self.using)
+            .filter(pk=run.pk, status=RunStatus.RUNNING, phase="reencrypt")
+            .update(phase="finishing", heartbeat_at=self.clock())
+        )
+        if claimed:
+            run.phase = "finishing"
+        return bool(claimed)
+
+    def _stopped(
+        self, run: RotationRun, exc: BaseException, started: float | None
+    ) -> dict[str, Any]:
+        if isinstance(exc, LockLost):
             logger.error("Rotation %s was taken over by another process; this one stopped.", run.pk)
             run.status, run.reason = RunStatus.FAILED, "Taken over by another process."
-            return self._report(run, started)
-        except Exception as exc:
+        elif run.status == RunStatus.RUNNING:
             logger.exception("Rotation %s failed in phase %s.", run.pk, run.phase)
             self._fail(run, exc)
         return self._report(run, started)
@@ -375,7 +477,11 @@ class Rotation:
             return None  # another process started one between our read and our insert
 
     def _save(self, run: RotationRun, **changes: Any) -> None:
-        """Update the run row, only while this process still holds it; refresh the heartbeat."""
+        """Update the run row, only while this process still holds it; refresh the heartbeat.
+
+        Counters change with ``F()`` expressions, since several workers add to them at once;
+        those are re-read rather than copied onto ``run``.
+        """
         changes["heartbeat_at"] = self.clock()
         updated = (
             RotationRun.objects.using(self.using)
@@ -384,8 +490,14 @@ class Rotation:
         )
         if not updated:
             raise LockLost(f"Rotation {run.pk} is no longer held by this process.")
+        expressions = [
+            name for name, value in changes.items() if hasattr(value, "resolve_expression")
+        ]
         for name, value in changes.items():
-            setattr(run, name, value)
+            if name not in expressions:
+                setattr(run, name, value)
+        if expressions:
+            run.refresh_from_db(using=self.using, fields=expressions)
 
     def _backup(self, run: RotationRun) -> None:
         if run.new_key_id is None:
@@ -442,39 +554,83 @@ class Rotation:
             )
             self.sleep(min(remaining, 5.0))
             self._save(run)
-        self._save(run, phase="reencrypt")
+        self._save(run, phase="plan")
 
-    def _reencrypt(self, run: RotationRun, table: Table) -> None:
-        state = dict(run.progress.get(table.label) or {})
-        if state.get("done"):
+    def _plan(self, run: RotationRun) -> None:
+        """Split every table into chunks (idempotent: a resumed plan starts over cleanly)."""
+        chunk_rows = int(encryption_settings.rotation["CHUNK_ROWS"])
+        with transaction.atomic(using=self.using):
+            self._save(run)
+            chunks = RotationChunk.objects.using(self.using)
+            chunks.filter(run=run).delete()
+            chunks.bulk_create(
+                [
+                    RotationChunk(
+                        run=run,
+                        model=table.label,
+                        index=index,
+                        lower=lower,
+                        upper=upper,
+                        cursor=lower,
+                    )
+                    for table in self.tables
+                    for index, (lower, upper) in enumerate(
+                        chunk_bounds(self.connection, table, chunk_rows)
+                    )
+                ]
+            )
+            self._save(run, phase="reencrypt")
+
+    def pending_chunks(self, run: RotationRun) -> list[RotationChunk]:
+        return list(
+            RotationChunk.objects.using(self.using).filter(run=run, done=False).order_by("id")
+        )
+
+    def table(self, label: str) -> Table:
+        for table in self.tables:
+            if table.label == label:
+                return table
+        raise ImproperlyConfigured(
+            f"Rotation {label} is no longer among the configured models; configure it again or "
+            "finish the rotation with the configuration it started with."
+        )
+
+    def process_chunk(self, run: RotationRun, chunk: RotationChunk) -> None:
+        """Re-encrypt one chunk from its cursor, batch by batch. Safe to run again: the cursor
+        moves with each committed batch, and values already under the new key are skipped."""
+        if chunk.done:
             return
-        state.setdefault("cursor", None)
-        for name in ("rows", "reencrypted", "failed"):
-            state.setdefault(name, 0)
+        table = self.table(chunk.model)
         assert run.new_key_id is not None
         cipher = cipher_for(run.new_key_id)
-        self.progress.start_table(table.label, count_rows(self.connection, table), state["rows"])
+        self.progress.start_table(table.label, count_rows(self.connection, table), chunk.rows)
+        chunks = RotationChunk.objects.using(self.using).filter(pk=chunk.pk)
         while True:
-            rows = read_rows(self.connection, table, state["cursor"], self.batch_size)
+            rows = read_rows(self.connection, table, chunk.cursor, self.batch_size, chunk.upper)
             if not rows:
-                state["done"] = True
-                self._save(run, progress={**run.progress, table.label: state})
+                chunks.update(done=True)
+                chunk.done = True
+                self._save(run)
                 break
             batch = examine_rows(rows, table.columns, run.new_key_id, cipher, rewrite=True)
-            state["cursor"] = _jsonable_pk(batch.last_pk)
-            state["rows"] += batch.rows
-            state["reencrypted"] += batch.rewrites
-            state["failed"] += batch.failed_rows
+            cursor = _jsonable_pk(batch.last_pk)
             with transaction.atomic(using=self.using):
                 write_rows(self.connection, table, batch)
                 self._record_failures(run, table, batch)
+                chunks.update(
+                    cursor=cursor,
+                    rows=F("rows") + batch.rows,
+                    reencrypted=F("reencrypted") + batch.rewrites,
+                    failed=F("failed") + batch.failed_rows,
+                )
                 self._save(
                     run,
-                    progress={**run.progress, table.label: state},
-                    records_processed=run.records_processed + batch.rows,
-                    records_reencrypted=run.records_reencrypted + batch.rewrites,
-                    failed_records=run.failed_records + batch.failed_rows,
+                    records_processed=F("records_processed") + batch.rows,
+                    records_reencrypted=F("records_reencrypted") + batch.rewrites,
+                    failed_records=F("failed_records") + batch.failed_rows,
                 )
+            chunk.cursor = cursor
+            chunk.rows += batch.rows
             self.progress.advance(table.label, batch.rows)
         self.progress.end_table(table.label)
 
@@ -523,7 +679,18 @@ class Rotation:
             result[table.label] = per_field
         return result
 
+    def models_progress(self, run: RotationRun) -> dict[str, dict[str, int]]:
+        """Rows, rewrites and failures per model, summed over the run's chunks."""
+        totals: dict[str, dict[str, int]] = {}
+        chunks = RotationChunk.objects.using(self.using).filter(run=run)
+        for chunk in chunks.values("model", "rows", "reencrypted", "failed"):
+            entry = totals.setdefault(chunk["model"], {"rows": 0, "reencrypted": 0, "failed": 0})
+            for name in ("rows", "reencrypted", "failed"):
+                entry[name] += chunk[name]
+        return totals
+
     def _census_and_retire(self, run: RotationRun) -> None:
+        run.refresh_from_db(using=self.using)  # workers added to its counters
         census = self.census()
         totals = census_totals(census)
         now = self.clock()
@@ -563,6 +730,7 @@ class Rotation:
                 reason="; ".join(notes),
                 phase="done",
                 models_processed=len(self.tables),
+                progress=self.models_progress(run),
             )
         reset_key_ring()
 
@@ -598,7 +766,7 @@ class Rotation:
 
     # -- reports --------------------------------------------------------------------------------
 
-    def _report(self, run: RotationRun, started: float) -> dict[str, Any]:
+    def _report(self, run: RotationRun, started: float | None) -> dict[str, Any]:
         failures = list(
             RotationFailure.objects.using(self.using)
             .filter(run_id=run.pk)
@@ -616,16 +784,17 @@ class Rotation:
             "dry_run": False,
             "resumed": self.resumed,
             "started_at": run.started_at.isoformat(),
-            "duration_seconds": round(time.monotonic() - started, 3),
+            "duration_seconds": (
+                round(time.monotonic() - started, 3)
+                if started is not None
+                else round((finished - run.started_at).total_seconds(), 3)
+            ),
             "records_reencrypted": run.records_reencrypted,
             "new_key_id": format_key_id(run.new_key_id) if run.new_key_id else None,
             "old_key_ids": [format_key_id(key_id) for key_id in run.old_key_ids],
             "retired_key_ids": [format_key_id(key_id) for key_id in run.retired_key_ids],
             "destroyed_key_ids": [format_key_id(key_id) for key_id in run.destroyed_key_ids],
-            "models": {
-                label: {name: state.get(name, 0) for name in ("rows", "reencrypted", "failed")}
-                for label, state in run.progress.items()
-            },
+            "models": run.progress or self.models_progress(run),
             "census": run.census,
             "failures": [
                 {

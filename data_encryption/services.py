@@ -9,6 +9,7 @@ webhooks) and to expire.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +18,7 @@ from cryptography.fernet import InvalidToken, MultiFernet
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
+from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from . import envelope
@@ -24,7 +26,10 @@ from .conf import encryption_settings, register_cache
 from .envelope import open_value, seal
 from .exceptions import DecryptionError, KeyConfigurationError, PayloadExpired
 from .keys import parse_fernet_key
+from .models import RunStatus
 from .rotation import Progress, Rotation, resolve_tables
+
+logger = logging.getLogger("data_encryption")
 
 # Fernet refuses tokens stamped this far in the future (clock skew between hosts); so do we.
 _MAX_CLOCK_SKEW = 60
@@ -222,20 +227,18 @@ class KeyRotationService:
             existing.extend(name for name in names if name not in existing)
         return list(found.items())
 
-    def rotate(
+    def rotation(
         self,
         *,
         dry_run: bool = False,
         models: Sequence[str] | None = None,
         trigger: str = "api",
-    ) -> dict[str, Any]:
-        """Run a rotation now and return its report (see ``rotation.Rotation``).
-
-        ``models`` limits the run to some ``"app_label.Model"`` labels; such a run re-encrypts
-        but retires no key, since its census cannot see the other models.
-        """
-        configuration = self._load_model_configurations()
-        tables = resolve_tables(configuration)
+        holder: str | None = None,
+    ) -> Rotation:
+        """The ``Rotation`` over the configured models (``models`` limits it to some
+        ``"app_label.Model"`` labels; such a run re-encrypts but retires no key, since its census
+        cannot see the other models)."""
+        tables = resolve_tables(self._load_model_configurations())
         full_scope = True
         if models:
             wanted = {label.lower() for label in models}
@@ -256,7 +259,51 @@ class KeyRotationService:
             full_scope=full_scope,
             progress=self.progress,
             trigger=trigger,
-        ).run()
+            holder=holder,
+            sender=type(self),
+        )
+
+    def rotate(
+        self,
+        *,
+        dry_run: bool = False,
+        models: Sequence[str] | None = None,
+        trigger: str = "api",
+    ) -> dict[str, Any]:
+        """Run a rotation now, in this process, announce it and return its report."""
+        report = self.rotation(dry_run=dry_run, models=models, trigger=trigger).run()
+        return self.announce(report)
+
+    def announce(self, report: dict[str, Any]) -> dict[str, Any]:
+        """Send the outcome's signal and the notification; return ``report`` with
+        ``notification`` (and ``reminder`` when the primary key is overdue) added.
+
+        Dry runs are not announced. Neither a receiver nor the notifier can change the outcome.
+        """
+        if report.get("dry_run"):
+            return report
+        from .keys import key_database
+        from .notifications import notify
+        from .schedule import overdue_reminder
+        from .signals import rotation_completed, rotation_failed, rotation_skipped
+
+        if report["status"] != RunStatus.COMPLETED:
+            reminder = overdue_reminder(self.using or key_database(), timezone.now())
+            if reminder:
+                report["reminder"] = reminder
+        signal = {
+            RunStatus.COMPLETED: rotation_completed,
+            RunStatus.SKIPPED: rotation_skipped,
+        }.get(report["status"], rotation_failed)
+        for receiver, response in signal.send_robust(sender=type(self), report=report):
+            if isinstance(response, Exception):
+                logger.error(
+                    "A %s receiver (%r) raised %s; the rotation's outcome is unchanged.",
+                    (signal is rotation_completed and "rotation_completed") or "rotation signal",
+                    receiver,
+                    type(response).__name__,
+                )
+        return notify(report)
 
     def rotate_encryption_key_monthly(self, **options: Any) -> dict[str, Any]:
         """The contract's name for ``rotate``: rotates now (the schedule is checked by the

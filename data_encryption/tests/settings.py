@@ -115,3 +115,12 @@ LOGGING = {
     "handlers": {"capture": {"class": "data_encryption.tests.runner.CapturingHandler"}},
     "root": {"handlers": ["capture"], "level": "DEBUG"},
 }
+
+# Celery: a real Redis when the test command started one (the worker tests need it), else an
+# in-memory broker for the in-process tests. See data_encryption/tests/celery_app.py.
+_REDIS = os.environ.get("DATA_ENCRYPTION_TEST_REDIS_URL")
+CELERY_BROKER_URL = _REDIS or "memory://"
+CELERY_RESULT_BACKEND = _REDIS or "cache+memory://"
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 60}
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -20,9 +20,22 @@ from django.utils import timezone
 
 from data_encryption.backups import BackupError, read_backup, restore_backup
 from data_encryption.envelope import key_id_of
-from data_encryption.keys import reset_key_ring
-from data_encryption.models import DataKey, KeyState, RotationFailure, RotationRun, RunStatus
-from data_encryption.rotation import Rotation, resolve_tables
+from data_encryption.keys import cipher_for, reset_key_ring
+from data_encryption.models import (
+    DataKey,
+    KeyState,
+    RotationChunk,
+    RotationFailure,
+    RotationRun,
+    RunStatus,
+)
+from data_encryption.rotation import (
+    Rotation,
+    examine_rows,
+    read_rows,
+    resolve_tables,
+    write_rows,
+)
 from data_encryption.services import (
     EncryptionService,
     KeyRotationService,
@@ -179,7 +192,11 @@ class RotateTests(FreshKeyRingMixin, TestCase):
         self.assertEqual(run.phase, "done")
         self.assertIsNotNone(run.finished_at)
         self.assertEqual(run.records_processed, report["records_processed"])
-        self.assertEqual(run.progress["data_encryption_tests.Customer"]["done"], True)
+        self.assertEqual(
+            run.progress["data_encryption_tests.Customer"],
+            {"rows": 3, "reencrypted": 3, "failed": 0},
+        )
+        self.assertFalse(run.chunks.filter(done=False).exists())
         self.assertEqual(f"{run.new_key_id:08x}", report["new_key_id"])
 
     def test_batches_of_one(self):
@@ -262,25 +279,24 @@ class LockAndResumeTests(FreshKeyRingMixin, TestCase):
         make_customers(20)
         dead = subprocess.Popen([sys.executable, "-c", "pass"])
         dead.wait()  # a pid on this host that no longer runs
-        # What a rotation killed after activating its key and a first batch leaves behind.
+        # What a rotation killed after activating its key and one committed batch leaves.
         service = KeyRotationService()
         tables = resolve_tables(service._load_model_configurations())
         rotation = Rotation(tables)
-        run = rotation._acquire()
-        rotation._backup(run)
-        rotation._activate(run)
-        first_pk = Customer.objects.order_by("pk").first().pk
+        run = rotation.start()
+        self.assertEqual(run.phase, "reencrypt")
+        chunk = RotationChunk.objects.get(run=run, model="data_encryption_tests.Customer")
+        table = rotation.table(chunk.model)
+        rows = read_rows(connection, table, None, 1)
+        batch = examine_rows(
+            rows, table.columns, run.new_key_id, cipher_for(run.new_key_id), rewrite=True
+        )
+        write_rows(connection, table, batch)
+        first_pk = batch.last_pk
+        RotationChunk.objects.filter(pk=chunk.pk).update(cursor=first_pk, rows=1, reencrypted=1)
+        first_value = raw(Customer, "_ssn")[first_pk]
         RotationRun.objects.filter(pk=run.pk).update(
-            holder=f"{socket.gethostname()}:{dead.pid}:dead",
-            phase="reencrypt",
-            progress={
-                "data_encryption_tests.Customer": {
-                    "cursor": first_pk,
-                    "rows": 1,
-                    "reencrypted": 1,
-                    "failed": 0,
-                }
-            },
+            holder=f"{socket.gethostname()}:{dead.pid}:dead"
         )
         keys_before = DataKey.objects.count()
         report = KeyRotationService().rotate()
@@ -289,10 +305,13 @@ class LockAndResumeTests(FreshKeyRingMixin, TestCase):
         self.assertEqual(report["status"], "completed")
         self.assertEqual(DataKey.objects.count(), keys_before)  # no second new key
         self.assertEqual(report["new_key_id"], f"{run.new_key_id:08x}")
-        # Resumed from the cursor: the first row was not walked again.
+        # Resumed from the cursor: the first row was not walked (or rewritten) again.
         self.assertEqual(report["models"]["data_encryption_tests.Customer"]["rows"], 20)
+        self.assertEqual(report["models"]["data_encryption_tests.Customer"]["reencrypted"], 20)
+        self.assertEqual(raw(Customer, "_ssn")[first_pk], first_value)
+        self.assertEqual(report["retired_key_ids"], report["old_key_ids"])
         reset_key_ring()
-        self.assertEqual(Customer.objects.get(pk=first_pk).ssn is not None, True)
+        self.assertEqual(len({c.ssn for c in Customer.objects.all()}), 20)
 
     def test_lost_lock_stops_the_run(self):
         make_customers(3)

@@ -1,0 +1,198 @@
+"""The Celery tasks in process (eager): the schedule, the beat helper, chunked work through the
+same code path, the final step running once, and the overdue reminder."""
+
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+
+from celery.schedules import crontab
+from django.conf import settings
+from django.core import mail
+from django.core.checks import run_checks
+from django.test import TestCase, override_settings
+from django.utils import timezone
+
+from data_encryption.models import DataKey, KeyState, RotationChunk, RotationRun, RunStatus
+from data_encryption.schedule import add_period, overdue_reminder, rotation_due
+from data_encryption.services import EncryptionService, KeyRotationService
+from data_encryption.tasks import (
+    finish_rotation_task,
+    rotate_encryption_key_task,
+    rotation_beat_schedule,
+)
+from data_encryption.tests import celery_app  # noqa: F401  (binds the tasks to an app)
+from data_encryption.tests.testapp.models import Customer
+from data_encryption.tests.utils import FreshKeyRingMixin
+
+FAST = {**settings.ENCRYPTION_KEY_ROTATION, "KEY_CACHE_SECONDS": 0}
+UTC = dt_timezone.utc
+
+
+def completed_run(finished_at):
+    return RotationRun.objects.create(
+        started_at=finished_at,
+        finished_at=finished_at,
+        heartbeat_at=finished_at,
+        holder="x:1:y",
+        status=RunStatus.COMPLETED,
+        phase="done",
+    )
+
+
+class ScheduleTests(TestCase):
+    def test_periods(self):
+        moment = datetime(2026, 1, 31, 3, 0, tzinfo=UTC)
+        self.assertEqual(add_period(moment, "daily"), datetime(2026, 2, 1, 3, 0, tzinfo=UTC))
+        self.assertEqual(add_period(moment, "weekly"), datetime(2026, 2, 7, 3, 0, tzinfo=UTC))
+        self.assertEqual(add_period(moment, "monthly"), datetime(2026, 2, 28, 3, 0, tzinfo=UTC))
+        self.assertEqual(
+            add_period(datetime(2026, 12, 15, tzinfo=UTC), "monthly"),
+            datetime(2027, 1, 15, tzinfo=UTC),
+        )
+        with self.assertRaisesMessage(ValueError, "Unknown schedule 'yearly'"):
+            add_period(moment, "yearly")
+
+    def test_due_when_nothing_completed_yet(self):
+        self.assertTrue(rotation_due("default", timezone.now()))
+
+    def test_monthly_beat_on_the_first_is_due_even_a_few_seconds_early(self):
+        completed_run(datetime(2026, 2, 1, 3, 0, 7, tzinfo=UTC))
+        self.assertTrue(rotation_due("default", datetime(2026, 3, 1, 3, 0, 0, tzinfo=UTC)))
+        self.assertFalse(rotation_due("default", datetime(2026, 2, 20, 3, 0, 0, tzinfo=UTC)))
+
+    def test_daily_beat_with_a_weekly_schedule(self):
+        completed_run(datetime(2026, 3, 2, 3, 0, tzinfo=UTC))
+        rotation = {**FAST, "KEY_ROTATION_SCHEDULE": "weekly"}
+        with override_settings(ENCRYPTION_KEY_ROTATION=rotation):
+            for day in range(3, 9):
+                self.assertFalse(rotation_due("default", datetime(2026, 3, day, 3, tzinfo=UTC)))
+            self.assertTrue(rotation_due("default", datetime(2026, 3, 9, 3, tzinfo=UTC)))
+
+    def test_failed_and_dry_runs_do_not_count(self):
+        run = completed_run(timezone.now())
+        run.status = RunStatus.FAILED
+        run.save()
+        self.assertTrue(rotation_due("default", timezone.now()))
+
+
+class BeatScheduleTests(TestCase):
+    def test_entry_follows_the_setting(self):
+        for schedule, expected in (
+            ("daily", crontab(hour=3, minute=0)),
+            ("weekly", crontab(hour=3, minute=0, day_of_week=1)),
+            ("monthly", crontab(hour=3, minute=0, day_of_month=1)),
+        ):
+            with override_settings(
+                ENCRYPTION_KEY_ROTATION={**FAST, "KEY_ROTATION_SCHEDULE": schedule}
+            ):
+                entry = rotation_beat_schedule()["rotate-encryption-keys"]
+                self.assertEqual(entry["task"], "data_encryption.tasks.rotate_encryption_key_task")
+                self.assertEqual(entry["schedule"], expected)
+
+    def test_contract_entry_names_a_registered_task(self):
+        from celery import current_app
+
+        self.assertIn("data_encryption.tasks.rotate_encryption_key_task", current_app.tasks)
+
+
+@override_settings(ENCRYPTION_KEY_ROTATION={**FAST, "CHUNK_ROWS": 4})
+class InProcessTaskTests(FreshKeyRingMixin, TestCase):
+    def setUp(self):
+        super().setUp()
+        for i in range(10):
+            Customer.objects.create(name=f"c{i}", _ssn=EncryptionService.encrypt(f"ssn-{i}"))
+
+    def test_runs_in_process_through_the_chunks(self):
+        report = rotate_encryption_key_task.apply().get()
+        self.assertEqual(report["status"], "completed")
+        self.assertEqual(report["models"]["data_encryption_tests.Customer"]["rows"], 10)
+        run = RotationRun.objects.get()
+        chunks = list(run.chunks.filter(model="data_encryption_tests.Customer"))
+        self.assertEqual(len(chunks), 3)  # 4 + 4 + the open-ended rest
+        self.assertEqual([c.rows for c in chunks], [4, 4, 2])
+        self.assertIsNone(chunks[-1].upper)
+        self.assertEqual(run.trigger, "celery")
+        self.assertEqual(len(mail.outbox), 1)
+        self.assertEqual(report["notification"], {"sent": True, "error": ""})
+
+    def test_a_plain_call_works_without_a_broker(self):
+        report = rotate_encryption_key_task(force=True)
+        self.assertEqual(report["status"], "completed")
+
+    def test_not_due_returns_a_result_and_touches_nothing(self):
+        rotate_encryption_key_task.apply().get()
+        keys = list(DataKey.objects.values_list("key_id", "state"))
+        mail.outbox.clear()
+        report = rotate_encryption_key_task.apply().get()
+        self.assertEqual(report["status"], "skipped")
+        self.assertEqual(report["skipped"], "not_due")
+        self.assertIn("pass force=True", report["reason"])
+        self.assertEqual(list(DataKey.objects.values_list("key_id", "state")), keys)
+        self.assertEqual(mail.outbox, [])  # not configured to announce skipped runs
+        forced = rotate_encryption_key_task.apply(kwargs={"force": True}).get()
+        self.assertEqual(forced["status"], "completed")
+
+    def test_skipped_runs_are_announced_when_configured(self):
+        rotate_encryption_key_task.apply().get()
+        mail.outbox.clear()
+        with override_settings(ENCRYPTION_KEY_ROTATION={**FAST, "NOTIFY_SKIPPED": True}):
+            rotate_encryption_key_task.apply().get()
+        self.assertEqual(len(mail.outbox), 1)
+        self.assertIn("Key rotation skipped (not_due)", mail.outbox[0].subject)
+
+    def test_dry_run(self):
+        report = rotate_encryption_key_task.apply(kwargs={"dry_run": True}).get()
+        self.assertTrue(report["dry_run"])
+        self.assertFalse(RotationRun.objects.exists())
+
+    def test_the_final_step_runs_once(self):
+        service = KeyRotationService()
+        rotation = service.rotation(trigger="celery", holder="celery:test")
+        run = rotation.start()
+        first = finish_rotation_task.apply(args=[[], run.pk]).get()
+        second = finish_rotation_task.apply(args=[[], run.pk]).get()
+        self.assertEqual(first["status"], "completed")
+        self.assertEqual(
+            second, {"status": "completed", "run_id": run.pk, "finished_elsewhere": True}
+        )
+        self.assertEqual(RotationChunk.objects.filter(run=run, done=False).count(), 0)
+
+
+class ReminderTests(FreshKeyRingMixin, TestCase):
+    def age_primary(self, days):
+        old = timezone.now() - timedelta(days=days)
+        DataKey.objects.filter(state=KeyState.PRIMARY).update(primary_since=old, created_at=old)
+
+    def test_no_reminder_for_a_fresh_key(self):
+        self.assertIsNone(overdue_reminder("default", timezone.now()))
+        self.assertEqual(
+            [m.id for m in run_checks(databases=["default"]) if m.id == "data_encryption.W001"], []
+        )
+
+    def test_overdue_primary_key_warns_in_checks_and_emails(self):
+        self.age_primary(45)
+        reminder = overdue_reminder("default", timezone.now())
+        self.assertIn("is 45 days old, older than the monthly schedule allows", reminder)
+        warnings = [m for m in run_checks(databases=["default"]) if m.id == "data_encryption.W001"]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("rotate_encryption_key", warnings[0].hint)
+        # Not in checks that run without the database.
+        self.assertEqual([m for m in run_checks() if m.id == "data_encryption.W001"], [])
+        # A rotation that fails before it replaces the key carries the reminder into its email.
+        with override_settings(ENCRYPTION_KEY_ROTATION={**FAST, "BACKUP_DIR": None}):
+            report = KeyRotationService().rotate()
+        self.assertEqual(report["status"], "failed")
+        self.assertIn("45 days old", report["reminder"])
+        self.assertIn("Reminder: the primary data key", mail.outbox[-1].body)
+
+    def test_skipped_run_with_an_overdue_key_is_announced(self):
+        self.age_primary(45)
+        RotationRun.objects.create(
+            started_at=timezone.now(),
+            heartbeat_at=timezone.now(),
+            holder=f"elsewhere:{__import__('os').getpid()}:x",
+        )
+        with override_settings(ENCRYPTION_KEY_ROTATION=FAST):
+            report = rotate_encryption_key_task.apply(kwargs={"force": True}).get()
+        self.assertEqual(report["status"], "skipped")
+        self.assertEqual(len(mail.outbox), 1)
+        self.assertIn("Reminder:", mail.outbox[0].body)
