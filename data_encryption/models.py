@@ -158,6 +158,7 @@ class RotationChunk(models.Model):
     reencrypted = models.PositiveBigIntegerField(default=0)
     failed = models.PositiveBigIntegerField(default=0)
     done = models.BooleanField(default=False)
+    worker = models.CharField(max_length=200, blank=True, help_text="who finished it")
 
     class Meta:
         ordering = ["run", "model", "index"]

@@ -125,7 +125,8 @@ def rotate_chunk_task(self: Any, run_id: int, chunk_id: int) -> dict[str, Any]:
         return {"chunk": chunk_id, "done": chunk.done, "run_status": run.status}
     rotation = _service().rotation(trigger="celery", holder=run.holder)
     rotation.process_chunk(run, chunk)
-    return {"chunk": chunk_id, "done": True, "rows": chunk.rows}
+    RotationChunk.objects.filter(pk=chunk_id).update(worker=self.request.hostname or "")
+    return {"chunk": chunk_id, "done": True, "rows": chunk.rows, "worker": self.request.hostname}
 
 
 @shared_task(
@@ -142,4 +143,7 @@ def finish_rotation_task(self: Any, chunk_results: Any, run_id: int) -> dict[str
     rotation = service.rotation(trigger="celery", holder=run.holder)
     if not rotation.claim_finish(run):
         return {"status": run.status, "run_id": run_id, "finished_elsewhere": True}
-    return service.announce(rotation.finish(run))
+    report = rotation.finish(run)
+    workers = {r.get("worker") for r in chunk_results or [] if isinstance(r, dict)}
+    report["workers"] = sorted(worker for worker in workers if worker)
+    return service.announce(report)

@@ -36,6 +36,43 @@ def start_command(*args):
     )
 
 
+def start_worker(name, **environment):
+    """A real ``celery worker`` process (one pool process) for the test's database and Redis."""
+    env = child_environment()
+    env.update({key: str(value) for key, value in environment.items()})
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "data_encryption.tests.celery_app",
+            "worker",
+            "--concurrency=1",
+            "--pool=prefork",
+            f"--hostname={name}@%h",
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def pool_children(pid):
+    """The pool processes of a worker: the children of its main process."""
+    children = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as handle:
+            children += [int(child) for child in handle.read().split()]
+    return children
+
+
 def start_writer(seconds, stop_file):
     return subprocess.Popen(
         [

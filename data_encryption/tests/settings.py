@@ -40,6 +40,9 @@ ENCRYPTION_KEY_ROTATION = {
     "MODELS": {"data_encryption_tests.Customer": ["_ssn"]},
     # Short, so rotations in tests wait little for other processes' key rings.
     "KEY_CACHE_SECONDS": 0.5,
+    # Worker processes started by tests get small chunks and batches through the environment.
+    "CHUNK_ROWS": int(os.environ.get("DATA_ENCRYPTION_TEST_CHUNK_ROWS", "100000")),
+    "BATCH_SIZE": int(os.environ.get("DATA_ENCRYPTION_TEST_BATCH_SIZE", "1000")),
 }
 EMAIL_FROM_ALERTS = "alerts@example.com"
 EMAIL_SECURITY = "security@example.com"
