@@ -97,7 +97,9 @@ class Command(BaseCommand):
             f"{Patient.objects.filter(birth_date__isnull=False).count()}"
         )
         out(style.MIGRATE_HEADING("\n8. Rotate the data key (what the monthly job does)"))
+        out("  The security team's email follows (EMAIL_BACKEND is the console backend):\n")
         report = KeyRotationService().rotate_encryption_key_monthly()
+        out(style.MIGRATE_HEADING("  The report:"))
         shown_keys = (
             "status",
             "timestamp",
