@@ -13,33 +13,11 @@ from django.test import TransactionTestCase
 from data_encryption.keys import reset_key_ring
 from data_encryption.models import DataKey, KeyState, RotationChunk, RotationRun, RunStatus
 from data_encryption.rotation import census_totals
-from data_encryption.services import EncryptionService
 from data_encryption.tests.processes import pool_children, start_worker
 from data_encryption.tests.testapp.models import Customer, Patient
+from data_encryption.tests.utils import all_plaintexts, seed_rows
 
 REDIS = os.environ.get("DATA_ENCRYPTION_TEST_REDIS_URL")
-
-
-def seed(customers, patients):
-    Customer.objects.bulk_create(
-        [
-            Customer(name=f"c{i}", _ssn=EncryptionService.encrypt(f"ssn-{i}"))
-            for i in range(customers)
-        ],
-        batch_size=500,
-    )
-    Patient.objects.bulk_create(
-        [Patient(name=f"p{i}", notes=f"note-{i}", visits=i) for i in range(patients)],
-        batch_size=500,
-    )
-
-
-def plaintexts():
-    reset_key_ring()
-    return (
-        {c.pk: c.ssn for c in Customer.objects.all()},
-        {p.pk: (p.notes, p.visits) for p in Patient.objects.all()},
-    )
 
 
 @unittest.skipUnless(REDIS, "needs DATA_ENCRYPTION_TEST_REDIS_URL (the test command starts Redis)")
@@ -85,7 +63,7 @@ class CeleryWorkerTests(TransactionTestCase):
 
     def assertEverythingRotated(self, run, expected):
         self.assertEqual(run.status, RunStatus.COMPLETED, run.reason)
-        self.assertEqual(plaintexts(), expected)
+        self.assertEqual(all_plaintexts(), expected)
         primary = DataKey.objects.get(state=KeyState.PRIMARY)
         self.assertEqual(primary.key_id, run.new_key_id)
         self.assertEqual(set(census_totals(run.census)) - {"null"}, {primary.hex_id})
@@ -95,8 +73,8 @@ class CeleryWorkerTests(TransactionTestCase):
     def test_fanned_out_rotation_over_two_workers(self):
         from data_encryption.tasks import rotate_encryption_key_task
 
-        seed(3000, 1000)
-        expected = plaintexts()
+        seed_rows(3000, 1000)
+        expected = all_plaintexts()
         self.start_workers(2, DATA_ENCRYPTION_TEST_CHUNK_ROWS=300)
         result = rotate_encryption_key_task.apply_async(kwargs={"force": True})
         started = result.get(timeout=120)
@@ -113,8 +91,8 @@ class CeleryWorkerTests(TransactionTestCase):
     def test_a_worker_killed_mid_chunk_loses_nothing(self):
         from data_encryption.tasks import rotate_encryption_key_task
 
-        seed(3000, 0)
-        expected = plaintexts()
+        seed_rows(3000, 0)
+        expected = all_plaintexts()
         workers = self.start_workers(
             2, DATA_ENCRYPTION_TEST_CHUNK_ROWS=1000, DATA_ENCRYPTION_TEST_BATCH_SIZE=10
         )

@@ -16,31 +16,12 @@ from django.test import TransactionTestCase
 from data_encryption.keys import reset_key_ring
 from data_encryption.models import DataKey, KeyState, RotationRun, RunStatus
 from data_encryption.rotation import census_totals
-from data_encryption.services import EncryptionService, KeyRotationService
+from data_encryption.services import KeyRotationService
 from data_encryption.tests.processes import start_command, start_writer
-from data_encryption.tests.testapp.models import Customer, Patient
+from data_encryption.tests.utils import all_plaintexts, seed_rows
 
 ROWS = 3000
 TRIALS = 10
-
-
-def seed(rows):
-    Customer.objects.bulk_create(
-        [Customer(name=f"c{i}", _ssn=EncryptionService.encrypt(f"ssn-{i}")) for i in range(rows)],
-        batch_size=500,
-    )
-    Patient.objects.bulk_create(
-        [Patient(name=f"p{i}", notes=f"note-{i}", visits=i) for i in range(rows // 3)],
-        batch_size=500,
-    )
-
-
-def plaintexts():
-    reset_key_ring()
-    return (
-        {c.pk: c.ssn for c in Customer.objects.all()},
-        {p.pk: (p.notes, p.visits) for p in Patient.objects.all()},
-    )
 
 
 class ProcessTestCase(TransactionTestCase):
@@ -58,8 +39,8 @@ class ProcessTestCase(TransactionTestCase):
 
 class CrashTests(ProcessTestCase):
     def test_rotation_killed_at_random_points_resumes_and_loses_nothing(self):
-        seed(ROWS)
-        expected = plaintexts()
+        seed_rows(ROWS, ROWS // 3)
+        expected = all_plaintexts()
         randomness = random.Random(int(os.environ.get("DATA_ENCRYPTION_TEST_SEED", "2026")))
         killed_in = []
         for trial in range(TRIALS):
@@ -74,7 +55,7 @@ class CrashTests(ProcessTestCase):
             report = KeyRotationService(batch_size=100).rotate()
             self.assertEqual(report["status"], "completed", (trial, report))
             self.assertEqual(report["failed_records"], 0)
-            self.assertEqual(plaintexts(), expected, f"trial {trial}")
+            self.assertEqual(all_plaintexts(), expected, f"trial {trial}")
             self.assertCensusClean(report)
             if running is not None:
                 self.assertTrue(report["resumed"])
@@ -90,8 +71,8 @@ class CrashTests(ProcessTestCase):
 
 class ConcurrentWriterTests(ProcessTestCase):
     def test_writer_keeps_its_changes_through_a_rotation(self):
-        seed(ROWS)
-        before_customers, before_patients = plaintexts()
+        seed_rows(ROWS, ROWS // 3)
+        before_customers, before_patients = all_plaintexts()
         stop_file = Path(tempfile.mkdtemp()) / "stop"
         writer = start_writer(60, str(stop_file))
         time.sleep(1.0)  # the writer is running before the rotation starts
@@ -104,7 +85,7 @@ class ConcurrentWriterTests(ProcessTestCase):
         self.assertEqual(writer.returncode, 0, writer_err)
         written = json.loads(writer_out)
         self.assertGreater(written["writes"], 50, "the writer barely ran")
-        customers, patients = plaintexts()
+        customers, patients = all_plaintexts()
         for pk, value in before_customers.items():
             want = written["last"]["customer"].get(str(pk), value)
             self.assertEqual(customers[pk], want, f"customer {pk}")

@@ -51,3 +51,32 @@ def assert_no_material(testcase, texts, raws):
     for text in texts:
         for form in forms:
             testcase.assertNotIn(form, text)
+
+
+def seed_rows(customers, patients):
+    """Customers (property pattern) and patients (fields) with known plaintexts."""
+    from data_encryption.services import EncryptionService
+    from data_encryption.tests.testapp.models import Customer, Patient
+
+    Customer.objects.bulk_create(
+        [
+            Customer(name=f"c{i}", _ssn=EncryptionService.encrypt(f"ssn-{i}"))
+            for i in range(customers)
+        ],
+        batch_size=500,
+    )
+    Patient.objects.bulk_create(
+        [Patient(name=f"p{i}", notes=f"note-{i}", visits=i) for i in range(patients)],
+        batch_size=500,
+    )
+
+
+def all_plaintexts():
+    """Every customer's SSN and patient's notes and visits, read afresh."""
+    from data_encryption.tests.testapp.models import Customer, Patient
+
+    reset_key_ring()
+    return (
+        {c.pk: c.ssn for c in Customer.objects.all()},
+        {p.pk: (p.notes, p.visits) for p in Patient.objects.all()},
+    )
