@@ -46,9 +46,9 @@ from .envelope import (
     ASCII_PREFIX_V1,
     FERNET_TEXT_PREFIX,
     MAGIC,
+    header_for,
     open_value,
     parse,
-    seal_with,
 )
 from .exceptions import DataEncryptionError, DecryptionError
 from .keys import (
@@ -191,32 +191,53 @@ def examine_rows(
     are re-sealed under ``key_id`` in the form they were stored in (ASCII for text columns). A
     value that does not decrypt becomes a failure and is left as it is.
     """
+    # This runs once per stored value, so the common value, a binary envelope, takes a short
+    # path: it is counted under its 4 key id bytes (each distinct id is formatted once, at the
+    # end, into the label value_key_label gives it) and sealed with one bound call. Anything
+    # else gets its label from value_key_label. The decisions are the same for both.
     batch = Batch()
     target_label = format_key_id(key_id)
+    target_id = None if key_id is None else key_id.to_bytes(4, "big")
+    header = None if key_id is None else header_for(key_id)
+    seal = cipher.seal if rewrite and cipher is not None and key_id is not None else None
+    names = [name for name, _ in columns]
+    counts: list[Counter[bytes | str]] = [Counter() for _ in columns]
+    updates: list[list[tuple[Any, Any, Any]]] = [[] for _ in columns]
     for row in rows:
         pk = row[0]
         batch.rows += 1
-        batch.last_pk = pk
-        for (name, column), raw in zip(columns, row[1:], strict=True):
-            if isinstance(raw, memoryview):
-                raw = bytes(raw)
-            label = value_key_label(raw)
-            if label in (NULL, target_label):
-                batch.census[(name, label)] += 1
+        for name, counted, rewrites, raw in zip(names, counts, updates, row[1:], strict=True):
+            token: bytes | str
+            if type(raw) is bytes and len(raw) >= 8 and raw[:3] == MAGIC:
+                token = raw[4:8]
+            else:
+                if isinstance(raw, memoryview):
+                    raw = bytes(raw)
+                token = value_key_label(raw)
+            if token in (target_id, NULL, target_label):
+                counted[token] += 1
                 continue
             try:
                 plaintext = open_value(raw)
             except DecryptionError as exc:
                 batch.failures.append((pk, name, exc.key_id, str(exc)[:300]))
-                batch.census[(name, label)] += 1
+                counted[token] += 1
                 continue
-            if not rewrite or cipher is None or key_id is None:
-                batch.census[(name, label)] += 1
+            if seal is None or header is None:
+                counted[token] += 1
                 continue
-            sealed = seal_with(key_id, cipher, plaintext)
+            sealed = header + seal(plaintext, header)
             new: Any = parse(sealed).to_ascii() if isinstance(raw, str) else sealed
-            batch.updates.setdefault(column, []).append((new, pk, raw))
-            batch.census[(name, target_label)] += 1
+            rewrites.append((new, pk, raw))
+            counted[target_label] += 1
+        batch.last_pk = pk
+    for name, (_, column), counted, rewrites in zip(names, columns, counts, updates, strict=True):
+        for token, count in counted.items():
+            if isinstance(token, bytes):
+                token = format_key_id(int.from_bytes(token, "big"))
+            batch.census[(name, token)] += count
+        if rewrites:
+            batch.updates[column] = rewrites
     return batch
 
 
@@ -276,6 +297,9 @@ def chunk_bounds(connection: Any, table: Table, chunk_rows: int) -> list[tuple[A
 def write_rows(connection: Any, table: Table, batch: Batch) -> None:
     """Compare-and-swap every rewrite: a row the application changed since it was read keeps
     the application's value."""
+    if connection.vendor == "postgresql":
+        _write_rows_postgresql(connection, table, batch)
+        return
     quoted_table = _quote(connection, table.table)
     quoted_pk = _quote(connection, table.pk_column)
     with connection.cursor() as cursor:
@@ -286,6 +310,48 @@ def write_rows(connection: Any, table: Table, batch: Batch) -> None:
                 f"WHERE {quoted_pk} = %s AND {quoted} = %s",
                 params,
             )
+
+
+def _write_rows_postgresql(connection: Any, table: Table, batch: Batch) -> None:
+    """``write_rows`` on PostgreSQL: one statement per column for the whole batch, joining the
+    rows to three arrays (primary keys, new values, old values) with the same compare-and-swap
+    condition, instead of one ``UPDATE`` per row.
+
+    With psycopg 3 the arrays go in PostgreSQL's binary format on a cursor that binds on the
+    server; Django's cursors bind on the client, which spells every value out in the SQL text
+    for the server to parse again. That cursor bypasses Django's query log and execute
+    wrappers; database errors still become Django's.
+    """
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    marker = "%b" if is_psycopg3 else "%s"  # psycopg2 binds on the client: ARRAY[...] literals
+    quoted_table = _quote(connection, table.table)
+    quoted_pk = _quote(connection, table.pk_column)
+    statements = []
+    for column, params in batch.updates.items():
+        quoted = _quote(connection, column)
+        sql = (
+            f"UPDATE {quoted_table} AS t SET {quoted} = v.new "  # noqa: S608
+            f"FROM unnest({marker}, {marker}, {marker}) AS v(pk, new, old) "
+            f"WHERE t.{quoted_pk} = v.pk AND t.{quoted} = v.old"
+        )
+        new, pks, old = ([row[index] for row in params] for index in range(3))
+        statements.append((sql, [pks, new, old]))
+    if not statements:
+        return
+    if not is_psycopg3:
+        with connection.cursor() as cursor:
+            for sql, arrays in statements:
+                cursor.execute(sql, arrays)
+        return
+    import psycopg
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        for sql, arrays in statements:
+            # Not prepared, as with Django's own cursors: a batch is one statement, so preparing
+            # saves nothing, and a named prepared statement breaks behind a pooling proxy.
+            cursor.execute(sql, arrays, prepare=False)
 
 
 def count_rows(connection: Any, table: Table) -> int:
@@ -373,14 +439,7 @@ class Rotation:
             return self._skipped_report("already_running")
         if run.status != RunStatus.RUNNING:
             return self._report(run, started)
-        try:
-            if run.phase == "reencrypt":
-                for chunk in self.pending_chunks(run):
-                    self.process_chunk(run, chunk)
-                self._save(run, phase="census")
-            return self.finish(run, started=started)
-        except Exception as exc:
-            return self._stopped(run, exc, started)
+        return self.finish(run, started=started)
 
     def start(self) -> RotationRun | None:
         """Take the lock, then back up, activate, wait and plan the chunks, resuming whatever a
@@ -409,8 +468,8 @@ class Rotation:
         return run
 
     def finish(self, run: RotationRun, *, started: float | None = None) -> dict[str, Any]:
-        """After every chunk: census, retire, record. Chunks a worker never finished are done
-        here first. Runs once: a second caller finds the run past this point."""
+        """Re-encrypt every chunk not yet done (all of them in one process; those no worker
+        finished under Celery), then census, retire, record; returns the report."""
         try:
             # "finishing": a Celery final step claimed the run (see claim_finish).
             if run.phase in ("reencrypt", "finishing"):
