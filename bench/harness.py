@@ -6,6 +6,11 @@ every variant once, in an order that rotates between repeats, so drift on a shar
 on all variants alike. Times are medians of the repeats; ratios are medians of the per-repeat
 ratios, and a ``Target`` bounds one variant's ratio to another's, the only kind of claim a noisy
 machine supports.
+
+Some variants are too slow to sample every round (the naive save loop on PostgreSQL takes over a
+minute): ``Variant.repeats`` limits them to the first rounds, and their ratios pair only the
+rounds they ran in. A variant that times itself (a rotation, whose setup and census are not the
+walk being measured) returns ``Timed`` from ``run``; its other parts are reported beside it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import io
 import pstats
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 
@@ -46,12 +51,30 @@ class Target:
 
 
 @dataclass(frozen=True)
+class Timed:
+    """What a ``run`` that times itself returns: the seconds that count as its sample, and other
+    parts of the same run by name (reported as rows of their own, with no target)."""
+
+    seconds: float
+    parts: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Variant:
-    """One way of doing the case; ``run`` is one timed sample (``Comparison.operations`` ops)."""
+    """One way of doing the case; ``run`` is one timed sample (``Comparison.operations`` ops).
+
+    ``operations`` overrides the comparison's count for this variant (per-operation times stay
+    comparable). ``setup`` runs untimed before every run of this variant, warm-up included.
+    ``repeats`` limits the variant to the first rounds; ``warmup=False`` skips its untimed run.
+    """
 
     name: str
     run: Callable[[], object]
     target: Target | None = None
+    operations: int | None = None
+    setup: Callable[[], object] | None = None
+    repeats: int | None = None
+    warmup: bool = True
 
 
 @dataclass(frozen=True)
@@ -62,6 +85,11 @@ class Comparison:
     variants: Sequence[Variant]
     operations: int = 1  # per sample; reported times are per operation
     unit: str = "op"
+    rate: bool = False  # also show operations per second
+    repeats: int | None = None  # rounds, when not the run's ``--repeats``
+
+    def operations_of(self, variant: Variant) -> int:
+        return variant.operations or self.operations
 
     @property
     def baseline(self) -> Variant:
@@ -70,48 +98,66 @@ class Comparison:
 
 @dataclass
 class Measurement:
-    """The samples (seconds per operation) of every variant of one comparison."""
+    """The samples (seconds per operation, by round) of every variant of one comparison, and of
+    the parts that self-timed variants reported (named ``"<variant>: <part>"``)."""
 
     comparison: Comparison
-    samples: dict[str, list[float]] = field(default_factory=dict)
+    samples: dict[str, dict[int, float]] = field(default_factory=dict)
+    parts: dict[str, list[str]] = field(default_factory=dict)  # variant -> its part names
 
     def median(self, name: str) -> float:
-        return statistics.median(self.samples[name])
+        return statistics.median(self.samples[name].values())
 
     def ratio(self, name: str, reference: str | None = None) -> float:
-        """The median over repeats of ``name``'s time over ``reference``'s in the same repeat.
+        """The median over rounds of ``name``'s time over ``reference``'s in the same round.
 
-        Pairing by repeat cancels drift slower than one repeat (another job starting, the
+        Pairing by round cancels drift slower than one round (another job starting, the
         host throttling), which a ratio of two medians would keep.
         """
-        pairs = zip(
-            self.samples[name],
-            self.samples[reference or self.comparison.baseline.name],
-            strict=True,
-        )
-        return statistics.median(mine / theirs for mine, theirs in pairs)
+        mine = self.samples[name]
+        theirs = self.samples[reference or self.comparison.baseline.name]
+        return statistics.median(mine[i] / theirs[i] for i in sorted(mine.keys() & theirs.keys()))
 
 
 def measure(comparison: Comparison, repeats: int) -> Measurement:
-    """Run every variant once untimed (caches, key ring, page cache), then ``repeats`` rounds."""
+    """Run every variant once untimed (caches, key ring, page cache), then ``repeats`` rounds
+    (or the comparison's own number)."""
+    repeats = comparison.repeats or repeats
     variants = list(comparison.variants)
     for variant in variants:
-        variant.run()
-    result = Measurement(comparison, {variant.name: [] for variant in variants})
+        if variant.warmup:
+            if variant.setup is not None:
+                variant.setup()
+            variant.run()
+    result = Measurement(comparison, {variant.name: {} for variant in variants})
     for repeat in range(repeats):
         shift = repeat % len(variants)
         for variant in variants[shift:] + variants[:shift]:
-            result.samples[variant.name].append(_time_once(variant) / comparison.operations)
+            if variant.repeats is not None and repeat >= variant.repeats:
+                continue
+            operations = comparison.operations_of(variant)
+            seconds, parts = _time_once(variant)
+            result.samples[variant.name][repeat] = seconds / operations
+            for part, part_seconds in parts.items():
+                name = f"{variant.name}: {part}"
+                result.samples.setdefault(name, {})[repeat] = part_seconds / operations
+                if part not in result.parts.setdefault(variant.name, []):
+                    result.parts[variant.name].append(part)
     return result
 
 
-def _time_once(variant: Variant) -> float:
+def _time_once(variant: Variant) -> tuple[float, Mapping[str, float]]:
+    if variant.setup is not None:
+        variant.setup()
     # Collect first so no variant pays for garbage another one left; the collector stays on
     # during the sample, as it would in an application.
     gc.collect()
     start = time.perf_counter()
-    variant.run()
-    return time.perf_counter() - start
+    outcome = variant.run()
+    elapsed = time.perf_counter() - start
+    if isinstance(outcome, Timed):
+        return outcome.seconds, outcome.parts
+    return elapsed, {}
 
 
 @dataclass(frozen=True)
@@ -141,17 +187,34 @@ def rows(measurement: Measurement) -> list[Row]:
             result_text = "pass" if passed else "**FAIL**"
             if reference != baseline:
                 result_text += f" ({ratio:.2f}x)"
-        table.append(
-            Row(
-                case=f"{comparison.name}: {name}",
-                median=f"{format_seconds(measurement.median(variant.name))}/{comparison.unit}",
-                ratio=f"{measurement.ratio(variant.name):.2f}x",
-                target=target_text,
-                result=result_text,
-                passed=passed,
-            )
-        )
+        table.append(_row(measurement, variant.name, name, target_text, result_text, passed))
+        for part in measurement.parts.get(variant.name, []):
+            sample = f"{variant.name}: {part}"
+            table.append(_row(measurement, sample, sample, "—", "—", None))
     return table
+
+
+def _row(
+    measurement: Measurement,
+    sample: str,
+    name: str,
+    target: str,
+    result: str,
+    passed: bool | None,
+) -> Row:
+    comparison = measurement.comparison
+    seconds = measurement.median(sample)
+    median = f"{format_seconds(seconds)}/{comparison.unit}"
+    if comparison.rate:
+        median += f" ({1 / seconds:,.0f} {comparison.unit}s/s)"
+    return Row(
+        case=f"{comparison.name}: {name}",
+        median=median,
+        ratio=f"{measurement.ratio(sample):.2f}x",
+        target=target,
+        result=result,
+        passed=passed,
+    )
 
 
 def markdown_table(table: Sequence[Row]) -> str:
@@ -172,6 +235,8 @@ def format_seconds(seconds: float) -> str:
 
 def profile(variant: Variant, limit: int = 15) -> str:
     """The ``limit`` functions with the most time of their own in one run of ``variant``."""
+    if variant.setup is not None:
+        variant.setup()
     profiler = cProfile.Profile()
     profiler.runcall(variant.run)
     out = io.StringIO()

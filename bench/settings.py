@@ -1,8 +1,13 @@
-"""Django settings for the benchmarks: SQLite in a temporary file, keys made at import.
+"""Django settings for the benchmarks: SQLite in a temporary file (or PostgreSQL), keys made at
+import.
 
 ``bench.run`` points ``BENCH_SQLITE_PATH`` at a temporary directory it deletes afterwards; other
 users of these settings (``django-admin --settings=bench.settings``, mypy) get a file in the
-system's temporary directory. No key is written down anywhere: every run generates its own.
+system's temporary directory. With ``BENCH_DATABASE=postgres`` the database is PostgreSQL:
+``BENCH_PG_NAME`` (a database ``bench.run`` creates and drops) on the server the libpq variables
+name (``PGHOST``, ``PGPORT``, ``PGUSER``). No key is written down anywhere: every run generates
+its own, and hands the master key to the processes it starts (the memory measurement) through
+the environment, so they can read the run's data keys.
 """
 
 import os
@@ -17,20 +22,47 @@ DEBUG = False  # with DEBUG, Django would record every query
 USE_TZ = True
 TIME_ZONE = "UTC"
 
-DB_ENCRYPTION_KEY = Fernet.generate_key().decode()
+DB_ENCRYPTION_KEY = os.environ.setdefault("BENCH_DB_ENCRYPTION_KEY", Fernet.generate_key().decode())
 PAYLOAD_ENCRYPTION_KEY = Fernet.generate_key().decode()
+
+ENCRYPTION_KEY_ROTATION = {
+    "BACKUP_DIR": os.environ.get("BENCH_BACKUP_DIR")
+    or os.path.join(tempfile.gettempdir(), "data_encryption_bench_backups"),
+    # A rotation waits this long after activating its new key. It is also how long a process
+    # keeps its key ring, and at 0 every field encryption would reload the ring from the
+    # database, which would slow the loops the rotation is compared with. So it stays at the
+    # default here and the rotation case sets it to 0 around each rotation it runs.
+    "KEY_CACHE_SECONDS": 60,
+}
 
 INSTALLED_APPS = [
     "data_encryption",
     "bench.benchapp",
 ]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("BENCH_SQLITE_PATH")
-        or os.path.join(tempfile.gettempdir(), "data_encryption_bench.sqlite3"),
+# A rotation emails its report when it ends; here the email goes to Django's in-memory outbox.
+TEMPLATES = [{"BACKEND": "django.template.backends.django.DjangoTemplates", "APP_DIRS": True}]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+EMAIL_FROM_ALERTS = "bench@example.com"
+EMAIL_SECURITY = "security@example.com"
+
+if os.environ.get("BENCH_DATABASE") == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("BENCH_PG_NAME") or os.environ.get("PGDATABASE", "postgres"),
+            "USER": os.environ.get("PGUSER", ""),
+            "HOST": os.environ.get("PGHOST", ""),
+            "PORT": os.environ.get("PGPORT", ""),
+        }
     }
-}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("BENCH_SQLITE_PATH")
+            or os.path.join(tempfile.gettempdir(), "data_encryption_bench.sqlite3"),
+        }
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -1,7 +1,8 @@
 """The same row stored several ways; ``migrate --run-syncdb`` creates the tables (no migrations).
 
-Each model has a short ``name`` and a longer ``notes``, so the load benchmark compares like with
-like: only the field classes differ.
+Each load model has a short ``name`` and a longer ``notes``, so the load benchmark compares like
+with like: only the field classes differ. The rotation models hold one encrypted 11-byte value
+(``EncryptedCharField``, an envelope of 47 bytes in a binary column) per row.
 """
 
 from django.db import models
@@ -37,3 +38,34 @@ class BareAesGcmRecord(models.Model):
 
     name = BareAesGcmField()
     notes = BareAesGcmField()
+
+
+class RotationRecord(models.Model):
+    """The rotation benchmark's table: one encrypted 11-byte value per row."""
+
+    value = fields.EncryptedCharField(max_length=11)
+
+
+class RotationFloorRecord(models.Model):
+    """The rotation floor's table: the same stored bytes in a plain binary column, so the floor
+    does the rotation's database work on an identical table without any decryption."""
+
+    value = models.BinaryField()
+
+
+class SmallRotationRecord(models.Model):
+    """The same shape at a smaller size, for the memory measurement at 100,000 rows."""
+
+    value = fields.EncryptedCharField(max_length=11)
+
+
+class NaiveSaveRecord(models.Model):
+    """The same shape, re-encrypted by ``for obj in Model.objects.all(): obj.save()``."""
+
+    value = fields.EncryptedCharField(max_length=11)
+
+
+class BulkUpdateRecord(models.Model):
+    """The same shape, re-encrypted by ``QuerySet.iterator()`` + ``bulk_update()``."""
+
+    value = fields.EncryptedCharField(max_length=11)
