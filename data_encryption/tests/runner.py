@@ -9,6 +9,8 @@ plain ``N passed, N failed`` line.
 
 import base64
 import logging
+import os
+import shutil
 import sys
 import unittest
 
@@ -86,6 +88,13 @@ class LeakCheckingRunner(DiscoverRunner):
     def setup_test_environment(self, **kwargs):
         super().setup_test_environment(**kwargs)
         record_cipher_keys()
+
+    def teardown_test_environment(self, **kwargs):
+        super().teardown_test_environment(**kwargs)
+        # The key backups the run wrote went to a temporary directory the settings made.
+        directory = str(settings.ENCRYPTION_KEY_ROTATION["BACKUP_DIR"])
+        if os.path.basename(directory).startswith("data-encryption-test-backups-"):
+            shutil.rmtree(directory, ignore_errors=True)
 
     def run_suite(self, suite, **kwargs):
         result = super().run_suite(suite, **kwargs)
