@@ -159,9 +159,16 @@ def master_keys() -> list[MasterKey]:
     return _master_keys
 
 
+_legacy_fernet: MultiFernet | None = None
+
+
 def legacy_fernet() -> MultiFernet:
-    """Reads plain Fernet tokens made directly with the master key or one of its fallbacks."""
-    return MultiFernet([key.fernet for key in master_keys()])
+    """Reads plain Fernet tokens made directly with the master key or one of its fallbacks.
+    Built once (a rotation of a legacy column asks for it on every row)."""
+    global _legacy_fernet
+    if _legacy_fernet is None:
+        _legacy_fernet = MultiFernet([key.fernet for key in master_keys()])
+    return _legacy_fernet
 
 
 @dataclass(slots=True)
@@ -202,9 +209,10 @@ _ring_lock = threading.Lock()
 @register_cache
 def reset_key_ring() -> None:
     """Forget the cached ring and master keys; the next use reloads both."""
-    global _ring, _master_keys, _uncommitted_key_id
+    global _ring, _master_keys, _legacy_fernet, _uncommitted_key_id
     _ring = None
     _master_keys = None
+    _legacy_fernet = None
     _uncommitted_key_id = None
 
 
