@@ -37,7 +37,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, IntegrityError, connections, models, transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from .ciphers import AeadCipher
@@ -482,8 +482,7 @@ class Rotation:
         try:
             # "finishing": a Celery final step claimed the run (see claim_finish).
             if run.phase in ("reencrypt", "finishing"):
-                for chunk in self.pending_chunks(run):
-                    self.process_chunk(run, chunk)
+                self._process_pending(run)
                 self._save(run, phase="census")
             if run.phase == "census":
                 self._census_and_retire(run)
@@ -548,7 +547,7 @@ class Rotation:
         """Update the run row, only while this process still holds it; refresh the heartbeat.
 
         Counters change with ``F()`` expressions, since several workers add to them at once;
-        those are re-read rather than copied onto ``run``.
+        on ``run`` they become deferred fields, read from the database when next used.
         """
         changes["heartbeat_at"] = self.clock()
         updated = (
@@ -558,14 +557,13 @@ class Rotation:
         )
         if not updated:
             raise LockLost(f"Rotation {run.pk} is no longer held by this process.")
-        expressions = [
-            name for name, value in changes.items() if hasattr(value, "resolve_expression")
-        ]
         for name, value in changes.items():
-            if name not in expressions:
+            if hasattr(value, "resolve_expression"):
+                # Deferred rather than re-read now: a batch would pay a SELECT for counters
+                # nobody looks at until the run's end. Reading the attribute loads it.
+                run.__dict__.pop(name, None)
+            else:
                 setattr(run, name, value)
-        if expressions:
-            run.refresh_from_db(using=self.using, fields=expressions)
 
     def _backup(self, run: RotationRun) -> None:
         if run.new_key_id is None:
@@ -663,6 +661,22 @@ class Rotation:
             "finish the rotation with the configuration it started with."
         )
 
+    def _process_pending(self, run: RotationRun) -> None:
+        """Every chunk not yet done, table by table, with the table's progress shown whole."""
+        pending = self.pending_chunks(run)
+        for label in dict.fromkeys(chunk.model for chunk in pending):
+            table = self.table(label)
+            done = (
+                RotationChunk.objects.using(self.using)
+                .filter(run=run, model=label)
+                .aggregate(rows=Sum("rows"))["rows"]
+            )
+            self.progress.start_table(label, count_rows(self.connection, table), done or 0)
+            for chunk in pending:
+                if chunk.model == label:
+                    self.process_chunk(run, chunk)
+            self.progress.end_table(label)
+
     def process_chunk(self, run: RotationRun, chunk: RotationChunk) -> None:
         """Re-encrypt one chunk from its cursor, batch by batch. Safe to run again: the cursor
         moves with each committed batch, and values already under the new key are skipped."""
@@ -671,7 +685,6 @@ class Rotation:
         table = self.table(chunk.model)
         assert run.new_key_id is not None
         cipher = cipher_for(run.new_key_id)
-        self.progress.start_table(table.label, count_rows(self.connection, table), chunk.rows)
         chunks = RotationChunk.objects.using(self.using).filter(pk=chunk.pk)
         while True:
             rows = read_rows(self.connection, table, chunk.cursor, self.batch_size, chunk.upper)
@@ -700,7 +713,6 @@ class Rotation:
             chunk.cursor = cursor
             chunk.rows += batch.rows
             self.progress.advance(table.label, batch.rows)
-        self.progress.end_table(table.label)
 
     def _record_failures(self, run: RotationRun, table: Table, batch: Batch) -> None:
         if not batch.failures:

@@ -600,6 +600,16 @@ class CommandTests(FreshKeyRingMixin, TestCase):
         self.assertIn("  failed records:     0\n", output)
         self.assertIn("  key backup:         ", output)
 
+    @override_settings(ENCRYPTION_KEY_ROTATION={**FAST, "CHUNK_ROWS": 2})
+    def test_progress_counts_the_whole_table_across_its_chunks(self):
+        make_customers(5)
+        output = self.call("--force", "--batch-size", "2")
+        self.assertEqual(output.count("data_encryption_tests.Customer: 5 rows\n"), 1)
+        self.assertEqual(output.count("data_encryption_tests.Customer: 5 rows done"), 1)
+        self.assertEqual(
+            RotationChunk.objects.filter(model="data_encryption_tests.Customer").count(), 3
+        )
+
     def test_dry_run(self):
         make_customers(3)
         old = primary_id()
