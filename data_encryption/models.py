@@ -159,6 +159,8 @@ class RotationChunk(models.Model):
     failed = models.PositiveBigIntegerField(default=0)
     done = models.BooleanField(default=False)
     worker = models.CharField(max_length=200, blank=True, help_text="who finished it")
+    started_at = models.DateTimeField(null=True, blank=True, help_text="first batch began")
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["run", "model", "index"]

@@ -686,11 +686,14 @@ class Rotation:
         assert run.new_key_id is not None
         cipher = cipher_for(run.new_key_id)
         chunks = RotationChunk.objects.using(self.using).filter(pk=chunk.pk)
+        if chunk.started_at is None:
+            chunk.started_at = self.clock()
+            chunks.filter(started_at=None).update(started_at=chunk.started_at)
         while True:
             rows = read_rows(self.connection, table, chunk.cursor, self.batch_size, chunk.upper)
             if not rows:
-                chunks.update(done=True)
-                chunk.done = True
+                chunk.done, chunk.finished_at = True, self.clock()
+                chunks.update(done=True, finished_at=chunk.finished_at)
                 self._save(run)
                 break
             batch = examine_rows(rows, table.columns, run.new_key_id, cipher, rewrite=True)

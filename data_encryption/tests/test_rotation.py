@@ -606,9 +606,11 @@ class CommandTests(FreshKeyRingMixin, TestCase):
         output = self.call("--force", "--batch-size", "2")
         self.assertEqual(output.count("data_encryption_tests.Customer: 5 rows\n"), 1)
         self.assertEqual(output.count("data_encryption_tests.Customer: 5 rows done"), 1)
-        self.assertEqual(
-            RotationChunk.objects.filter(model="data_encryption_tests.Customer").count(), 3
-        )
+        chunks = RotationChunk.objects.filter(model="data_encryption_tests.Customer")
+        self.assertEqual(chunks.count(), 3)
+        for chunk in chunks:  # when each chunk's walk began and ended, for the ledger
+            self.assertTrue(chunk.done)
+            self.assertLessEqual(chunk.started_at, chunk.finished_at)
 
     def test_dry_run(self):
         make_customers(3)
