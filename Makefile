@@ -10,7 +10,7 @@ test-quick:      ## Django 5.2 only, SQLite and PostgreSQL
 	scripts/test.sh --quick
 
 lint:
-	.venv/bin/ruff check data_encryption bench example && .venv/bin/mypy data_encryption
+	.venv/bin/ruff check data_encryption bench example && .venv/bin/mypy data_encryption bench
 
 bench:           ## benchmarks; writes nothing, prints the table for docs/benchmarks.md
 	scripts/bench.sh

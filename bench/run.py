@@ -34,6 +34,8 @@ QUICK = Options(
     loop_rows_postgres=5_000,
     loop_rows_sqlite=2_000,
     memory_repeats=1,
+    fanout_rows=50_000,
+    fanout_repeats=1,
 )
 
 
@@ -89,6 +91,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f"PostgreSQL, {defaults.loop_rows_sqlite:,} on SQLite)",
     )
     parser.add_argument(
+        "--fanout-rows",
+        type=int,
+        help=f"rows rotated by the Celery workers, fan-out case ({defaults.fanout_rows:,})",
+    )
+    parser.add_argument(
+        "--fanout-repeats",
+        type=int,
+        help=f"rounds of the fan-out case ({defaults.fanout_repeats})",
+    )
+    parser.add_argument(
         "--check", action="store_true", help="exit with status 1 when a target is missed"
     )
     parser.add_argument(
@@ -114,6 +126,8 @@ def options_from(args: argparse.Namespace) -> Options:
             "rotation_rows",
             "rotation_batch",
             "rotation_repeats",
+            "fanout_rows",
+            "fanout_repeats",
         )
         if getattr(args, name) is not None
     }
@@ -217,8 +231,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{options.rows:,} rows per table; rotation: {options.rotation_repeats} rounds on "
         f"{options.rotation_rows:,} rows in batches of {options.rotation_batch:,}, the loops "
         f"sampled in {options.loop_repeats} of them, "
-        f"{options.memory_repeats} processes per memory size; times are medians, ratios "
-        "medians of per-round ratios.\n"
+        f"{options.memory_repeats} processes per memory size; fan-out: "
+        f"{options.fanout_repeats} rounds on {options.fanout_rows:,} rows; times are medians, "
+        "ratios medians of per-round ratios.\n"
     )
     print(harness.markdown_table(table))
     missed = any(row.passed is False for row in table)

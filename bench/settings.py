@@ -32,8 +32,24 @@ ENCRYPTION_KEY_ROTATION = {
     # keeps its key ring, and at 0 every field encryption would reload the ring from the
     # database, which would slow the loops the rotation is compared with. So it stays at the
     # default here and the rotation case sets it to 0 around each rotation it runs.
-    "KEY_CACHE_SECONDS": 60,
+    "KEY_CACHE_SECONDS": int(os.environ.get("BENCH_KEY_CACHE_SECONDS", "60")),
+    "BATCH_SIZE": int(os.environ.get("BENCH_BATCH_SIZE", "1000")),
 }
+# The fan-out case's workers rotate one table only ("app.Model:field,..." in the environment).
+if os.environ.get("BENCH_ROTATION_MODELS"):
+    ENCRYPTION_KEY_ROTATION["MODELS"] = {
+        label: fields.split(",")
+        for label, fields in (
+            entry.split(":") for entry in os.environ["BENCH_ROTATION_MODELS"].split(";")
+        )
+    }
+
+# Celery, for the fan-out case: a Redis that scripts/bench.sh starts. One task reserved per
+# worker at a time (the setting docs/automation.md asks for), so chunks spread over workers.
+CELERY_BROKER_URL = os.environ.get("BENCH_REDIS_URL", "memory://")
+CELERY_RESULT_BACKEND = os.environ.get("BENCH_REDIS_URL", "cache+memory://")
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 INSTALLED_APPS = [
     "data_encryption",

@@ -4,10 +4,12 @@
 # server's default durability settings: fsync, synchronous_commit and full_page_writes on.
 # Prints the tables for docs/benchmarks.md; writes nothing to the repository.
 #
-#   scripts/bench.sh               everything, about ten minutes
-#   scripts/bench.sh --quick       small sizes, about a minute
-#   scripts/bench.sh --check       exit with status 1 if a target is missed
-# Other options are passed to both `python -m bench.run` commands (see --help there).
+#   scripts/bench.sh                 everything, about fifteen minutes
+#   scripts/bench.sh --quick         small sizes, a few minutes
+#   scripts/bench.sh --check         exit with status 1 if a target is missed
+#   scripts/bench.sh fanout          only the named cases, on the databases they run on
+# Options are passed to every `python -m bench.run` command (see --help there). The fan-out
+# case also needs Redis: started here on loopback (installed from Debian when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -36,13 +38,36 @@ start_bench_postgres() {
   PG_BIN=$bin; PG_RUN=("${run[@]}")
 }
 
+SQLITE_CASES=(value load rotation)
+POSTGRES_CASES=(rotation memory fanout)
+options=() cases=()
+for arg in "$@"; do  # a case's name is a case; anything else is an option or its value
+  case $arg in
+    value|load|rotation|memory|fanout) cases+=("$arg") ;;
+    *) options+=("$arg") ;;
+  esac
+done
+if [[ ${#cases[@]} -gt 0 ]]; then  # keep the defaults' order and databases, for the named cases
+  pick() { local c; for c in "$@"; do [[ " ${cases[*]} " == *" $c "* ]] && echo "$c"; done; true; }
+  mapfile -t SQLITE_CASES < <(pick "${SQLITE_CASES[@]}")
+  mapfile -t POSTGRES_CASES < <(pick "${POSTGRES_CASES[@]}")
+fi
+
 ensure_venv .venv 3.11 "Django>=5.2,<5.3" "psycopg[binary]>=3.1"
 start_bench_postgres
-trap stop_postgres EXIT
+trap 'stop_redis; stop_postgres' EXIT
 
 status=0
-step "SQLite: per value, loading rows, rotation"
-.venv/bin/python -m bench.run "$@" value load rotation || status=1
-step "PostgreSQL: rotation, rotation memory"
-.venv/bin/python -m bench.run --database postgres "$@" rotation memory || status=1
+if [[ ${#SQLITE_CASES[@]} -gt 0 ]]; then
+  step "SQLite: ${SQLITE_CASES[*]}"
+  .venv/bin/python -m bench.run "${options[@]}" "${SQLITE_CASES[@]}" || status=1
+fi
+if [[ ${#POSTGRES_CASES[@]} -gt 0 ]]; then
+  if [[ " ${POSTGRES_CASES[*]} " == *" fanout "* ]]; then
+    start_redis
+    export BENCH_REDIS_URL=$DATA_ENCRYPTION_TEST_REDIS_URL
+  fi
+  step "PostgreSQL: ${POSTGRES_CASES[*]}"
+  .venv/bin/python -m bench.run --database postgres "${options[@]}" "${POSTGRES_CASES[@]}" || status=1
+fi
 exit $status

@@ -34,7 +34,7 @@ if [[ ${LINT:-1} == 1 ]]; then
     echo "ruff format would change files: run '.venv/bin/ruff format data_encryption bench example'"
     exit 1
   }
-  .venv/bin/mypy data_encryption
+  .venv/bin/mypy data_encryption bench
 fi
 
 status=0

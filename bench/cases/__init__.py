@@ -29,6 +29,8 @@ class Options:
     loop_rows_sqlite: int = 10_000
     loop_repeats: int = 1
     memory_repeats: int = 1  # memory case: fresh processes per table size
+    fanout_rows: int = 400_000  # fan-out case: rows rotated by one, then two Celery workers
+    fanout_repeats: int = 3  # fan-out case: rounds (each runs both variants once)
 
 
 BuildResult = Comparison | list[Row]
@@ -48,4 +50,5 @@ CASES: dict[str, Callable[[Options], BuildResult]] = {
     "load": _lazy("row_load"),
     "rotation": _lazy("rotation"),
     "memory": _lazy("rotation_memory"),
+    "fanout": _lazy("fanout"),
 }

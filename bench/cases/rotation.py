@@ -69,7 +69,11 @@ def build(options: Options) -> Comparison:
     fill(NaiveSaveRecord, loop_rows)
     fill(BulkUpdateRecord, loop_rows)
     batch = options.rotation_batch
-    loops = {"operations": loop_rows, "repeats": options.loop_repeats, "warmup": False}
+    loops: dict[str, Any] = {
+        "operations": loop_rows,
+        "repeats": options.loop_repeats,
+        "warmup": False,
+    }
     return Comparison(
         name=(
             f"rotate {rows:,} rows, batches of {batch:,}, {'PostgreSQL' if postgres else 'SQLite'}"
