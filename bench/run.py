@@ -17,6 +17,7 @@ import platform
 import sqlite3
 import sys
 import tempfile
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -36,6 +37,7 @@ QUICK = Options(
     memory_repeats=1,
     fanout_rows=50_000,
     fanout_repeats=1,
+    fanout_chunk_rows=12_500,
 )
 
 
@@ -204,6 +206,18 @@ def database_description() -> str:
     return f"PostgreSQL {version} (unix socket; {', '.join(settings)})"
 
 
+def run_case(name: str, options: Options, profile: bool) -> list[harness.Row]:
+    built = CASES[name](options)
+    if not isinstance(built, harness.Comparison):
+        return built  # measured by the case itself
+    measurement = harness.measure(built, options.repeats)
+    if profile:
+        for variant in built.variants:
+            print(f"## Profile: {built.name}: {variant.name}\n")
+            print(harness.profile(variant))
+    return harness.rows(measurement)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     options = options_from(args)
@@ -214,16 +228,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         setup_django()
         for name in args.cases or CASES:
-            built = CASES[name](options)
-            if not isinstance(built, harness.Comparison):
-                table += built  # measured by the case itself
-                continue
-            measurement = harness.measure(built, options.repeats)
-            table += harness.rows(measurement)
-            if args.profile:
-                for variant in built.variants:
-                    print(f"## Profile: {built.name}: {variant.name}\n")
-                    print(harness.profile(variant))
+            try:
+                table += run_case(name, options, args.profile)
+            except Exception as exc:  # the other cases' results are still worth printing
+                traceback.print_exc()
+                table.append(
+                    harness.Row(
+                        case=f"case {name!r}",
+                        median="—",
+                        ratio="—",
+                        target="—",
+                        result=f"**ERROR** ({type(exc).__name__}; traceback above the table)",
+                        passed=False,
+                    )
+                )
         described = environment()
     print(described)
     print(
@@ -237,7 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(harness.markdown_table(table))
     missed = any(row.passed is False for row in table)
-    return 1 if args.check and missed else 0
+    errored = any(row.result.startswith("**ERROR**") for row in table)
+    return 1 if errored or (args.check and missed) else 0
 
 
 if __name__ == "__main__":

@@ -34,15 +34,11 @@ ENCRYPTION_KEY_ROTATION = {
     # default here and the rotation case sets it to 0 around each rotation it runs.
     "KEY_CACHE_SECONDS": int(os.environ.get("BENCH_KEY_CACHE_SECONDS", "60")),
     "BATCH_SIZE": int(os.environ.get("BENCH_BATCH_SIZE", "1000")),
+    "CHUNK_ROWS": int(os.environ.get("BENCH_CHUNK_ROWS", "100000")),
 }
-# The fan-out case's workers rotate one table only ("app.Model:field,..." in the environment).
-if os.environ.get("BENCH_ROTATION_MODELS"):
-    ENCRYPTION_KEY_ROTATION["MODELS"] = {
-        label: fields.split(",")
-        for label, fields in (
-            entry.split(":") for entry in os.environ["BENCH_ROTATION_MODELS"].split(";")
-        )
-    }
+# The fan-out case's workers rotate its one table only (see bench/services.py).
+if os.environ.get("BENCH_ONE_TABLE_SERVICE"):
+    DATA_ENCRYPTION_SERVICE = "bench.services.RotationRecordOnly"
 
 # Celery, for the fan-out case: a Redis that scripts/bench.sh starts. One task reserved per
 # worker at a time (the setting docs/automation.md asks for), so chunks spread over workers.

@@ -31,6 +31,7 @@ class Options:
     memory_repeats: int = 1  # memory case: fresh processes per table size
     fanout_rows: int = 400_000  # fan-out case: rows rotated by one, then two Celery workers
     fanout_repeats: int = 3  # fan-out case: rounds (each runs both variants once)
+    fanout_chunk_rows: int = 100_000  # fan-out case: CHUNK_ROWS (the app's default)
 
 
 BuildResult = Comparison | list[Row]

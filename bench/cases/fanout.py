@@ -6,12 +6,12 @@ table is ``RotationRecord`` with ``fanout_rows`` rows (400,000 by default) of on
 
 1. untimed: ``VACUUM`` and ``CHECKPOINT`` the table, start N ``celery worker`` processes (one
    pool process each, ``worker_prefetch_multiplier = 1``, ``KEY_CACHE_SECONDS = 0`` so the run
-   does not wait for key rings; the table is the only configured model) and wait until all N
-   answer a ping;
+   does not wait for key rings, and ``DATA_ENCRYPTION_SERVICE`` limited to this table, see
+   ``bench/services.py``) and wait until all N answer a ping;
 2. ``rotate_encryption_key_task.delay(force=True)``: a worker takes the lock, backs the keys up,
-   activates the new key and plans the table's chunks (``CHUNK_ROWS``, 100,000 by default, so
-   four full chunks and an empty open-ended one), then sends them to the workers in a chord
-   whose final step takes the census and records the run;
+   activates the new key and plans the table's chunks (``CHUNK_ROWS``: the app's default of
+   100,000, so four full chunks and an empty open-ended one; 12,500 with ``--quick``), then
+   sends them to the workers in a chord whose final step takes the census and records the run;
 3. the bench waits for the run to end, checks it completed with every row re-encrypted, and
    stops the workers.
 
@@ -65,7 +65,10 @@ def build(options: Options) -> Comparison | list[Row]:
     rows = options.fanout_rows
     fill(RotationRecord, rows)
     return Comparison(
-        name=f"Celery fan-out, rotate {rows:,} rows, PostgreSQL",
+        name=(
+            f"Celery fan-out, rotate {rows:,} rows in chunks of {options.fanout_chunk_rows:,}, "
+            "PostgreSQL"
+        ),
         operations=rows,
         unit="row",
         rate=True,
@@ -78,7 +81,7 @@ def build(options: Options) -> Comparison | list[Row]:
 
 
 def _variant(name: str, workers: int, options: Options, target: Target | None) -> Variant:
-    pool = _Workers(workers, options.rotation_batch)
+    pool = _Workers(workers, options.rotation_batch, options.fanout_chunk_rows)
     settle = _settle(RotationRecord)
 
     def setup() -> None:
@@ -125,8 +128,8 @@ def _rotate_on_workers(rows: int, timeout: float = 900.0) -> Timed:
 class _Workers:
     """N ``celery worker`` processes of ``bench.celery_app`` against the bench's database."""
 
-    def __init__(self, count: int, batch_size: int) -> None:
-        self.count, self.batch_size = count, batch_size
+    def __init__(self, count: int, batch_size: int, chunk_rows: int) -> None:
+        self.count, self.batch_size, self.chunk_rows = count, batch_size, chunk_rows
         self.processes: list[subprocess.Popen[bytes]] = []
         # Their stderr (Celery's warnings, a traceback) is shown only if something goes wrong.
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (kept for the whole run)
@@ -138,7 +141,8 @@ class _Workers:
             **os.environ,  # bench.run put the database, the keys and the backup directory there
             "BENCH_KEY_CACHE_SECONDS": "0",
             "BENCH_BATCH_SIZE": str(self.batch_size),
-            "BENCH_ROTATION_MODELS": f"{RotationRecord._meta.label}:value",
+            "BENCH_CHUNK_ROWS": str(self.chunk_rows),
+            "BENCH_ONE_TABLE_SERVICE": "1",
         }
         app.control.purge()
         for index in range(self.count):

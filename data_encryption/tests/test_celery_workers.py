@@ -7,8 +7,9 @@ import signal
 import time
 import unittest
 
+from django.conf import settings
 from django.db import connection
-from django.test import TransactionTestCase
+from django.test import TransactionTestCase, override_settings
 
 from data_encryption.keys import reset_key_ring
 from data_encryption.models import DataKey, KeyState, RotationChunk, RotationRun, RunStatus
@@ -87,6 +88,35 @@ class CeleryWorkerTests(TransactionTestCase):
         workers = set(RotationChunk.objects.filter(run=run).values_list("worker", flat=True))
         self.assertEqual({worker.split("@")[0] for worker in workers}, {"w0", "w1"})
         self.assertEqual(run.trigger, "celery")
+
+    def test_a_chunk_that_fails_for_good_ends_the_run_at_once(self):
+        from data_encryption.services import KeyRotationService
+        from data_encryption.tasks import fan_out
+
+        seed_rows(600, 0)
+        expected = all_plaintexts()
+        self.start_workers(2)
+        rotation = KeyRotationService().rotation(trigger="celery", holder="celery:test")
+        with override_settings(
+            ENCRYPTION_KEY_ROTATION={**settings.ENCRYPTION_KEY_ROTATION, "CHUNK_ROWS": 300}
+        ):
+            run = rotation.start()  # planned here, as rotate_encryption_key_task would
+        self.assertEqual(run.phase, "reencrypt")
+        # A chunk of a model the workers do not rotate: its task fails at once, and a chord
+        # whose part failed never runs its final step by itself.
+        RotationChunk.objects.create(run=run, model="data_encryption_tests.Gone", index=0)
+        fan_out(run, rotation.pending_chunks(run))
+        run = self.wait_for_run(timeout=60)  # not LOCK_TIMEOUT_SECONDS (an hour)
+        self.assertEqual(run.status, RunStatus.FAILED)
+        self.assertIn("data_encryption_tests.Gone is no longer among the configured", run.reason)
+        self.assertEqual(all_plaintexts(), expected)
+        unfinished = RotationChunk.objects.filter(run=run, done=False)
+        self.assertEqual(
+            list(unfinished.values_list("model", flat=True)), ["data_encryption_tests.Gone"]
+        )
+        done_by_workers = RotationChunk.objects.filter(run=run, done=True).exclude(worker="")
+        # Customer: two 300-row ranges and an open-ended last one; Patient and Note: one each.
+        self.assertEqual(done_by_workers.count(), 3 + 1 + 1)
 
     def test_a_worker_killed_mid_chunk_loses_nothing(self):
         from data_encryption.tasks import rotate_encryption_key_task
