@@ -125,6 +125,11 @@ def resolve_tables(configuration: ModelConfiguration) -> list[Table]:
     return list(tables.values())
 
 
+# How often a process walking a run's chunks writes the run row: its heartbeat, the check that
+# it still holds the run, and the live counters. Far below LOCK_TIMEOUT_SECONDS.
+HEARTBEAT_SECONDS = 1.0
+
+
 class Progress:
     """Told how a rotation goes. Does nothing; the command's terminal progress bar overrides it."""
 
@@ -435,6 +440,8 @@ class Rotation:
         self.sender = sender or type(self)  # what signals name as their sender
         self.resumed = False
         self.connection = connections[self.using]
+        self._unsaved: Counter[str] = Counter()  # counts not yet added to the run row
+        self._saved_at = time.monotonic()
 
     # -- the protocol ---------------------------------------------------------------------------
 
@@ -694,7 +701,7 @@ class Rotation:
             if not rows:
                 chunk.done, chunk.finished_at = True, self.clock()
                 chunks.update(done=True, finished_at=chunk.finished_at)
-                self._save(run)
+                self._count(run, None)
                 break
             batch = examine_rows(rows, table.columns, run.new_key_id, cipher, rewrite=True)
             cursor = _jsonable_pk(batch.last_pk)
@@ -707,15 +714,30 @@ class Rotation:
                     reencrypted=F("reencrypted") + batch.rewrites,
                     failed=F("failed") + batch.failed_rows,
                 )
-                self._save(
-                    run,
-                    records_processed=F("records_processed") + batch.rows,
-                    records_reencrypted=F("records_reencrypted") + batch.rewrites,
-                    failed_records=F("failed_records") + batch.failed_rows,
-                )
+                self._count(run, batch)
             chunk.cursor = cursor
             chunk.rows += batch.rows
             self.progress.advance(table.label, batch.rows)
+
+    def _count(self, run: RotationRun, batch: Batch | None) -> None:
+        """Add a batch to the run row's live counters (``None``: a chunk ended, write now).
+
+        Every worker of a run would otherwise update that one row after every batch, waiting on
+        each other's row lock, so the counters go out with the heartbeat (and the check that this
+        process still holds the run) at most every ``HEARTBEAT_SECONDS``. The chunks' own
+        counters move with each batch; the run's exact totals are their sums, taken when the
+        walk is over (``_census_and_retire``).
+        """
+        unsaved = self._unsaved
+        if batch is not None:
+            unsaved["records_processed"] += batch.rows
+            unsaved["records_reencrypted"] += batch.rewrites
+            unsaved["failed_records"] += batch.failed_rows
+            if time.monotonic() - self._saved_at < HEARTBEAT_SECONDS:
+                return
+        self._save(run, **{name: F(name) + count for name, count in unsaved.items() if count})
+        unsaved.clear()
+        self._saved_at = time.monotonic()
 
     def _record_failures(self, run: RotationRun, table: Table, batch: Batch) -> None:
         if not batch.failures:
@@ -773,7 +795,20 @@ class Rotation:
         return totals
 
     def _census_and_retire(self, run: RotationRun) -> None:
-        run.refresh_from_db(using=self.using)  # workers added to its counters
+        run.refresh_from_db(using=self.using)
+        # The exact totals, over every chunk whoever walked it (the run row's are live counts).
+        exact = (
+            RotationChunk.objects.using(self.using)
+            .filter(run=run)
+            .aggregate(
+                records_processed=Sum("rows"),
+                records_reencrypted=Sum("reencrypted"),
+                failed_records=Sum("failed"),
+            )
+        )
+        counters = {name: total or 0 for name, total in exact.items()}
+        for name, total in counters.items():
+            setattr(run, name, total)
         census = self.census()
         totals = census_totals(census)
         now = self.clock()
@@ -812,6 +847,7 @@ class Rotation:
                 destroyed_key_ids=destroyed,
                 reason="; ".join(notes),
                 phase="done",
+                **counters,
                 models_processed=len(self.tables),
                 progress=self.models_progress(run),
             )

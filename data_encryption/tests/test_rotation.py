@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 from django.test import TestCase, override_settings
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from data_encryption.backups import BackupError, read_backup, restore_backup
@@ -77,6 +78,22 @@ def primary_id():
 
 @override_settings(ENCRYPTION_KEY_ROTATION=FAST)
 class RotateTests(FreshKeyRingMixin, TestCase):
+    def test_run_row_is_not_written_per_batch_and_its_totals_are_exact(self):
+        make_customers(30)
+        with CaptureQueriesContext(connection) as queries:
+            report = KeyRotationService(batch_size=1).rotate()
+        run_updates = [
+            query["sql"]
+            for query in queries.captured_queries
+            if query["sql"].startswith('UPDATE "data_encryption_rotationrun"')
+        ]
+        # 30 batches of one row; the run row gets the protocol's few writes, not one per batch.
+        self.assertLess(len(run_updates), 15)
+        run = RotationRun.objects.get(pk=report["run_id"])
+        rows = 30 + Patient.objects.count()
+        self.assertEqual((run.records_processed, run.records_reencrypted), (rows, rows))
+        self.assertEqual(report["records_processed"], rows)
+
     def test_report_has_the_contract_keys(self):
         make_customers(5)
         report = KeyRotationService().rotate_encryption_key_monthly()
