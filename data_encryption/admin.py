@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import DataKey, RotationFailure, RotationRun, format_key_id
+from .models import DataKey, RotationChunk, RotationFailure, RotationRun, format_key_id
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -45,10 +45,7 @@ class DataKeyAdmin(ReadOnlyAdmin):
         return obj.hex_id
 
 
-class RotationFailureInline(admin.TabularInline):
-    model = RotationFailure
-    fields = ("model", "pk_value", "field", "key_id_hex", "error")
-    readonly_fields = fields
+class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
@@ -58,6 +55,32 @@ class RotationFailureInline(admin.TabularInline):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class RotationChunkInline(ReadOnlyInline):
+    """Which worker walked which primary-key range of which table, when, with what result."""
+
+    model = RotationChunk
+    fields = (
+        "model",
+        "index",
+        "lower",
+        "upper",
+        "rows",
+        "reencrypted",
+        "failed",
+        "done",
+        "worker",
+        "started_at",
+        "finished_at",
+    )
+    readonly_fields = fields
+
+
+class RotationFailureInline(ReadOnlyInline):
+    model = RotationFailure
+    fields = ("model", "pk_value", "field", "key_id_hex", "error")
+    readonly_fields = fields
 
     @admin.display(description="key id")
     def key_id_hex(self, obj: RotationFailure) -> str:
@@ -79,7 +102,7 @@ class RotationRunAdmin(ReadOnlyAdmin):
         "trigger",
     )
     list_filter = ("status", "trigger")
-    inlines = [RotationFailureInline]
+    inlines = [RotationChunkInline, RotationFailureInline]
     fields = (
         "status",
         "phase",

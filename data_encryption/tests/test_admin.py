@@ -281,6 +281,7 @@ class RotationRunAdminTests(AdminTestCase):
         self.assertEqual(response.status_code, 200)
         self.assertContains(response, "data_encryption_tests.Customer")
         self.assertContains(response, "field-pk_value")
+        self.assertContains(response, "field-finished_at")  # the chunks: who walked what, when
         self.assertContains(response, self.report["key_backup_path"])
         self.assertNotContains(response, 'name="_save"')
         self.assertNotContains(response, "123-45-6789")
