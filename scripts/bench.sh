@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks, everything `make bench` runs: per value, loading rows and rotation on SQLite,
-# then rotation and its memory on a PostgreSQL that this script starts (and stops) with the
-# server's default durability settings: fsync, synchronous_commit and full_page_writes on.
+# then rotation, its memory and the Celery fan-out on a PostgreSQL that this script starts (and
+# stops) with the server's default durability: fsync, synchronous_commit, full_page_writes on.
 # Prints the tables for docs/benchmarks.md; writes nothing to the repository.
 #
 #   scripts/bench.sh                 everything, about fifteen minutes
@@ -13,30 +13,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-
-# Like start_postgres in lib.sh, without its fsync=off and full_page_writes=off (right for the
-# tests, wrong for a benchmark): only the socket directory and "no TCP" are set here.
-start_bench_postgres() {
-  local bin; bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-  if [[ -z $bin ]]; then
-    step "installing PostgreSQL (Debian package)"
-    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
-    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-  fi
-  PG_DIR=$(mktemp -d /tmp/data-encryption-bench-pg.XXXXXX)
-  local run=()
-  if [[ $(id -u) == 0 ]]; then  # postgres refuses to run as root
-    id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
-    chown postgres "$PG_DIR"
-    run=(runuser -u postgres --)
-  fi
-  step "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') (default durability) on a unix socket in $PG_DIR"
-  "${run[@]}" "$bin/initdb" -D "$PG_DIR/data" -A trust -U postgres >/dev/null
-  "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
-    -o "-k $PG_DIR -c listen_addresses=''" start >/dev/null
-  export PGHOST=$PG_DIR PGUSER=postgres PGDATABASE=postgres
-  PG_BIN=$bin; PG_RUN=("${run[@]}")
-}
 
 SQLITE_CASES=(value load rotation)
 POSTGRES_CASES=(rotation memory fanout)
@@ -54,7 +30,7 @@ if [[ ${#cases[@]} -gt 0 ]]; then  # keep the defaults' order and databases, for
 fi
 
 ensure_venv .venv 3.11 "Django>=5.2,<5.3" "psycopg[binary]>=3.1"
-start_bench_postgres
+start_postgres durable  # fsync, synchronous_commit, full_page_writes on
 trap 'stop_redis; stop_postgres' EXIT
 
 status=0

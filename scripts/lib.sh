@@ -41,9 +41,13 @@ ensure_venv() {
   echo "$wanted" >"$stamp"
 }
 
-# PostgreSQL in a temp dir on a unix socket. Exports PGHOST/PGUSER/PGDATABASE for the tests.
+# PostgreSQL in a temp dir on a unix socket. Exports PGHOST/PGUSER/PGDATABASE.
+# `start_postgres` turns fsync and full-page writes off (right for tests: nothing to keep);
+# `start_postgres durable` keeps the server's default durability (what benchmarks need).
 PG_DIR=""
 start_postgres() {
+  local durability="-c fsync=off -c full_page_writes=off" label=""
+  if [[ ${1:-} == durable ]]; then durability="" label=" (default durability)"; fi
   local bin; bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
   if [[ -z $bin ]]; then
     step "installing PostgreSQL (Debian package)"
@@ -57,10 +61,10 @@ start_postgres() {
     chown postgres "$PG_DIR"
     run=(runuser -u postgres --)
   fi
-  step "PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on a unix socket in $PG_DIR"
+  step "PostgreSQL $("$bin/postgres" --version | awk '{print $3}')$label on a unix socket in $PG_DIR"
   "${run[@]}" "$bin/initdb" -D "$PG_DIR/data" -A trust -U postgres >/dev/null
   "${run[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
-    -o "-k $PG_DIR -c listen_addresses='' -c fsync=off -c full_page_writes=off" start >/dev/null
+    -o "-k $PG_DIR -c listen_addresses='' $durability" start >/dev/null
   export PGHOST=$PG_DIR PGUSER=postgres PGDATABASE=postgres
   PG_BIN=$bin; PG_RUN=("${run[@]}")
 }
