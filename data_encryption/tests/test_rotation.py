@@ -672,10 +672,31 @@ class CommandTests(FreshKeyRingMixin, TestCase):
             status["census"]["data_encryption_tests.Customer"]["_ssn"], {f"{primary_id():08x}": 2}
         )
         self.assertEqual(status["runs"][0]["status"], "completed")
+        chunks = RotationChunk.objects.filter(run_id=status["runs"][0]["id"]).count()
+        self.assertEqual(
+            (status["runs"][0]["chunks_done"], status["runs"][0]["chunks"]), (chunks, chunks)
+        )
         out = StringIO()
         call_command("encryption_status", stdout=out)
         self.assertIn(
             f"  data_encryption_tests.Customer._ssn: {primary_id():08x}: 2", out.getvalue()
+        )
+
+    def test_encryption_status_shows_a_running_rotation_progress(self):
+        make_customers(5)
+        tables = resolve_tables(KeyRotationService()._load_model_configurations())
+        with override_settings(ENCRYPTION_KEY_ROTATION={**FAST, "CHUNK_ROWS": 2}):
+            rotation = Rotation(tables)
+            run = rotation.start()
+        customers = [c for c in rotation.pending_chunks(run) if c.model.endswith(".Customer")]
+        rotation.process_chunk(run, customers[0])  # the first two customers
+        total = RotationChunk.objects.filter(run=run).count()
+        out = StringIO()
+        call_command("encryption_status", "--no-census", stdout=out)
+        self.assertIn(
+            f"running    {run.started_at:%Y-%m-%dT%H:%M:%S}  2 records, 0 failed, "
+            f"phase reencrypt, 1/{total} chunks done",
+            out.getvalue(),
         )
 
 

@@ -7,9 +7,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DEFAULT_DB_ALIAS
+from django.db.models import Count, Q
 from django.utils import timezone
 
-from data_encryption.models import DataKey, RotationRun
+from data_encryption.models import DataKey, RotationChunk, RotationRun
 from data_encryption.rotation import Rotation, census_totals, resolve_tables
 from data_encryption.services import get_rotation_service_class
 
@@ -37,10 +38,21 @@ def status_report(using: str, *, census: bool = True, runs: int = 5) -> dict[str
         counts = Rotation(tables, using=using).census()
         report["census"] = counts
         report["values_per_key"] = census_totals(counts)
+    recent = list(RotationRun.objects.using(using).order_by("-started_at", "-id")[:runs])
+    chunks = {
+        row["run"]: row
+        for row in RotationChunk.objects.using(using)
+        .filter(run__in=[run.pk for run in recent])
+        .values("run")
+        .annotate(total=Count("id"), done=Count("id", filter=Q(done=True)))
+    }
     report["runs"] = [
         {
             "id": run.pk,
             "status": run.status,
+            "phase": run.phase,
+            "chunks_done": chunks.get(run.pk, {}).get("done", 0),
+            "chunks": chunks.get(run.pk, {}).get("total", 0),
             "started_at": run.started_at.isoformat(),
             "finished_at": run.finished_at.isoformat() if run.finished_at else None,
             "records_processed": run.records_processed,
@@ -48,7 +60,7 @@ def status_report(using: str, *, census: bool = True, runs: int = 5) -> dict[str
             "dry_run": run.dry_run,
             "reason": run.reason,
         }
-        for run in RotationRun.objects.using(using).order_by("-started_at", "-id")[:runs]
+        for run in recent
     ]
     return report
 
@@ -91,5 +103,10 @@ class Command(BaseCommand):
             write(
                 f"  #{run['id']} {run['status']:<10} {run['started_at'][:19]}  "
                 f"{run['records_processed']:,} records, {run['failed_records']:,} failed"
+                + (
+                    f", phase {run['phase']}, {run['chunks_done']}/{run['chunks']} chunks done"
+                    if run["status"] == "running"
+                    else ""
+                )
                 + (f"  ({run['reason']})" if run["reason"] else "")
             )
