@@ -441,7 +441,7 @@ class Rotation:
         self.resumed = False
         self.connection = connections[self.using]
         self._unsaved: Counter[str] = Counter()  # counts not yet added to the run row
-        self._saved_at = time.monotonic()
+        self._saved_at = 0.0  # monotonic; 0: the first batch checks the lock
 
     # -- the protocol ---------------------------------------------------------------------------
 
@@ -504,7 +504,7 @@ class Rotation:
         finishes it once)."""
         claimed = (
             RotationRun.objects.using(self.using)
-            .filter(pk=run.pk, status=RunStatus.RUNNING, phase="reencrypt")
+            .filter(pk=run.pk, holder=self.holder, status=RunStatus.RUNNING, phase="reencrypt")
             .update(phase="finishing", heartbeat_at=self.clock())
         )
         if claimed:
@@ -564,6 +564,7 @@ class Rotation:
         )
         if not updated:
             raise LockLost(f"Rotation {run.pk} is no longer held by this process.")
+        self._saved_at = time.monotonic()
         for name, value in changes.items():
             if hasattr(value, "resolve_expression"):
                 # Deferred rather than re-read now: a batch would pay a SELECT for counters
@@ -737,7 +738,6 @@ class Rotation:
                 return
         self._save(run, **{name: F(name) + count for name, count in unsaved.items() if count})
         unsaved.clear()
-        self._saved_at = time.monotonic()
 
     def _record_failures(self, run: RotationRun, table: Table, batch: Batch) -> None:
         if not batch.failures:
@@ -796,19 +796,7 @@ class Rotation:
 
     def _census_and_retire(self, run: RotationRun) -> None:
         run.refresh_from_db(using=self.using)
-        # The exact totals, over every chunk whoever walked it (the run row's are live counts).
-        exact = (
-            RotationChunk.objects.using(self.using)
-            .filter(run=run)
-            .aggregate(
-                records_processed=Sum("rows"),
-                records_reencrypted=Sum("reencrypted"),
-                failed_records=Sum("failed"),
-            )
-        )
-        counters = {name: total or 0 for name, total in exact.items()}
-        for name, total in counters.items():
-            setattr(run, name, total)
+        counters = self._exact_counters(run)
         census = self.census()
         totals = census_totals(census)
         now = self.clock()
@@ -853,6 +841,23 @@ class Rotation:
             )
         reset_key_ring()
 
+    def _exact_counters(self, run: RotationRun) -> dict[str, int]:
+        """The run's totals over every chunk, whoever walked it (the run row's counts are live
+        counts, up to ``HEARTBEAT_SECONDS`` behind per process); also set on ``run``."""
+        sums = (
+            RotationChunk.objects.using(self.using)
+            .filter(run=run)
+            .aggregate(
+                records_processed=Sum("rows"),
+                records_reencrypted=Sum("reencrypted"),
+                failed_records=Sum("failed"),
+            )
+        )
+        counters = {name: total or 0 for name, total in sums.items()}
+        for name, total in counters.items():
+            setattr(run, name, total)
+        return counters
+
     def _retirement_blocker(self, run: RotationRun, totals: dict[str, int]) -> str:
         if run.failed_records:
             return f"{run.failed_records} rows could not be decrypted"
@@ -878,8 +883,14 @@ class Rotation:
         # (parameters are not in their messages); anything else is named only.
         if not isinstance(exc, (DataEncryptionError, ImproperlyConfigured, OSError, DatabaseError)):
             reason = f"{type(exc).__name__} (see the log for the traceback)"
+        # The counts a failed run reports are exact too, not the live counts of the run row
+        # (if the database still answers: recording the failure matters more).
+        try:
+            counters = self._exact_counters(run)
+        except DatabaseError:
+            counters = {}
         RotationRun.objects.using(self.using).filter(pk=run.pk, holder=self.holder).update(
-            status=RunStatus.FAILED, finished_at=self.clock(), reason=reason
+            status=RunStatus.FAILED, finished_at=self.clock(), reason=reason, **counters
         )
         run.status, run.finished_at, run.reason = RunStatus.FAILED, self.clock(), reason
 

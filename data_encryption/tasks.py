@@ -113,10 +113,19 @@ def rotate_encryption_key_task(self: Any, force: bool = False, dry_run: bool = F
 
 def fan_out(run: RotationRun, chunks: list[RotationChunk]) -> None:
     """Send every chunk to the workers in a chord: ``finish_rotation_task`` once all of them are
-    done, or ``chunks_failed_task`` (which sends the final step anyway) if one failed for good."""
-    final_step = finish_rotation_task.s(run.pk)
-    final_step.link_error(chunks_failed_task.s(run.pk))
-    chord(rotate_chunk_task.s(run.pk, chunk.pk) for chunk in chunks)(final_step)
+    done, or ``chunks_failed_task`` (which sends the final step anyway) if one failed for good.
+
+    Every task carries the run's holder: if another process takes the run over (its heartbeat
+    went stale), this chord's tasks leave the run to the new holder's own chord."""
+    holder = run.holder
+    final_step = finish_rotation_task.s(run.pk, holder)
+    final_step.link_error(chunks_failed_task.s(run.pk, holder))
+    chord(rotate_chunk_task.s(run.pk, chunk.pk, holder) for chunk in chunks)(final_step)
+
+
+def _taken_over(run: RotationRun, holder: str | None) -> bool:
+    """Whether a task sent for ``holder`` finds the run held by someone else now."""
+    return holder is not None and run.holder != holder
 
 
 @shared_task(
@@ -128,11 +137,13 @@ def fan_out(run: RotationRun, chunks: list[RotationChunk]) -> None:
     retry_backoff=True,
     max_retries=5,
 )
-def rotate_chunk_task(self: Any, run_id: int, chunk_id: int) -> dict[str, Any]:
+def rotate_chunk_task(
+    self: Any, run_id: int, chunk_id: int, holder: str | None = None
+) -> dict[str, Any]:
     """Re-encrypt one chunk of a run. Idempotent: delivered again, it resumes from its cursor."""
     run = RotationRun.objects.get(pk=run_id)
     chunk = RotationChunk.objects.get(pk=chunk_id)
-    if run.status != RunStatus.RUNNING or chunk.done:
+    if run.status != RunStatus.RUNNING or chunk.done or _taken_over(run, holder):
         return {"chunk": chunk_id, "done": chunk.done, "run_status": run.status}
     rotation = _service().rotation(trigger="celery", holder=run.holder)
     rotation.process_chunk(run, chunk)
@@ -146,13 +157,15 @@ def rotate_chunk_task(self: Any, run_id: int, chunk_id: int) -> dict[str, Any]:
     acks_late=True,
     reject_on_worker_lost=True,
 )
-def finish_rotation_task(self: Any, chunk_results: Any, run_id: int) -> dict[str, Any]:
+def finish_rotation_task(
+    self: Any, chunk_results: Any, run_id: int, holder: str | None = None
+) -> dict[str, Any]:
     """The one final step after every chunk: census, retire, record, notify. A second delivery
-    finds the run claimed and does nothing."""
+    finds the run claimed and does nothing; so does a step whose run was taken over."""
     service = _service()
     run = RotationRun.objects.get(pk=run_id)
     rotation = service.rotation(trigger="celery", holder=run.holder)
-    if not rotation.claim_finish(run):
+    if _taken_over(run, holder) or not rotation.claim_finish(run):
         return {"status": run.status, "run_id": run_id, "finished_elsewhere": True}
     report = rotation.finish(run)
     # From the ledger, not from chunk_results: sent by chunks_failed_task, there are none.
@@ -162,15 +175,28 @@ def finish_rotation_task(self: Any, chunk_results: Any, run_id: int) -> dict[str
 
 
 @shared_task(name="data_encryption.tasks.chunks_failed_task")
-def chunks_failed_task(request: Any, exc: BaseException, traceback: Any, run_id: int) -> None:
-    """Celery calls this when a chunk task failed for good (its retries spent, or an error no
-    retry helps), after the other chunks ended: a chord then never runs its final step, and the
-    run would wait for ``LOCK_TIMEOUT_SECONDS``. So the final step is sent anyway: it works
-    through the chunks no worker finished itself and, if one fails again, records the run as
-    failed with the reason and sends the report."""
+def chunks_failed_task(
+    request: Any, exc: BaseException, traceback: Any, run_id: int, holder: str | None = None
+) -> None:
+    """Celery calls this when a task of the chord failed for good (a chunk's retries spent, or
+    an error no retry helps), after the other chunks ended: a chord then never runs its final
+    step, and the run would wait for ``LOCK_TIMEOUT_SECONDS``. So the final step is sent anyway:
+    it works through the chunks no worker finished itself and, if one fails again, records the
+    run as failed with the reason and sends the report. Nothing is sent for a run that has
+    ended or was taken over by another process (whose own chord finishes it)."""
+    run = RotationRun.objects.filter(pk=run_id).first()
+    if run is None or run.status != RunStatus.RUNNING or _taken_over(run, holder):
+        logger.warning(
+            "Rotation %s: a task of its chord failed (%s); the run has ended or is held by "
+            "another process, so nothing is sent.",
+            run_id,
+            type(exc).__name__,
+        )
+        return
     logger.error(
-        "Rotation %s: a chunk task failed (%s); the final step takes over the unfinished chunks.",
+        "Rotation %s: a task of its chord failed (%s); the final step is sent to finish the "
+        "unfinished chunks.",
         run_id,
         type(exc).__name__,
     )
-    finish_rotation_task.delay(None, run_id)
+    finish_rotation_task.delay(None, run_id, holder)

@@ -29,9 +29,8 @@ if [[ ${#cases[@]} -gt 0 ]]; then  # keep the defaults' order and databases, for
   mapfile -t POSTGRES_CASES < <(pick "${POSTGRES_CASES[@]}")
 fi
 
-ensure_venv .venv 3.11 "Django>=5.2,<5.3" "psycopg[binary]>=3.1"
-start_postgres durable  # fsync, synchronous_commit, full_page_writes on
 trap 'stop_redis; stop_postgres' EXIT
+ensure_venv .venv 3.11 "Django>=5.2,<5.3" "psycopg[binary]>=3.1"
 
 status=0
 if [[ ${#SQLITE_CASES[@]} -gt 0 ]]; then
@@ -39,6 +38,7 @@ if [[ ${#SQLITE_CASES[@]} -gt 0 ]]; then
   .venv/bin/python -m bench.run "${options[@]}" "${SQLITE_CASES[@]}" || status=1
 fi
 if [[ ${#POSTGRES_CASES[@]} -gt 0 ]]; then
+  start_postgres durable  # fsync, synchronous_commit, full_page_writes on
   if [[ " ${POSTGRES_CASES[*]} " == *" fanout "* ]]; then
     start_redis
     export BENCH_REDIS_URL=$DATA_ENCRYPTION_TEST_REDIS_URL

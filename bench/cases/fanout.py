@@ -25,6 +25,7 @@ ratios.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -171,7 +172,7 @@ class _Workers:
             )
         try:
             _wait_until(lambda: len(app.control.ping(timeout=0.5) or []) >= self.count, 60.0)
-        except RuntimeError:
+        except BaseException:  # Ctrl-C included: they run in their own sessions
             self.stop()
             raise
 
@@ -183,16 +184,22 @@ class _Workers:
     def stop(self) -> None:
         for process in self.processes:
             if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+                _signal_group(process, signal.SIGTERM)
         for process in self.processes:
             try:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+                _signal_group(process, signal.SIGKILL)
                 process.wait()
         self.processes = []
         self.log.seek(0)
         self.log.truncate()
+
+
+def _signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    """Signal a worker and its pool process (its session's group), if any of them is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
 
 
 def _wait_until(condition: Callable[[], Any], seconds: float) -> None:

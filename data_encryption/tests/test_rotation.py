@@ -78,6 +78,26 @@ def primary_id():
 
 @override_settings(ENCRYPTION_KEY_ROTATION=FAST)
 class RotateTests(FreshKeyRingMixin, TestCase):
+    def test_a_run_that_fails_mid_walk_reports_the_chunks_exact_counts(self):
+        make_customers(6)
+        tables = resolve_tables(KeyRotationService()._load_model_configurations())
+        with override_settings(ENCRYPTION_KEY_ROTATION={**FAST, "CHUNK_ROWS": 3}):
+            rotation = Rotation(tables)
+            run = rotation.start()
+        customers = [c for c in rotation.pending_chunks(run) if c.model.endswith(".Customer")]
+        rotation.process_chunk(run, customers[0])  # three customers re-encrypted
+        # The run row's live counts lag (as they may, by up to a second per process), and a
+        # chunk of a model no longer configured stops the walk.
+        RotationRun.objects.filter(pk=run.pk).update(records_processed=0, records_reencrypted=0)
+        RotationChunk.objects.create(run=run, model="data_encryption_tests.Gone", index=0)
+        report = rotation.finish(run)
+        self.assertEqual(report["status"], "failed")
+        self.assertIn("data_encryption_tests.Gone", report["reason"])
+        rows = Customer.objects.count() + Patient.objects.count()
+        self.assertEqual(report["records_processed"], rows)
+        run.refresh_from_db()
+        self.assertEqual((run.records_processed, run.records_reencrypted), (rows, rows))
+
     def test_run_row_is_not_written_per_batch_and_its_totals_are_exact(self):
         make_customers(30)
         with CaptureQueriesContext(connection) as queries:

@@ -19,7 +19,9 @@ try:
     from celery.schedules import crontab
 
     from data_encryption.tasks import (
+        chunks_failed_task,
         finish_rotation_task,
+        rotate_chunk_task,
         rotate_encryption_key_task,
         rotation_beat_schedule,
     )
@@ -166,6 +168,31 @@ class InProcessTaskTests(FreshKeyRingMixin, TestCase):
             second, {"status": "completed", "run_id": run.pk, "finished_elsewhere": True}
         )
         self.assertEqual(RotationChunk.objects.filter(run=run, done=False).count(), 0)
+
+    def test_tasks_of_a_run_taken_over_leave_it_to_the_new_holder(self):
+        rotation = KeyRotationService().rotation(trigger="celery", holder="celery:old")
+        run = rotation.start()
+        chunk = rotation.pending_chunks(run)[0]
+        # Another process took the run over (the old holder's heartbeat went stale).
+        RotationRun.objects.filter(pk=run.pk).update(holder="celery:new")
+        skipped = rotate_chunk_task.apply(args=[run.pk, chunk.pk, "celery:old"]).get()
+        self.assertEqual(skipped["done"], False)
+        # Eager, so a final step it wrongly sent would run here and now (and finish the run).
+        celery_app.app.conf.task_always_eager = True
+        try:
+            chunks_failed_task(None, RuntimeError("chunk failed"), None, run.pk, "celery:old")
+        finally:
+            celery_app.app.conf.task_always_eager = False
+        final = finish_rotation_task.apply(args=[None, run.pk, "celery:old"]).get()
+        self.assertTrue(final["finished_elsewhere"])
+        run.refresh_from_db()
+        self.assertEqual((run.status, run.phase), (RunStatus.RUNNING, "reencrypt"))
+        self.assertEqual(RotationChunk.objects.get(pk=chunk.pk).rows, 0)
+        self.assertFalse(rotation.claim_finish(run))  # the old holder cannot claim it either
+        # The new holder's own final step finishes it.
+        report = finish_rotation_task.apply(args=[None, run.pk, "celery:new"]).get()
+        self.assertEqual(report["status"], "completed")
+        self.assertEqual(report["records_processed"], Customer.objects.count())
 
 
 @needs_celery
