@@ -33,7 +33,7 @@ ENCRYPTION_KEY_ROTATION = {
     # database, which would slow the loops the rotation is compared with. So it stays at the
     # default here and the rotation case sets it to 0 around each rotation it runs.
     "KEY_CACHE_SECONDS": int(os.environ.get("BENCH_KEY_CACHE_SECONDS", "60")),
-    "BATCH_SIZE": int(os.environ.get("BENCH_BATCH_SIZE", "1000")),
+    "BATCH_SIZE": int(os.environ.get("BENCH_BATCH_SIZE", "5000")),
     "CHUNK_ROWS": int(os.environ.get("BENCH_CHUNK_ROWS", "100000")),
 }
 # The fan-out case's workers rotate its one table only (see bench/services.py).

@@ -25,7 +25,7 @@ ROTATION_DEFAULTS: dict[str, Any] = {
     "KEY_ROTATION_SCHEDULE": "monthly",
     # Raw BinaryField columns of the hand-written property pattern: {"app_label.Model": ["_ssn"]}.
     "MODELS": {},
-    "BATCH_SIZE": 1000,
+    "BATCH_SIZE": 5000,
     # How long a process may keep encrypting with a primary key that is no longer primary.
     "KEY_CACHE_SECONDS": 60,
     # A rotation lock older than this (its holder died) may be taken over.

@@ -21,7 +21,7 @@ class Options:
     iterations: int = 20_000  # per-value cases: operations per sample
     rows: int = 10_000  # table cases: rows per table
     rotation_rows: int = 1_000_000  # rotation cases: rows in the rotated table
-    rotation_batch: int = 1_000  # rotation cases: the rotation's batch size (the app's default)
+    rotation_batch: int = 5_000  # rotation cases: the rotation's batch size (the app's default)
     rotation_repeats: int = 3  # rotation case: rounds (each rewrites rotation_rows rows twice)
     # The naive save loop and iterator() + bulk_update(): rows, and rounds they are sampled in
     # (one sample of the naive loop on PostgreSQL takes over a minute).

@@ -102,7 +102,7 @@ class Command(BaseCommand):
             type=int,
             default=None,
             help="Rows per batch (one transaction each). Default ENCRYPTION_KEY_ROTATION"
-            "['BATCH_SIZE'] or 1000.",
+            "['BATCH_SIZE'] or 5000.",
         )
         parser.add_argument(
             "--database",
