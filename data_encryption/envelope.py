@@ -30,7 +30,7 @@ from time import monotonic
 from cryptography.exceptions import InvalidTag
 
 from . import keys as _keys
-from .ciphers import NONCE_SIZE, TAG_SIZE, AeadCipher
+from .ciphers import NONCE_SIZE, TAG_SIZE
 from .exceptions import DecryptionError
 from .models import format_key_id
 
@@ -175,12 +175,6 @@ def seal(plaintext: bytes) -> bytes:
     header = ring.primary_header
     nonce = urandom(NONCE_SIZE)
     return header + nonce + ring.primary_aead.encrypt(nonce, plaintext, header)
-
-
-def seal_with(key_id: int, cipher: AeadCipher, plaintext: bytes) -> bytes:
-    """Encrypt under a given data key (rotation names its new key explicitly)."""
-    header = header_for(key_id)
-    return header + cipher.seal(plaintext, header)
 
 
 def open_value(value: Binary | str) -> bytes:

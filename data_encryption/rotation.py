@@ -37,7 +37,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, IntegrityError, connections, models, transaction
-from django.db.models import F, Sum
+from django.db.models import F
 from django.utils import timezone
 
 from .ciphers import AeadCipher
@@ -128,6 +128,13 @@ def resolve_tables(configuration: ModelConfiguration) -> list[Table]:
 # How often a process walking a run's chunks writes the run row: its heartbeat, the check that
 # it still holds the run, and the live counters. Far below LOCK_TIMEOUT_SECONDS.
 HEARTBEAT_SECONDS = 1.0
+
+# The run row's counters and the chunk counters they sum.
+RUN_COUNTERS = {
+    "records_processed": "rows",
+    "records_reencrypted": "reencrypted",
+    "failed_records": "failed",
+}
 
 
 class Progress:
@@ -672,14 +679,11 @@ class Rotation:
     def _process_pending(self, run: RotationRun) -> None:
         """Every chunk not yet done, table by table, with the table's progress shown whole."""
         pending = self.pending_chunks(run)
+        walked = self.models_progress(run)  # rows already done, when resuming
         for label in dict.fromkeys(chunk.model for chunk in pending):
             table = self.table(label)
-            done = (
-                RotationChunk.objects.using(self.using)
-                .filter(run=run, model=label)
-                .aggregate(rows=Sum("rows"))["rows"]
-            )
-            self.progress.start_table(label, count_rows(self.connection, table), done or 0)
+            done = walked.get(label, {}).get("rows", 0)
+            self.progress.start_table(label, count_rows(self.connection, table), done)
             for chunk in pending:
                 if chunk.model == label:
                     self.process_chunk(run, chunk)
@@ -788,15 +792,15 @@ class Rotation:
         """Rows, rewrites and failures per model, summed over the run's chunks."""
         totals: dict[str, dict[str, int]] = {}
         chunks = RotationChunk.objects.using(self.using).filter(run=run)
-        for chunk in chunks.values("model", "rows", "reencrypted", "failed"):
-            entry = totals.setdefault(chunk["model"], {"rows": 0, "reencrypted": 0, "failed": 0})
-            for name in ("rows", "reencrypted", "failed"):
+        for chunk in chunks.values("model", *RUN_COUNTERS.values()):
+            entry = totals.setdefault(chunk["model"], dict.fromkeys(RUN_COUNTERS.values(), 0))
+            for name in RUN_COUNTERS.values():
                 entry[name] += chunk[name]
         return totals
 
     def _census_and_retire(self, run: RotationRun) -> None:
         run.refresh_from_db(using=self.using)
-        counters = self._exact_counters(run)
+        progress, counters = self._exact_counters(run)
         census = self.census()
         totals = census_totals(census)
         now = self.clock()
@@ -837,26 +841,22 @@ class Rotation:
                 phase="done",
                 **counters,
                 models_processed=len(self.tables),
-                progress=self.models_progress(run),
+                progress=progress,
             )
         reset_key_ring()
 
-    def _exact_counters(self, run: RotationRun) -> dict[str, int]:
-        """The run's totals over every chunk, whoever walked it (the run row's counts are live
-        counts, up to ``HEARTBEAT_SECONDS`` behind per process); also set on ``run``."""
-        sums = (
-            RotationChunk.objects.using(self.using)
-            .filter(run=run)
-            .aggregate(
-                records_processed=Sum("rows"),
-                records_reencrypted=Sum("reencrypted"),
-                failed_records=Sum("failed"),
-            )
-        )
-        counters = {name: total or 0 for name, total in sums.items()}
-        for name, total in counters.items():
-            setattr(run, name, total)
-        return counters
+    def _exact_counters(self, run: RotationRun) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+        """The run's counts per model and in total, over every chunk whoever walked it (the run
+        row's counts are live counts, up to ``HEARTBEAT_SECONDS`` behind per process). The
+        totals are also set on ``run``."""
+        progress = self.models_progress(run)
+        counters = {
+            counter: sum(counts[name] for counts in progress.values())
+            for counter, name in RUN_COUNTERS.items()
+        }
+        for counter, total in counters.items():
+            setattr(run, counter, total)
+        return progress, counters
 
     def _retirement_blocker(self, run: RotationRun, totals: dict[str, int]) -> str:
         if run.failed_records:
@@ -886,7 +886,7 @@ class Rotation:
         # The counts a failed run reports are exact too, not the live counts of the run row
         # (if the database still answers: recording the failure matters more).
         try:
-            counters = self._exact_counters(run)
+            counters = self._exact_counters(run)[1]
         except DatabaseError:
             counters = {}
         RotationRun.objects.using(self.using).filter(pk=run.pk, holder=self.holder).update(

@@ -291,15 +291,15 @@ class KeyRotationService:
             reminder = overdue_reminder(self.using or key_database(), timezone.now())
             if reminder:
                 report["reminder"] = reminder
-        signal = {
-            RunStatus.COMPLETED: rotation_completed,
-            RunStatus.SKIPPED: rotation_skipped,
-        }.get(report["status"], rotation_failed)
+        name, signal = {
+            RunStatus.COMPLETED: ("rotation_completed", rotation_completed),
+            RunStatus.SKIPPED: ("rotation_skipped", rotation_skipped),
+        }.get(report["status"], ("rotation_failed", rotation_failed))
         for receiver, response in signal.send_robust(sender=type(self), report=report):
             if isinstance(response, Exception):
                 logger.error(
                     "A %s receiver (%r) raised %s; the rotation's outcome is unchanged.",
-                    (signal is rotation_completed and "rotation_completed") or "rotation signal",
+                    name,
                     receiver,
                     type(response).__name__,
                 )

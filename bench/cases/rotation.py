@@ -158,24 +158,20 @@ def stored_values(model: type[models.Model], limit: int = 1) -> list[bytes]:
         return [bytes(value) for (value,) in cursor.fetchall()]
 
 
-def _analyze(model: type[models.Model]) -> None:
+def _analyze(model: type[models.Model], *, analyze: bool = True) -> None:
+    """On PostgreSQL: vacuum the table (with ``analyze``, refresh its statistics too), then
+    checkpoint."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(f"VACUUM (ANALYZE) {connection.ops.quote_name(model._meta.db_table)}")
+            options = " (ANALYZE)" if analyze else ""
+            cursor.execute(f"VACUUM{options} {connection.ops.quote_name(model._meta.db_table)}")
             cursor.execute("CHECKPOINT")
 
 
 def _settle(model: type[models.Model]) -> Callable[[], None]:
     """Before each sample on PostgreSQL: vacuum the table (the last pass left a dead version of
     every row) and checkpoint, so every sample starts from the same state."""
-
-    def settle() -> None:
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(f"VACUUM {connection.ops.quote_name(model._meta.db_table)}")
-                cursor.execute("CHECKPOINT")
-
-    return settle
+    return lambda: _analyze(model, analyze=False)
 
 
 # -- the variants -------------------------------------------------------------------------------
