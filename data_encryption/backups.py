@@ -117,7 +117,7 @@ def write_backup(
     ensure_backup_dir(directory)
     rows = DataKey.objects.using(using or key_database()).order_by("created_at", "key_id")
     data = (json.dumps(backup_document(rows, now=now, pending=pending), indent=2) + "\n").encode()
-    name = encryption_settings.rotation["BACKUP_FILENAME_FORMAT"].format(
+    name = encryption_settings.backup_filename_format.format(
         timestamp=now.strftime("%Y%m%dT%H%M%SZ")
     )
     path = _exclusive_path(directory / name)

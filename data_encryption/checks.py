@@ -14,7 +14,13 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
 - E012 ``DATA_ENCRYPTION_SERVICE`` does not import.
 - E013 an index, unique constraint or unique_together includes an encrypted field (reported by
   the field itself).
-- E014 ``ENCRYPTION_KEY_ROTATION`` is not a dict / a value has the wrong type.
+- E014 ``ENCRYPTION_KEY_ROTATION`` is not a dict.
+- E015 to E023: one ``ENCRYPTION_KEY_ROTATION`` key breaks its rule (the id is the key's, in
+  ``conf.ROTATION_OPTIONS``; E009 is the schedule's): E015 ``BACKUP_DIR``, E016
+  ``BACKUP_FILENAME_FORMAT``, E017 ``MODELS``, E018 ``BATCH_SIZE``, E019 ``KEY_CACHE_SECONDS``,
+  E020 ``LOCK_TIMEOUT_SECONDS``, E021 ``RETENTION_DAYS``, E022 ``NOTIFY_SKIPPED``, E023
+  ``CHUNK_ROWS``.
+- E024 ``DATA_ENCRYPTION_NOTIFIER`` does not import or is not a notifier.
 - W001 the primary data key is older than ``KEY_ROTATION_SCHEDULE`` allows (database check).
 """
 
@@ -28,7 +34,7 @@ from typing import Any
 from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
-from .conf import ROTATION_DEFAULTS, SCHEDULES, encryption_settings
+from .conf import ROTATION_OPTIONS, encryption_settings
 from .exceptions import KeyConfigurationError
 from .keys import GENERATE_KEY_HINT, parse_fernet_key
 
@@ -56,8 +62,10 @@ def _key_errors(
         ], None
 
 
-def _fallback_errors(values: Any, setting: str, error_id: str) -> list[Error]:
-    if not isinstance(values, (list, tuple)):
+def _fallback_errors(setting: str, error_id: str) -> list[Error]:
+    try:
+        values = getattr(encryption_settings, FALLBACK_PROPERTIES[setting])
+    except ImproperlyConfigured:
         return [Error(f"{setting} must be a list of keys.", hint="Use [] for none.", id=error_id)]
     errors = []
     for index, value in enumerate(values):
@@ -74,10 +82,14 @@ def _fallback_errors(values: Any, setting: str, error_id: str) -> list[Error]:
     return errors
 
 
+FALLBACK_PROPERTIES = {
+    "DB_ENCRYPTION_KEY_FALLBACKS": "master_key_fallbacks",
+    "PAYLOAD_ENCRYPTION_KEY_FALLBACKS": "payload_key_fallbacks",
+}
+
+
 @register(Tags.security)
 def check_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    from django.conf import settings
-
     errors, master = _key_errors(
         encryption_settings.master_key,
         "DB_ENCRYPTION_KEY",
@@ -100,73 +112,32 @@ def check_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 id="data_encryption.E005",
             )
         )
-    errors += _fallback_errors(
-        getattr(settings, "DB_ENCRYPTION_KEY_FALLBACKS", None) or [],
-        "DB_ENCRYPTION_KEY_FALLBACKS",
-        "data_encryption.E006",
-    )
-    errors += _fallback_errors(
-        getattr(settings, "PAYLOAD_ENCRYPTION_KEY_FALLBACKS", None) or [],
-        "PAYLOAD_ENCRYPTION_KEY_FALLBACKS",
-        "data_encryption.E007",
-    )
+    errors += _fallback_errors("DB_ENCRYPTION_KEY_FALLBACKS", "data_encryption.E006")
+    errors += _fallback_errors("PAYLOAD_ENCRYPTION_KEY_FALLBACKS", "data_encryption.E007")
     return errors
 
 
 @register()
 def check_rotation_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    from django.conf import settings
-
-    configured = getattr(settings, "ENCRYPTION_KEY_ROTATION", None)
-    if configured is None:
-        return []
-    if not isinstance(configured, dict):
-        return [
-            Error(
-                "ENCRYPTION_KEY_ROTATION must be a dict.",
-                hint="See the README for its keys.",
-                id="data_encryption.E014",
-            )
-        ]
-    errors = []
-    for key in sorted(set(configured) - set(ROTATION_DEFAULTS)):
-        errors.append(
-            Error(
-                f"ENCRYPTION_KEY_ROTATION has an unknown key {key!r}.",
-                hint="Known keys: " + ", ".join(sorted(ROTATION_DEFAULTS)) + ".",
-                id="data_encryption.E008",
-            )
+    """Every ``ENCRYPTION_KEY_ROTATION`` key against the rule the code applies to it (one id per
+    key, from ``conf.ROTATION_OPTIONS``), and ``BACKUP_DIR`` on disk."""
+    try:
+        configured = encryption_settings.rotation_configured
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), hint="See the README for its keys.", id="data_encryption.E014")]
+    errors = [
+        Error(
+            f"ENCRYPTION_KEY_ROTATION has an unknown key {key!r}.",
+            hint="Known keys: " + ", ".join(sorted(ROTATION_OPTIONS)) + ".",
+            id="data_encryption.E008",
         )
-    schedule = configured.get("KEY_ROTATION_SCHEDULE", ROTATION_DEFAULTS["KEY_ROTATION_SCHEDULE"])
-    if schedule not in SCHEDULES:
-        errors.append(
-            Error(
-                f"ENCRYPTION_KEY_ROTATION['KEY_ROTATION_SCHEDULE'] is {schedule!r}.",
-                hint="Use 'daily', 'weekly' or 'monthly'.",
-                id="data_encryption.E009",
-            )
-        )
-    for key in ("BATCH_SIZE", "KEY_CACHE_SECONDS", "LOCK_TIMEOUT_SECONDS", "RETENTION_DAYS"):
-        value = configured.get(key, ROTATION_DEFAULTS[key])
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            errors.append(
-                Error(
-                    f"ENCRYPTION_KEY_ROTATION[{key!r}] must be a non-negative number.",
-                    hint=f"The default is {ROTATION_DEFAULTS[key]}.",
-                    id="data_encryption.E014",
-                )
-            )
-    fmt = configured.get("BACKUP_FILENAME_FORMAT", ROTATION_DEFAULTS["BACKUP_FILENAME_FORMAT"])
-    if not isinstance(fmt, str) or "{timestamp}" not in fmt or "/" in fmt:
-        errors.append(
-            Error(
-                "ENCRYPTION_KEY_ROTATION['BACKUP_FILENAME_FORMAT'] must be a file name "
-                "containing '{timestamp}'.",
-                hint="For example 'encryption_key_{timestamp}.json'.",
-                id="data_encryption.E014",
-            )
-        )
-    if configured.get("BACKUP_DIR"):
+        for key in sorted(set(configured) - set(ROTATION_OPTIONS))
+    ]
+    for option, problem in encryption_settings.rotation_problems():
+        errors.append(Error(problem, hint=option.advice(), id=option.check_id))
+    if configured.get("BACKUP_DIR") and ROTATION_OPTIONS["BACKUP_DIR"].accepts(
+        configured["BACKUP_DIR"]
+    ):
         errors += _backup_dir_errors(Path(configured["BACKUP_DIR"]))
     return errors
 
@@ -217,10 +188,6 @@ def _backup_dir_errors(path: Path) -> list[Error]:
 
 @register()
 def check_service_class(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    from django.conf import settings
-
-    if not getattr(settings, "DATA_ENCRYPTION_SERVICE", None):
-        return []
     from .services import get_rotation_service_class
 
     try:
@@ -232,6 +199,24 @@ def check_service_class(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 hint="Give the dotted path of a KeyRotationService subclass, e.g. "
                 "'yourapp.custom_rotation.CustomKeyRotationService'.",
                 id="data_encryption.E012",
+            )
+        ]
+    return []
+
+
+@register()
+def check_notifier_class(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    from .notifications import get_notifier_class
+
+    try:
+        get_notifier_class()
+    except ImproperlyConfigured as exc:
+        return [
+            Error(
+                str(exc),
+                hint="Give the dotted path of an EncryptionKeyRotationNotifier subclass, e.g. "
+                "'yourapp.notifiers.SlackNotifier'.",
+                id="data_encryption.E024",
             )
         ]
     return []

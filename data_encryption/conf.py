@@ -1,41 +1,168 @@
-"""The app's configuration: one object that reads Django settings on every access.
+"""The app's settings: one object, ``encryption_settings``, through which every setting is read.
 
-Nothing here is cached, so ``override_settings`` just works. Objects built *from* settings (the
-key ring, Fernet instances) are cached elsewhere and dropped on ``setting_changed``; see
-``reset_caches``.
+Nothing here is cached, so ``override_settings`` just works. Each ``ENCRYPTION_KEY_ROTATION``
+key has one rule (``RotationOption``) that both the system checks and the code apply, so a value
+the checks accept is a value the code runs with. Objects built *from* settings (the key ring,
+Fernet instances) are cached elsewhere and dropped on ``setting_changed`` (``register_cache``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.utils.module_loading import import_string
 
 SCHEDULES = ("daily", "weekly", "monthly")
 
-# Every key ENCRYPTION_KEY_ROTATION understands, with its default. A key not listed here is a
-# typo the system checks report (data_encryption.E008).
+
+def _whole_number_from_one(value: Any) -> bool:
+    return type(value) is int and value >= 1
+
+
+def _non_negative_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+
+
+def _positive_number(value: Any) -> bool:
+    return _non_negative_number(value) and value > 0
+
+
+def _file_name_with_timestamp(value: Any) -> bool:
+    return isinstance(value, str) and "{timestamp}" in value and "/" not in value
+
+
+def _directory_or_none(value: Any) -> bool:
+    return value is None or isinstance(value, (str, os.PathLike))
+
+
+def _model_columns(value: Any) -> bool:
+    return isinstance(value, Mapping) and all(
+        isinstance(label, str)
+        and isinstance(names, (list, tuple))
+        and all(isinstance(name, str) for name in names)
+        for label, names in value.items()
+    )
+
+
+@dataclass(frozen=True)
+class RotationOption:
+    """One key of ``ENCRYPTION_KEY_ROTATION``: its default, the rule a value must follow, and
+    the system check id that reports a value breaking it."""
+
+    key: str
+    default: Any
+    check_id: str
+    requirement: str  # completes "ENCRYPTION_KEY_ROTATION['KEY'] must be ..."
+    accepts: Callable[[Any], bool]
+    hint: str = ""
+
+    def problem(self, value: Any) -> str | None:
+        """The sentence saying what is wrong with ``value``, or ``None`` when it is fine."""
+        if self.accepts(value):
+            return None
+        return f"ENCRYPTION_KEY_ROTATION[{self.key!r}] must be {self.requirement}, not {value!r}."
+
+    def advice(self) -> str:
+        return self.hint or f"The default is {self.default!r}."
+
+
+ROTATION_OPTIONS: dict[str, RotationOption] = {
+    option.key: option
+    for option in (
+        RotationOption(
+            "BACKUP_DIR",
+            None,
+            "data_encryption.E015",
+            "a directory path",
+            _directory_or_none,
+            "Point it at a directory only the user that runs rotations can read.",
+        ),
+        RotationOption(
+            "BACKUP_FILENAME_FORMAT",
+            "encryption_key_{timestamp}.json",
+            "data_encryption.E016",
+            "a file name containing '{timestamp}'",
+            _file_name_with_timestamp,
+            "For example 'encryption_key_{timestamp}.json'.",
+        ),
+        RotationOption(
+            "KEY_ROTATION_SCHEDULE",
+            "monthly",
+            "data_encryption.E009",
+            "'daily', 'weekly' or 'monthly'",
+            SCHEDULES.__contains__,
+            "Use 'daily', 'weekly' or 'monthly'.",
+        ),
+        # Raw columns of the hand-written property pattern: {"app_label.Model": ["_ssn"]}.
+        RotationOption(
+            "MODELS",
+            {},
+            "data_encryption.E017",
+            "a dict of 'app_label.Model' to a list of field names",
+            _model_columns,
+            "For example {'yourapp.Customer': ['_ssn']}.",
+        ),
+        # Rows per batch; each batch is one transaction holding its rows' locks.
+        RotationOption(
+            "BATCH_SIZE",
+            5000,
+            "data_encryption.E018",
+            "a whole number of at least 1",
+            _whole_number_from_one,
+        ),
+        # How long a process may keep encrypting with a primary key that is no longer primary.
+        RotationOption(
+            "KEY_CACHE_SECONDS",
+            60,
+            "data_encryption.E019",
+            "a number of seconds, 0 or more",
+            _non_negative_number,
+        ),
+        # A rotation lock whose heartbeat is older than this (its holder died) may be taken over.
+        RotationOption(
+            "LOCK_TIMEOUT_SECONDS",
+            3600,
+            "data_encryption.E020",
+            "a number of seconds greater than 0",
+            _positive_number,
+        ),
+        # Days a retired key's material is kept before it may be destroyed.
+        RotationOption(
+            "RETENTION_DAYS",
+            30,
+            "data_encryption.E021",
+            "a number of days, 0 or more",
+            _non_negative_number,
+        ),
+        # Also email when a scheduled run did nothing (another was running, or none was due).
+        RotationOption(
+            "NOTIFY_SKIPPED",
+            False,
+            "data_encryption.E022",
+            "True or False",
+            lambda value: isinstance(value, bool),
+        ),
+        # Tables with more rows than this are split into chunks, for several Celery workers.
+        RotationOption(
+            "CHUNK_ROWS",
+            100_000,
+            "data_encryption.E023",
+            "a whole number of at least 1",
+            _whole_number_from_one,
+        ),
+    )
+}
+
 ROTATION_DEFAULTS: dict[str, Any] = {
-    "BACKUP_DIR": None,
-    "BACKUP_FILENAME_FORMAT": "encryption_key_{timestamp}.json",
-    "KEY_ROTATION_SCHEDULE": "monthly",
-    # Raw BinaryField columns of the hand-written property pattern: {"app_label.Model": ["_ssn"]}.
-    "MODELS": {},
-    "BATCH_SIZE": 5000,
-    # How long a process may keep encrypting with a primary key that is no longer primary.
-    "KEY_CACHE_SECONDS": 60,
-    # A rotation lock older than this (its holder died) may be taken over.
-    "LOCK_TIMEOUT_SECONDS": 3600,
-    # Days a retired key's material is kept before it may be destroyed.
-    "RETENTION_DAYS": 30,
-    # Also email when a scheduled run did nothing (another was running, or none was due).
-    "NOTIFY_SKIPPED": False,
-    # Celery: tables with more rows than this are split into chunks for several workers.
-    "CHUNK_ROWS": 100_000,
+    key: option.default for key, option in ROTATION_OPTIONS.items()
 }
 
 SETTING_NAMES = frozenset(
@@ -57,7 +184,13 @@ SETTING_NAMES = frozenset(
 
 
 class EncryptionSettings:
-    """Typed, defaulted access to this app's settings. Read fresh from ``django.conf.settings``."""
+    """Typed, defaulted access to this app's settings, read fresh from ``django.conf.settings``.
+
+    A value that breaks its rule raises ``ImproperlyConfigured`` naming the setting (the system
+    checks report the same rule earlier, with its id).
+    """
+
+    # -- keys -----------------------------------------------------------------------------------
 
     @property
     def master_key(self) -> str | bytes | None:
@@ -65,7 +198,7 @@ class EncryptionSettings:
 
     @property
     def master_key_fallbacks(self) -> Sequence[str | bytes]:
-        return list(getattr(settings, "DB_ENCRYPTION_KEY_FALLBACKS", None) or [])
+        return self._list("DB_ENCRYPTION_KEY_FALLBACKS")
 
     @property
     def payload_key(self) -> str | bytes | None:
@@ -73,22 +206,105 @@ class EncryptionSettings:
 
     @property
     def payload_key_fallbacks(self) -> Sequence[str | bytes]:
-        return list(getattr(settings, "PAYLOAD_ENCRYPTION_KEY_FALLBACKS", None) or [])
+        return self._list("PAYLOAD_ENCRYPTION_KEY_FALLBACKS")
+
+    def _list(self, name: str) -> list[Any]:
+        value = getattr(settings, name, None) or []
+        if not isinstance(value, (list, tuple)):
+            raise ImproperlyConfigured(f"{name} must be a list of keys; use [] for none.")
+        return list(value)
+
+    # -- ENCRYPTION_KEY_ROTATION ----------------------------------------------------------------
 
     @property
-    def rotation(self) -> dict[str, Any]:
-        """``ENCRYPTION_KEY_ROTATION`` merged over the defaults."""
+    def rotation_configured(self) -> Mapping[str, Any]:
+        """``ENCRYPTION_KEY_ROTATION`` as the project wrote it (``{}`` when unset)."""
         configured = getattr(settings, "ENCRYPTION_KEY_ROTATION", None) or {}
-        return {**ROTATION_DEFAULTS, **configured}
+        if not isinstance(configured, Mapping):
+            raise ImproperlyConfigured(
+                "ENCRYPTION_KEY_ROTATION must be a dict; see the README for its keys."
+            )
+        return configured
+
+    def rotation_problems(self) -> Iterator[tuple[RotationOption, str]]:
+        """Every key whose configured value breaks its rule, with the sentence saying so."""
+        configured = self.rotation_configured
+        for key, option in ROTATION_OPTIONS.items():
+            problem = option.problem(configured.get(key, option.default))
+            if problem:
+                yield option, problem
+
+    def rotation_option(self, key: str) -> Any:
+        """The value of one ``ENCRYPTION_KEY_ROTATION`` key, defaulted and checked."""
+        option = ROTATION_OPTIONS[key]
+        value = self.rotation_configured.get(key, option.default)
+        problem = option.problem(value)
+        if problem:
+            raise ImproperlyConfigured(f"{problem} {option.advice()}")
+        return value
 
     @property
     def backup_dir(self) -> Path | None:
-        value = self.rotation["BACKUP_DIR"]
+        value = self.rotation_option("BACKUP_DIR")
         return Path(value) if value else None
 
     @property
+    def backup_filename_format(self) -> str:
+        return str(self.rotation_option("BACKUP_FILENAME_FORMAT"))
+
+    @property
+    def rotation_schedule(self) -> str:
+        return str(self.rotation_option("KEY_ROTATION_SCHEDULE"))
+
+    @property
+    def rotation_models(self) -> dict[str, list[str]]:
+        return {label: list(names) for label, names in self.rotation_option("MODELS").items()}
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.rotation_option("BATCH_SIZE"))
+
+    @property
     def key_cache_seconds(self) -> float:
-        return float(self.rotation["KEY_CACHE_SECONDS"])
+        return float(self.rotation_option("KEY_CACHE_SECONDS"))
+
+    @property
+    def lock_timeout_seconds(self) -> float:
+        return float(self.rotation_option("LOCK_TIMEOUT_SECONDS"))
+
+    @property
+    def retention_days(self) -> float:
+        return float(self.rotation_option("RETENTION_DAYS"))
+
+    @property
+    def notify_skipped(self) -> bool:
+        return bool(self.rotation_option("NOTIFY_SKIPPED"))
+
+    @property
+    def chunk_rows(self) -> int:
+        return int(self.rotation_option("CHUNK_ROWS"))
+
+    # -- notifications --------------------------------------------------------------------------
+
+    @property
+    def email_from_alerts(self) -> str:
+        return getattr(settings, "EMAIL_FROM_ALERTS", None) or settings.DEFAULT_FROM_EMAIL
+
+    @property
+    def email_security(self) -> list[str]:
+        """The security team's addresses (``EMAIL_SECURITY``, a string or a list)."""
+        configured = getattr(settings, "EMAIL_SECURITY", None)
+        if not configured:
+            raise ImproperlyConfigured(
+                "EMAIL_SECURITY is not set: set it to the security team's address (or a list)."
+            )
+        return [configured] if isinstance(configured, str) else list(configured)
+
+    @property
+    def email_subject_prefix(self) -> str:
+        return str(settings.EMAIL_SUBJECT_PREFIX)
+
+    # -- extension points (dotted paths) --------------------------------------------------------
 
     @property
     def service_path(self) -> str:
@@ -96,8 +312,40 @@ class EncryptionSettings:
             "data_encryption.services.KeyRotationService"
         )
 
+    @property
+    def notifier_path(self) -> str:
+        return getattr(settings, "DATA_ENCRYPTION_NOTIFIER", None) or (
+            "data_encryption.notifications.EncryptionKeyRotationNotifier"
+        )
+
+    @property
+    def master_key_provider_path(self) -> str:
+        return getattr(settings, "DATA_ENCRYPTION_MASTER_KEY_PROVIDER", None) or (
+            "data_encryption.master_key.SettingsMasterKeyProvider"
+        )
+
 
 encryption_settings = EncryptionSettings()
+
+T = TypeVar("T")
+
+
+def load_class(setting: str, path: str, base: type[T]) -> type[T]:
+    """The class at dotted ``path`` (the value of ``setting``), which must subclass ``base``.
+
+    The one loader behind every extension point (the rotation service, the notifier, the
+    master-key provider), so each refuses a bad path with the same kind of sentence.
+    """
+    try:
+        loaded = import_string(path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(f"{setting} {path!r} does not import: {exc}.") from None
+    if not (isinstance(loaded, type) and issubclass(loaded, base)):
+        raise ImproperlyConfigured(
+            f"{setting} {path!r} is not a subclass of {base.__module__}.{base.__qualname__}."
+        )
+    return loaded
+
 
 # Caches built from settings register a reset function here; all are cleared whenever one of our
 # settings changes (override_settings in tests, or a project changing settings at run time).

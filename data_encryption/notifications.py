@@ -13,13 +13,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
-from django.utils.module_loading import import_string
 
-from .conf import encryption_settings
+from .conf import encryption_settings, load_class
 
 logger = logging.getLogger("data_encryption.notifications")
 
@@ -33,15 +30,10 @@ class EncryptionKeyRotationNotifier:
     html_template = "data_encryption/email/rotation.html"
 
     def recipients(self) -> list[str]:
-        configured = getattr(settings, "EMAIL_SECURITY", None)
-        if not configured:
-            raise ImproperlyConfigured(
-                "EMAIL_SECURITY is not set: set it to the security team's address (or a list)."
-            )
-        return [configured] if isinstance(configured, str) else list(configured)
+        return encryption_settings.email_security
 
     def sender(self) -> str:
-        return getattr(settings, "EMAIL_FROM_ALERTS", None) or settings.DEFAULT_FROM_EMAIL
+        return encryption_settings.email_from_alerts
 
     def context(self, details: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -55,7 +47,7 @@ class EncryptionKeyRotationNotifier:
         context = self.context(details)
         subject = render_to_string(self.subject_template, context).strip().replace("\n", " ")
         message = EmailMultiAlternatives(
-            subject=f"{settings.EMAIL_SUBJECT_PREFIX}{subject}",
+            subject=f"{encryption_settings.email_subject_prefix}{subject}",
             body=render_to_string(self.text_template, context),
             from_email=self.sender(),
             to=self.recipients(),
@@ -64,13 +56,16 @@ class EncryptionKeyRotationNotifier:
         message.send(fail_silently=False)
 
 
+def get_notifier_class() -> type[EncryptionKeyRotationNotifier]:
+    """The class named by ``DATA_ENCRYPTION_NOTIFIER`` (default: the email notifier)."""
+    return load_class(
+        "DATA_ENCRYPTION_NOTIFIER", encryption_settings.notifier_path, EncryptionKeyRotationNotifier
+    )
+
+
 def get_notifier() -> EncryptionKeyRotationNotifier:
-    """An instance of the class named by ``DATA_ENCRYPTION_NOTIFIER`` (default: email)."""
-    path = getattr(settings, "DATA_ENCRYPTION_NOTIFIER", None)
-    if not path:
-        return EncryptionKeyRotationNotifier()
-    notifier_class = import_string(path)
-    return notifier_class()
+    """An instance of the class named by ``DATA_ENCRYPTION_NOTIFIER``."""
+    return get_notifier_class()()
 
 
 def should_notify(report: dict[str, Any]) -> bool:
@@ -78,7 +73,7 @@ def should_notify(report: dict[str, Any]) -> bool:
     ``ENCRYPTION_KEY_ROTATION["NOTIFY_SKIPPED"]`` is true or a reminder is due."""
     if report.get("status") != "skipped":
         return True
-    return bool(encryption_settings.rotation["NOTIFY_SKIPPED"] or report.get("reminder"))
+    return bool(encryption_settings.notify_skipped or report.get("reminder"))
 
 
 def notify(report: dict[str, Any]) -> dict[str, Any]:

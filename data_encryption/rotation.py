@@ -392,7 +392,7 @@ def this_holder() -> str:
 def holder_is_alive(holder: str, heartbeat_at: datetime, now: datetime) -> bool:
     """Whether a run's holder may still be working. A process on this host is checked directly
     (a killed rotation is taken over at once); elsewhere, by the age of its heartbeat."""
-    timeout = timedelta(seconds=float(encryption_settings.rotation["LOCK_TIMEOUT_SECONDS"]))
+    timeout = timedelta(seconds=encryption_settings.lock_timeout_seconds)
     if now - heartbeat_at > timeout:
         return False
     host, _, rest = holder.partition(":")
@@ -433,7 +433,7 @@ class Rotation:
     ) -> None:
         self.tables = list(tables)
         self.using = using or key_database()
-        self.batch_size = int(batch_size or encryption_settings.rotation["BATCH_SIZE"])
+        self.batch_size = int(batch_size or encryption_settings.batch_size)
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1.")
         self.dry_run = dry_run
@@ -639,7 +639,7 @@ class Rotation:
 
     def _plan(self, run: RotationRun) -> None:
         """Split every table into chunks (idempotent: a resumed plan starts over cleanly)."""
-        chunk_rows = int(encryption_settings.rotation["CHUNK_ROWS"])
+        chunk_rows = encryption_settings.chunk_rows
         with transaction.atomic(using=self.using):
             self._save(run)
             chunks = RotationChunk.objects.using(self.using)
@@ -804,7 +804,7 @@ class Rotation:
         census = self.census()
         totals = census_totals(census)
         now = self.clock()
-        retention = timedelta(days=float(encryption_settings.rotation["RETENTION_DAYS"]))
+        retention = timedelta(days=encryption_settings.retention_days)
         retired, destroyed, notes = list(run.retired_key_ids), list(run.destroyed_key_ids), []
         blocked = self._retirement_blocker(run, totals)
         with transaction.atomic(using=self.using):

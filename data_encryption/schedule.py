@@ -46,7 +46,7 @@ def next_due(using: str) -> datetime | None:
     last = last_completed_rotation(using)
     if last is None or last.finished_at is None:
         return None
-    return add_period(last.finished_at, encryption_settings.rotation["KEY_ROTATION_SCHEDULE"])
+    return add_period(last.finished_at, encryption_settings.rotation_schedule)
 
 
 def rotation_due(using: str, now: datetime) -> bool:
@@ -57,7 +57,7 @@ def rotation_due(using: str, now: datetime) -> bool:
 def overdue_reminder(using: str, now: datetime) -> str | None:
     """A sentence when the primary key is older than the schedule allows (rotations failing, or
     beat not running), else ``None``. Never names key material, only the key id and ages."""
-    schedule = encryption_settings.rotation["KEY_ROTATION_SCHEDULE"]
+    schedule = encryption_settings.rotation_schedule
     primary = DataKey.objects.using(using).filter(state=KeyState.PRIMARY).first()
     if primary is None:
         return None

@@ -19,10 +19,9 @@ from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from . import envelope
-from .conf import encryption_settings, register_cache
+from .conf import encryption_settings, load_class, register_cache
 from .envelope import open_value, seal
 from .exceptions import DecryptionError, KeyConfigurationError, PayloadExpired
 from .keys import parse_fernet_key
@@ -214,7 +213,7 @@ class KeyRotationService:
             ]
             if names:
                 found[model] = names
-        listed = encryption_settings.rotation["MODELS"] or {}
+        listed = encryption_settings.rotation_models
         for label, names in dict(listed).items():
             try:
                 model = apps.get_model(label)
@@ -313,16 +312,6 @@ class KeyRotationService:
 
 def get_rotation_service_class() -> type[KeyRotationService]:
     """The class named by ``DATA_ENCRYPTION_SERVICE`` (default ``KeyRotationService``)."""
-    path = encryption_settings.service_path
-    try:
-        service = import_string(path)
-    except ImportError as exc:
-        raise ImproperlyConfigured(
-            f"DATA_ENCRYPTION_SERVICE {path!r} does not import: {exc}."
-        ) from None
-    if not (isinstance(service, type) and issubclass(service, KeyRotationService)):
-        raise ImproperlyConfigured(
-            f"DATA_ENCRYPTION_SERVICE {path!r} is not a subclass of "
-            "data_encryption.services.KeyRotationService."
-        )
-    return service
+    return load_class(
+        "DATA_ENCRYPTION_SERVICE", encryption_settings.service_path, KeyRotationService
+    )

@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 def rotation_beat_schedule(hour: int = 3, minute: int = 0) -> dict[str, dict[str, Any]]:
     """A ``CELERY_BEAT_SCHEDULE`` entry that fires as often as ``KEY_ROTATION_SCHEDULE`` asks:
     daily at ``hour:minute``, Mondays, or the first of the month."""
-    schedule = encryption_settings.rotation["KEY_ROTATION_SCHEDULE"]
+    schedule = encryption_settings.rotation_schedule
     fields: dict[str, Any] = {"hour": hour, "minute": minute}
     if schedule == "weekly":
         fields["day_of_week"] = 1
@@ -92,7 +92,7 @@ def rotate_encryption_key_task(self: Any, force: bool = False, dry_run: bool = F
                 "next_due": due.isoformat() if due else None,
                 "reason": (
                     f"no rotation is due: the schedule is "
-                    f"{encryption_settings.rotation['KEY_ROTATION_SCHEDULE']} and the next is due "
+                    f"{encryption_settings.rotation_schedule} and the next is due "
                     f"at {due.isoformat() if due else 'once one completes'}; pass force=True to "
                     "rotate now"
                 ),

@@ -6,10 +6,16 @@ from io import StringIO
 from pathlib import Path
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.test import SimpleTestCase, override_settings
 
-from data_encryption.checks import check_keys, check_rotation_settings, check_service_class
+from data_encryption.checks import (
+    check_keys,
+    check_notifier_class,
+    check_rotation_settings,
+    check_service_class,
+)
 from data_encryption.tests.utils import new_fernet_key
 
 
@@ -79,12 +85,55 @@ class RotationSettingsCheckTests(SimpleTestCase):
             self.assertEqual(errors[0].hint, "Use 'daily', 'weekly' or 'monthly'.")
 
     def test_not_a_dict_and_bad_values(self):
+        # One id per fault: E014 is "not a dict"; each key has its own id for a value that
+        # breaks its rule.
         with override_settings(ENCRYPTION_KEY_ROTATION=["monthly"]):
             self.assertEqual(ids(check_rotation_settings()), ["data_encryption.E014"])
         with self.rotation(BATCH_SIZE="1000"):
-            self.assertEqual(ids(check_rotation_settings()), ["data_encryption.E014"])
+            self.assertEqual(ids(check_rotation_settings()), ["data_encryption.E018"])
         with self.rotation(BACKUP_FILENAME_FORMAT="keys.json"):
-            self.assertEqual(ids(check_rotation_settings()), ["data_encryption.E014"])
+            self.assertEqual(ids(check_rotation_settings()), ["data_encryption.E016"])
+
+    def test_each_rotation_key_has_its_own_check_id(self):
+        bad = {
+            "BACKUP_DIR": 7,
+            "BACKUP_FILENAME_FORMAT": "a/{timestamp}",
+            "KEY_ROTATION_SCHEDULE": "yearly",
+            "MODELS": {"app.Model": "_ssn"},
+            "BATCH_SIZE": 0,
+            "KEY_CACHE_SECONDS": -1,
+            "LOCK_TIMEOUT_SECONDS": 0,
+            "RETENTION_DAYS": "30",
+            "NOTIFY_SKIPPED": "yes",
+            "CHUNK_ROWS": 0,
+        }
+        seen = set()
+        for key, value in bad.items():
+            with self.subTest(key=key), self.rotation(**{key: value}):
+                errors = check_rotation_settings()
+                self.assertEqual(len(errors), 1, errors)
+                self.assertIn(repr(key), errors[0].msg)
+                seen.add(errors[0].id)
+        self.assertEqual(len(seen), len(bad))
+
+    def test_the_code_applies_the_rule_the_check_reports(self):
+        # BATCH_SIZE=0 used to pass the checks and fail only when a rotation ran; CHUNK_ROWS
+        # was not checked at all (0 gave "OFFSET -1").
+        from data_encryption.conf import encryption_settings
+
+        for key, attribute in (("BATCH_SIZE", "batch_size"), ("CHUNK_ROWS", "chunk_rows")):
+            with self.subTest(key=key), self.rotation(**{key: 0}):
+                self.assertEqual(
+                    [error.msg for error in check_rotation_settings()],
+                    [
+                        f"ENCRYPTION_KEY_ROTATION[{key!r}] must be a whole number of at least 1, "
+                        "not 0."
+                    ],
+                )
+                with self.assertRaisesMessage(ImproperlyConfigured, "at least 1, not 0."):
+                    getattr(encryption_settings, attribute)
+            with self.rotation(**{key: 250}):
+                self.assertEqual(getattr(encryption_settings, attribute), 250)
 
     def test_backup_dir_readable_by_others(self):
         with tempfile.TemporaryDirectory() as directory:
@@ -118,6 +167,15 @@ class ServiceCheckTests(SimpleTestCase):
             errors = check_service_class()
             self.assertEqual(ids(errors), ["data_encryption.E012"])
             self.assertIn("yourapp.custom_rotation.Nope", errors[0].msg)
+
+    def test_notifier_that_is_not_a_notifier(self):
+        with override_settings(DATA_ENCRYPTION_NOTIFIER="data_encryption.models.DataKey"):
+            errors = check_notifier_class()
+            self.assertEqual(ids(errors), ["data_encryption.E024"])
+            self.assertIn("is not a subclass of", errors[0].msg)
+        with override_settings(DATA_ENCRYPTION_NOTIFIER="yourapp.nope.Notifier"):
+            self.assertEqual(ids(check_notifier_class()), ["data_encryption.E024"])
+        self.assertEqual(check_notifier_class(), [])
 
 
 class CheckCommandTests(SimpleTestCase):
