@@ -1,11 +1,15 @@
 """Helpers shared by the tests: installing known data keys, fresh keys, key-material scans."""
 
 from cryptography.fernet import Fernet
+from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from data_encryption.keys import master_keys, reset_key_ring
 from data_encryption.models import DataKey, KeyState
+from data_encryption.services import EncryptionService
 from data_encryption.tests.runner import material_forms
+from data_encryption.tests.testapp.models import Customer, Patient
 
 
 def new_fernet_key():
@@ -80,3 +84,34 @@ def all_plaintexts():
         {c.pk: c.ssn for c in Customer.objects.all()},
         {p.pk: (p.notes, p.visits) for p in Patient.objects.all()},
     )
+
+
+# Shared by the rotation, ledger, backup and command tests.
+FAST = {**settings.ENCRYPTION_KEY_ROTATION, "KEY_CACHE_SECONDS": 0}
+
+
+def make_customers(count, start=0):
+    customers = [
+        Customer(name=f"c{i}", _ssn=EncryptionService.encrypt(f"{i:03d}-00-{i:04d}"))
+        for i in range(start, start + count)
+    ]
+    Customer.objects.bulk_create(customers)
+    return {c.pk: EncryptionService.decrypt(c._ssn) for c in Customer.objects.all()}
+
+
+def make_patients(count):
+    Patient.objects.bulk_create(
+        [Patient(name=f"p{i}", notes=f"note {i}", visits=i, profile={"i": i}) for i in range(count)]
+    )
+    return {p.pk: (p.notes, p.visits, p.profile) for p in Patient.objects.all()}
+
+
+def raw(model, column):
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, {column} FROM {table} ORDER BY id")
+        return {pk: bytes(value) if value is not None else None for pk, value in cursor.fetchall()}
+
+
+def primary_id():
+    return DataKey.objects.get(state=KeyState.PRIMARY).key_id

@@ -1,0 +1,126 @@
+"""The run ledger: the rotation lock, heartbeats, take-over of a dead holder's run and resuming
+it with its own key."""
+
+import os
+import sys
+from datetime import timedelta
+
+from django.db import connection
+from django.test import TestCase, override_settings
+from django.utils import timezone
+
+from data_encryption.keys import cipher_for, reset_key_ring
+from data_encryption.models import (
+    DataKey,
+    RotationChunk,
+    RotationRun,
+)
+from data_encryption.rotation import (
+    Rotation,
+    examine_rows,
+    read_rows,
+    resolve_tables,
+    write_rows,
+)
+from data_encryption.services import (
+    KeyRotationService,
+)
+from data_encryption.tests.testapp.models import Customer
+from data_encryption.tests.utils import FAST, FreshKeyRingMixin, make_customers, raw
+
+
+@override_settings(ENCRYPTION_KEY_ROTATION=FAST)
+class LockAndResumeTests(FreshKeyRingMixin, TestCase):
+    def test_second_rotation_while_one_runs_is_skipped_without_touching_data(self):
+        make_customers(5)
+        before = raw(Customer, "_ssn")
+        keys_before = DataKey.objects.count()
+        live = RotationRun.objects.create(
+            started_at=timezone.now(),
+            heartbeat_at=timezone.now(),
+            holder=f"elsewhere:{os.getpid()}:abcd",
+        )
+        report = KeyRotationService().rotate()
+        self.assertEqual(report["status"], "skipped")
+        self.assertEqual(report["skipped"], "already_running")
+        self.assertIn(f"rotation {live.pk} is already running", report["reason"])
+        self.assertEqual(raw(Customer, "_ssn"), before)
+        self.assertEqual(DataKey.objects.count(), keys_before)
+
+    def test_a_stale_heartbeat_is_taken_over(self):
+        make_customers(5)
+        stale = timezone.now() - timedelta(hours=2)
+        RotationRun.objects.create(started_at=stale, heartbeat_at=stale, holder="gone:1:abcd")
+        report = KeyRotationService().rotate()
+        self.assertEqual(report["status"], "completed")
+        self.assertTrue(report["resumed"])
+
+    def test_a_run_left_by_a_dead_process_is_resumed_with_its_own_key(self):
+        import socket
+        import subprocess
+
+        make_customers(20)
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()  # a pid on this host that no longer runs
+        # What a rotation killed after activating its key and one committed batch leaves.
+        service = KeyRotationService()
+        tables = resolve_tables(service._load_model_configurations())
+        rotation = Rotation(tables)
+        run = rotation.start()
+        self.assertEqual(run.phase, "reencrypt")
+        chunk = RotationChunk.objects.get(run=run, model="data_encryption_tests.Customer")
+        table = rotation.table(chunk.model)
+        rows = read_rows(connection, table, None, 1)
+        batch = examine_rows(
+            rows, table.columns, run.new_key_id, cipher_for(run.new_key_id), rewrite=True
+        )
+        write_rows(connection, table, batch)
+        first_pk = batch.last_pk
+        RotationChunk.objects.filter(pk=chunk.pk).update(cursor=first_pk, rows=1, reencrypted=1)
+        first_value = raw(Customer, "_ssn")[first_pk]
+        RotationRun.objects.filter(pk=run.pk).update(
+            holder=f"{socket.gethostname()}:{dead.pid}:dead"
+        )
+        keys_before = DataKey.objects.count()
+        report = KeyRotationService().rotate()
+        self.assertTrue(report["resumed"])
+        self.assertEqual(report["run_id"], run.pk)
+        self.assertEqual(report["status"], "completed")
+        self.assertEqual(DataKey.objects.count(), keys_before)  # no second new key
+        self.assertEqual(report["new_key_id"], f"{run.new_key_id:08x}")
+        # Resumed from the cursor: the first row was not walked (or rewritten) again.
+        self.assertEqual(report["models"]["data_encryption_tests.Customer"]["rows"], 20)
+        self.assertEqual(report["models"]["data_encryption_tests.Customer"]["reencrypted"], 20)
+        self.assertEqual(raw(Customer, "_ssn")[first_pk], first_value)
+        self.assertEqual(report["retired_key_ids"], report["old_key_ids"])
+        reset_key_ring()
+        self.assertEqual(len({c.ssn for c in Customer.objects.all()}), 20)
+
+    def test_lost_lock_stops_the_run(self):
+        make_customers(3)
+        tables = resolve_tables(KeyRotationService()._load_model_configurations())
+        rotation = Rotation(tables)
+        run = rotation._acquire()
+        RotationRun.objects.filter(pk=run.pk).update(holder="someone-else:1:x")
+        from data_encryption.rotation import LockLost
+
+        with self.assertRaises(LockLost):
+            rotation._backup(run)
+
+    def test_waits_for_other_processes_key_rings(self):
+        make_customers(2)
+        slept = []
+        now = [timezone.now()]
+
+        def clock():
+            return now[0]
+
+        def sleep(seconds):
+            slept.append(seconds)
+            now[0] += timedelta(seconds=seconds)
+
+        tables = resolve_tables(KeyRotationService()._load_model_configurations())
+        with override_settings(ENCRYPTION_KEY_ROTATION={**FAST, "KEY_CACHE_SECONDS": 12}):
+            report = Rotation(tables, clock=clock, sleep=sleep).run()
+        self.assertEqual(report["status"], "completed")
+        self.assertEqual(slept, [5.0, 5.0, 2.0])
