@@ -135,7 +135,7 @@ def check_rotation_settings(app_configs: Any = None, **kwargs: Any) -> list[Erro
     ]
     for option, problem in encryption_settings.rotation_problems():
         errors.append(Error(problem, hint=option.advice(), id=option.check_id))
-    if configured.get("BACKUP_DIR") and ROTATION_OPTIONS["BACKUP_DIR"].accepts(
+    if configured.get("BACKUP_DIR") and ROTATION_OPTIONS["BACKUP_DIR"].rule.accepts(
         configured["BACKUP_DIR"]
     ):
         errors += _backup_dir_errors(Path(configured["BACKUP_DIR"]))

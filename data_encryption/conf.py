@@ -23,143 +23,93 @@ from django.utils.module_loading import import_string
 SCHEDULES = ("daily", "weekly", "monthly")
 
 
-def _whole_number_from_one(value: Any) -> bool:
-    return type(value) is int and value >= 1
+@dataclass(frozen=True)
+class Rule:
+    """What a setting's value must be: a phrase for the error, and the test."""
+
+    requirement: str  # completes "ENCRYPTION_KEY_ROTATION['KEY'] must be ..."
+    accepts: Callable[[Any], bool]
 
 
-def _non_negative_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _positive_number(value: Any) -> bool:
-    return _non_negative_number(value) and value > 0
-
-
-def _file_name_with_timestamp(value: Any) -> bool:
-    return isinstance(value, str) and "{timestamp}" in value and "/" not in value
-
-
-def _directory_or_none(value: Any) -> bool:
-    return value is None or isinstance(value, (str, os.PathLike))
-
-
-def _model_columns(value: Any) -> bool:
-    return isinstance(value, Mapping) and all(
-        isinstance(label, str)
-        and isinstance(names, (list, tuple))
-        and all(isinstance(name, str) for name in names)
-        for label, names in value.items()
-    )
+WHOLE_FROM_ONE = Rule("a whole number of at least 1", lambda v: type(v) is int and v >= 1)
+SECONDS = Rule("a number of seconds, 0 or more", lambda v: _number(v) and v >= 0)
+SECONDS_ABOVE_ZERO = Rule("a number of seconds greater than 0", lambda v: _number(v) and v > 0)
+DAYS = Rule("a number of days, 0 or more", lambda v: _number(v) and v >= 0)
+BOOLEAN = Rule("True or False", lambda v: isinstance(v, bool))
+DIRECTORY = Rule("a directory path", lambda v: v is None or isinstance(v, (str, os.PathLike)))
+FILE_NAME = Rule(
+    "a file name containing '{timestamp}'",
+    lambda v: isinstance(v, str) and "{timestamp}" in v and "/" not in v,
+)
+SCHEDULE = Rule("'daily', 'weekly' or 'monthly'", lambda v: v in SCHEDULES)
+MODEL_COLUMNS = Rule(
+    "a dict of 'app_label.Model' to a list of field names",
+    lambda v: (
+        isinstance(v, Mapping)
+        and all(
+            isinstance(label, str)
+            and isinstance(names, (list, tuple))
+            and all(isinstance(name, str) for name in names)
+            for label, names in v.items()
+        )
+    ),
+)
 
 
 @dataclass(frozen=True)
 class RotationOption:
-    """One key of ``ENCRYPTION_KEY_ROTATION``: its default, the rule a value must follow, and
-    the system check id that reports a value breaking it."""
+    """One key of ``ENCRYPTION_KEY_ROTATION``: its default, its rule, and the system check id
+    that reports a value breaking the rule."""
 
     key: str
     default: Any
     check_id: str
-    requirement: str  # completes "ENCRYPTION_KEY_ROTATION['KEY'] must be ..."
-    accepts: Callable[[Any], bool]
+    rule: Rule
     hint: str = ""
 
     def problem(self, value: Any) -> str | None:
         """The sentence saying what is wrong with ``value``, or ``None`` when it is fine."""
-        if self.accepts(value):
+        if self.rule.accepts(value):
             return None
-        return f"ENCRYPTION_KEY_ROTATION[{self.key!r}] must be {self.requirement}, not {value!r}."
+        requirement = self.rule.requirement
+        return f"ENCRYPTION_KEY_ROTATION[{self.key!r}] must be {requirement}, not {value!r}."
 
     def advice(self) -> str:
         return self.hint or f"The default is {self.default!r}."
 
 
-ROTATION_OPTIONS: dict[str, RotationOption] = {
-    option.key: option
-    for option in (
-        RotationOption(
-            "BACKUP_DIR",
-            None,
-            "data_encryption.E015",
-            "a directory path",
-            _directory_or_none,
-            "Point it at a directory only the user that runs rotations can read.",
-        ),
-        RotationOption(
-            "BACKUP_FILENAME_FORMAT",
-            "encryption_key_{timestamp}.json",
-            "data_encryption.E016",
-            "a file name containing '{timestamp}'",
-            _file_name_with_timestamp,
-            "For example 'encryption_key_{timestamp}.json'.",
-        ),
-        RotationOption(
-            "KEY_ROTATION_SCHEDULE",
-            "monthly",
-            "data_encryption.E009",
-            "'daily', 'weekly' or 'monthly'",
-            SCHEDULES.__contains__,
-            "Use 'daily', 'weekly' or 'monthly'.",
-        ),
-        # Raw columns of the hand-written property pattern: {"app_label.Model": ["_ssn"]}.
-        RotationOption(
-            "MODELS",
-            {},
-            "data_encryption.E017",
-            "a dict of 'app_label.Model' to a list of field names",
-            _model_columns,
-            "For example {'yourapp.Customer': ['_ssn']}.",
-        ),
-        # Rows per batch; each batch is one transaction holding its rows' locks.
-        RotationOption(
-            "BATCH_SIZE",
-            5000,
-            "data_encryption.E018",
-            "a whole number of at least 1",
-            _whole_number_from_one,
-        ),
-        # How long a process may keep encrypting with a primary key that is no longer primary.
-        RotationOption(
-            "KEY_CACHE_SECONDS",
-            60,
-            "data_encryption.E019",
-            "a number of seconds, 0 or more",
-            _non_negative_number,
-        ),
-        # A rotation lock whose heartbeat is older than this (its holder died) may be taken over.
-        RotationOption(
-            "LOCK_TIMEOUT_SECONDS",
-            3600,
-            "data_encryption.E020",
-            "a number of seconds greater than 0",
-            _positive_number,
-        ),
-        # Days a retired key's material is kept before it may be destroyed.
-        RotationOption(
-            "RETENTION_DAYS",
-            30,
-            "data_encryption.E021",
-            "a number of days, 0 or more",
-            _non_negative_number,
-        ),
-        # Also email when a scheduled run did nothing (another was running, or none was due).
-        RotationOption(
-            "NOTIFY_SKIPPED",
-            False,
-            "data_encryption.E022",
-            "True or False",
-            lambda value: isinstance(value, bool),
-        ),
-        # Tables with more rows than this are split into chunks, for several Celery workers.
-        RotationOption(
-            "CHUNK_ROWS",
-            100_000,
-            "data_encryption.E023",
-            "a whole number of at least 1",
-            _whole_number_from_one,
-        ),
-    )
-}
+def _option(key: str, default: Any, number: int, rule: Rule, hint: str = "") -> RotationOption:
+    return RotationOption(key, default, f"data_encryption.E{number:03d}", rule, hint)
+
+
+# fmt: off
+ROTATION_OPTIONS: dict[str, RotationOption] = {option.key: option for option in (
+    _option("BACKUP_DIR", None, 15, DIRECTORY,
+            "Point it at a directory only the user that runs rotations can read."),
+    _option("BACKUP_FILENAME_FORMAT", "encryption_key_{timestamp}.json", 16, FILE_NAME,
+            "For example 'encryption_key_{timestamp}.json'."),
+    _option("KEY_ROTATION_SCHEDULE", "monthly", 9, SCHEDULE,
+            "Use 'daily', 'weekly' or 'monthly'."),
+    # Raw columns of the hand-written property pattern.
+    _option("MODELS", {}, 17, MODEL_COLUMNS, "For example {'yourapp.Customer': ['_ssn']}."),
+    # Rows per batch; each batch is one transaction holding its rows' locks.
+    _option("BATCH_SIZE", 5000, 18, WHOLE_FROM_ONE),
+    # How long a process may keep encrypting with a primary key that is no longer primary.
+    _option("KEY_CACHE_SECONDS", 60, 19, SECONDS),
+    # A rotation lock whose heartbeat is older than this (its holder died) may be taken over.
+    _option("LOCK_TIMEOUT_SECONDS", 3600, 20, SECONDS_ABOVE_ZERO),
+    # Days a retired key's material is kept before it may be destroyed.
+    _option("RETENTION_DAYS", 30, 21, DAYS),
+    # Also email when a scheduled run did nothing (another was running, or none was due).
+    _option("NOTIFY_SKIPPED", False, 22, BOOLEAN),
+    # Tables with more rows than this are split into chunks, for several Celery workers.
+    _option("CHUNK_ROWS", 100_000, 23, WHOLE_FROM_ONE),
+)}
+# fmt: on
 
 ROTATION_DEFAULTS: dict[str, Any] = {
     key: option.default for key, option in ROTATION_OPTIONS.items()
