@@ -1,0 +1,208 @@
+"""The encrypted field's common part: encrypt on the way in, decrypt on the way out, refuse what
+the database cannot do with ciphertext (lookups, indexes, uniqueness, expressions that would
+write plaintext)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import checks, exceptions
+from django.db import models
+from django.db.models import lookups
+
+from ..envelope import open_value, seal
+from ..exceptions import DecryptionError, EncryptedLookupError
+
+_REFUSED_OPTIONS = {
+    "primary_key": "a primary key",
+    "unique": "unique",
+    "db_index": "indexed (db_index=True)",
+}
+
+_INDEX_HINT = "An index on ciphertext cannot serve any query; remove it."
+_UNIQUE_HINT = (
+    "Ciphertext differs on every save, so uniqueness over it enforces nothing; remove the field "
+    "from it, or make a keyed hash of the value in a separate field unique."
+)
+
+
+class _EncryptedExact(lookups.Exact):
+    """``field=None`` becomes ``isnull`` (Django does that after building this); anything else
+    cannot be answered on ciphertext."""
+
+    def __init__(self, lhs: Any, rhs: Any) -> None:
+        if rhs is not None:
+            raise _lookup_error(lhs.output_field, "exact")
+        super().__init__(lhs, rhs)
+
+
+def _lookup_error(field: models.Field, lookup: str) -> EncryptedLookupError:
+    return EncryptedLookupError(
+        f"{field.model.__name__}.{field.name} is encrypted, so the database cannot answer the "
+        f"'{lookup}' lookup on it (every value is random-looking ciphertext). Only 'isnull' "
+        "works. Filter on another field, or load the rows and compare in Python; for exact-match "
+        "search, store a keyed hash of the value in a separate indexed field."
+    )
+
+
+class EncryptedFieldMixin(models.Field):
+    """Turns a Django field into its encrypted counterpart. Subclasses say how their Python value
+    becomes bytes (``to_plaintext``) and back (``from_plaintext``)."""
+
+    def contribute_to_class(
+        self, cls: type[models.Model], name: str, private_only: bool = False, **kwargs: Any
+    ) -> None:
+        for option, described in _REFUSED_OPTIONS.items():
+            if getattr(self, option, False):
+                raise exceptions.ImproperlyConfigured(
+                    f"{cls.__name__}.{name}: an encrypted field cannot be {described}; the "
+                    "database holds only ciphertext, which differs on every save. Remove "
+                    f"{option}=True, or keep a keyed hash of the value in a separate field."
+                )
+        # Django 5.0+: a default the database computes (Now(), a literal in the DDL) would be
+        # written unencrypted, or as one fixed ciphertext no rotation can reach.
+        if getattr(self, "db_default", models.NOT_PROVIDED) is not models.NOT_PROVIDED:
+            raise exceptions.ImproperlyConfigured(
+                f"{cls.__name__}.{name}: an encrypted field cannot have a db_default; the "
+                "database would write it without encrypting it. Use default= instead, which "
+                "is encrypted on save."
+            )
+        super().contribute_to_class(cls, name, private_only=private_only, **kwargs)
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        # Migrations name our fields by the package (data_encryption.fields.EncryptedCharField),
+        # not the module that defines them, so moving a field between modules changes none.
+        if path.startswith("data_encryption.fields."):
+            path = f"data_encryption.fields.{type(self).__name__}"
+        return name, path, args, kwargs
+
+    def get_internal_type(self) -> str:
+        # The column holds the binary envelope, whatever the Python type. This also keeps the
+        # backends' type-specific converters (dates on SQLite, decimals...) off our bytes.
+        return "BinaryField"
+
+    def cast_db_type(self, connection: Any) -> str | None:
+        return self.db_type(connection)
+
+    # Python value <-> plaintext bytes; overridden per type.
+    def to_plaintext(self, value: Any) -> bytes:
+        return str(value).encode("utf-8")
+
+    def from_plaintext(self, plaintext: bytes) -> Any:
+        return plaintext.decode("utf-8")
+
+    def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:
+        if not prepared:
+            value = self.get_prep_value(value)
+        if value is None:
+            return None
+        return connection.Database.Binary(seal(self.to_plaintext(value)))
+
+    def get_db_prep_save(self, value: Any, connection: Any) -> Any:
+        # The SQL compilers hand resolved expressions here too (the Case of bulk_update, an F() in
+        # update()): they compile to SQL themselves and must not be stringified and encrypted.
+        if hasattr(value, "as_sql"):
+            self._check_expression_writes_ciphertext(value)
+            return value
+        # DecimalField and others format for their own column type here; ours is binary.
+        return self.get_db_prep_value(value, connection=connection, prepared=False)
+
+    def _check_expression_writes_ciphertext(self, expression: Any) -> None:
+        """Refuse an expression whose SQL would write anything but ciphertext or NULL
+        (``F("name")``, ``Value("x")``, ``F("visits") + 1``, ``Cast(Value("x"), ...)``): the
+        database would store its result as is."""
+        plain = _plaintext_part(expression)
+        if plain is not None:
+            # The expression's repr is left out: it may hold the plaintext.
+            raise exceptions.FieldError(
+                f"{self.model.__name__}.{self.name} is encrypted, so it cannot be set to an "
+                f"expression that yields {plain}: the database would store the result "
+                "unencrypted. Assign a Python value, or an expression whose output_field is an "
+                "encrypted field, such as Value(value, output_field=...)."
+            )
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        if value is None:
+            return None
+        plaintext = open_value(value)
+        try:
+            return self.from_plaintext(plaintext)
+        except (ValueError, TypeError, ArithmeticError):
+            raise self._wrong_type() from None
+
+    def _wrong_type(self) -> DecryptionError:
+        return DecryptionError(
+            f"A value of {self.model.__name__}.{self.name} decrypted, but is not a valid "
+            f"{type(self).__name__} value; it was written by a different field type."
+        )
+
+    def get_lookup(self, lookup_name: str) -> Any:
+        if lookup_name == "isnull":
+            return super().get_lookup(lookup_name)
+        if lookup_name == "exact":
+            return _EncryptedExact
+        raise _lookup_error(self, lookup_name)
+
+    def get_transform(self, lookup_name: str) -> Any:
+        raise _lookup_error(self, lookup_name)
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        errors = super().check(**kwargs)
+        model = getattr(self, "model", None)
+        if model is not None:
+            errors.extend(self._index_errors(model._meta))
+        return errors
+
+    def _index_errors(self, opts: Any) -> list[checks.CheckMessage]:
+        # Unique constraints are indexes too, and worse: validate_unique() would query this
+        # field with '=' and raise EncryptedLookupError from full_clean().
+        found = [
+            (f"Index '{index.name}'", _INDEX_HINT)
+            for index in opts.indexes
+            if self.name in {name for name, _order in index.fields_orders}
+        ]
+        found += [
+            (f"Unique constraint '{constraint.name}'", _UNIQUE_HINT)
+            for constraint in opts.constraints
+            if isinstance(constraint, models.UniqueConstraint) and self.name in constraint.fields
+        ]
+        found += [
+            (f"unique_together {tuple(together)!r}", _UNIQUE_HINT)
+            for together in opts.unique_together
+            if self.name in together
+        ]
+        return [
+            checks.Error(
+                f"{what} includes encrypted field '{self.name}'.",
+                hint=hint,
+                obj=self,
+                id="data_encryption.E013",
+            )
+            for what, hint in found
+        ]
+
+
+def _plaintext_part(expression: Any) -> str | None:
+    """Describe the part of a resolved expression that would write something other than this
+    app's ciphertext or NULL; ``None`` when there is none.
+
+    A ``Value`` whose output field is encrypted encrypts itself and a column of an encrypted
+    field holds ciphertext; any other expression (``Cast``, ``Case``, ``Coalesce``...) yields
+    ciphertext only if its output field is encrypted and each of its parts yields ciphertext.
+    """
+    if isinstance(expression, models.Value) and expression.value is None:
+        return None
+    if isinstance(expression, models.When):  # its condition is not written, only its result
+        return _plaintext_part(expression.result)
+    try:
+        output = expression.output_field
+    except exceptions.FieldError:
+        return "a value of unknown type"
+    if not isinstance(output, EncryptedFieldMixin):
+        return f"a plain {type(output).__name__}"
+    for source in expression.get_source_expressions():
+        plain = None if source is None else _plaintext_part(source)
+        if plain is not None:
+            return plain
+    return None

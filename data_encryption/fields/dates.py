@@ -1,0 +1,46 @@
+"""Encrypted dates and date-times (aware or naive, as ``USE_TZ`` says)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from .base import EncryptedFieldMixin
+
+
+class EncryptedDateField(EncryptedFieldMixin, models.DateField):
+    """Encrypted ``DateField`` (ISO 8601)."""
+
+    def to_plaintext(self, value: Any) -> bytes:
+        return value.isoformat().encode("ascii")
+
+    def from_plaintext(self, plaintext: bytes) -> datetime.date:
+        return datetime.date.fromisoformat(plaintext.decode("ascii"))
+
+
+class EncryptedDateTimeField(EncryptedFieldMixin, models.DateTimeField):
+    """Encrypted ``DateTimeField`` (ISO 8601). With ``USE_TZ``, stored and returned in UTC,
+    as the plain field does; without it, naive wall-clock times in ``TIME_ZONE``. A value written
+    under the other setting is converted on read, so turning ``USE_TZ`` on needs no migration."""
+
+    def to_plaintext(self, value: Any) -> bytes:
+        if timezone.is_aware(value):
+            if settings.USE_TZ:
+                value = value.astimezone(datetime.timezone.utc)
+            else:  # wall-clock time in TIME_ZONE, as PostgreSQL stores it for the plain field
+                value = timezone.make_naive(value, timezone.get_default_timezone())
+        return value.isoformat().encode("ascii")
+
+    def from_plaintext(self, plaintext: bytes) -> datetime.datetime:
+        value = datetime.datetime.fromisoformat(plaintext.decode("ascii"))
+        if settings.USE_TZ and timezone.is_naive(value):
+            # Written while USE_TZ was False: a wall-clock time in TIME_ZONE.
+            value = timezone.make_aware(value, timezone.get_default_timezone())
+            value = value.astimezone(datetime.timezone.utc)
+        elif not settings.USE_TZ and timezone.is_aware(value):
+            value = timezone.make_naive(value, timezone.get_default_timezone())
+        return value

@@ -1,0 +1,50 @@
+"""Encrypted text fields: text, char, email."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import checks
+from django.db import models
+
+from ..envelope import open_value
+from .base import EncryptedFieldMixin
+
+
+class _EncryptedTextMixin(EncryptedFieldMixin):
+    """Text plaintext: ``from_db_value`` is the row-loading hot path, so it decodes inline."""
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return open_value(value).decode()
+        except UnicodeDecodeError:
+            raise self._wrong_type() from None
+
+
+class EncryptedTextField(_EncryptedTextMixin, models.TextField):
+    """Encrypted ``TextField``."""
+
+
+class EncryptedCharField(_EncryptedTextMixin, models.CharField):
+    """Encrypted ``CharField``: ``max_length`` applies to the plaintext (validation and save)."""
+
+    def _check_max_length_attribute(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        # The column is binary on every database, so no length is needed for the DDL.
+        if self.max_length is None:
+            return []
+        return super()._check_max_length_attribute(**kwargs)  # type: ignore[misc]
+
+    def to_plaintext(self, value: Any) -> bytes:
+        text = str(value)
+        if self.max_length is not None and len(text) > self.max_length:
+            raise ValueError(
+                f"{self.model.__name__}.{self.name} holds at most {self.max_length} characters; "
+                f"this value has {len(text)}. Validate with full_clean() or shorten it."
+            )
+        return text.encode("utf-8")
+
+
+class EncryptedEmailField(EncryptedCharField, models.EmailField):
+    """Encrypted ``EmailField``."""
