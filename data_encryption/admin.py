@@ -10,8 +10,8 @@ from django.http import HttpRequest
 from .models import DataKey, RotationChunk, RotationFailure, RotationRun, format_key_id
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Keys change only through the rotation commands, never through a form."""
+class ReadOnlyPermissions:
+    """Keys and runs change only through the rotation commands, never through a form."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -21,6 +21,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class ReadOnlyAdmin(ReadOnlyPermissions, admin.ModelAdmin):
+    pass
+
+
+def _key_ids(key_ids: list[int]) -> str:
+    return ", ".join(format_key_id(key_id) for key_id in key_ids) or "-"
 
 
 @admin.register(DataKey)
@@ -45,16 +53,10 @@ class DataKeyAdmin(ReadOnlyAdmin):
         return obj.hex_id
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyInline(ReadOnlyPermissions, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class RotationChunkInline(ReadOnlyInline):
@@ -132,12 +134,12 @@ class RotationRunAdmin(ReadOnlyAdmin):
 
     @admin.display(description="old keys")
     def old_keys(self, obj: RotationRun) -> str:
-        return ", ".join(format_key_id(key_id) for key_id in obj.old_key_ids) or "-"
+        return _key_ids(obj.old_key_ids)
 
     @admin.display(description="retired keys")
     def retired_keys(self, obj: RotationRun) -> str:
-        return ", ".join(format_key_id(key_id) for key_id in obj.retired_key_ids) or "-"
+        return _key_ids(obj.retired_key_ids)
 
     @admin.display(description="destroyed keys")
     def destroyed_keys(self, obj: RotationRun) -> str:
-        return ", ".join(format_key_id(key_id) for key_id in obj.destroyed_key_ids) or "-"
+        return _key_ids(obj.destroyed_key_ids)
