@@ -30,7 +30,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .conf import ROTATION_DEFAULTS, SCHEDULES, encryption_settings
 from .exceptions import KeyConfigurationError
-from .keys import GENERATE_KEY_HINT, parse_fernet_key
+from .master_key import GENERATE_KEY_HINT, parse_fernet_key
 
 
 def _key_errors(

@@ -33,7 +33,7 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.translation import gettext_lazy as _
 
-from .envelope import open_value, seal
+from .encryptor import open_value, seal
 from .exceptions import DecryptionError, EncryptedLookupError
 
 _REFUSED_OPTIONS = {
