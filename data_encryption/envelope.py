@@ -1,22 +1,10 @@
-"""The stored value: a self-describing envelope around AES-256-GCM ciphertext.
+"""The stored value's format: a self-describing envelope around AES-256-GCM ciphertext.
 
-Binary form (version 1), for ``BinaryField`` columns::
-
-    ff 44 45 | 01      | key id (4 bytes, big-endian) | nonce (12) | ciphertext | tag (16)
-    magic    | version |                                \\__ sealed by AeadCipher __________/
-
-The first 8 bytes are the header and are the AEAD's associated data, so editing the key id or
-the version breaks the tag. ``0xff`` never occurs in UTF-8 text, and a Fernet token starts with
-``0x80`` (raw) or ``gAAAAA`` (text), so the three kinds of value are told apart by their first
-bytes, without trying a key.
-
-ASCII form (version 1), for text columns and anywhere bytes are awkward::
-
-    de1:<key id, 8 lowercase hex digits>:<base64url, no padding, of nonce + ciphertext + tag>
-
-It carries exactly the binary form's information and authenticates the same header.
-``docs/format.md`` has the full specification and test vectors. This module is the format
-only: it holds no keys (sealing and opening live in ``encryptor``).
+A value is ``ff 44 45 | version | key id (4) | nonce | ciphertext | tag`` (binary form) or
+``de1:<key id hex>:<base64url>`` (ASCII form); the 8-byte header is the AEAD's associated data,
+so it cannot be edited. Its first bytes tell an envelope from a legacy Fernet token or plaintext
+without trying a key. The format only, no keys: ``encryptor`` seals and opens values, and
+``docs/format.md`` has the full specification and test vectors.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Data keys: the random 256-bit keys in the ``DataKey`` table, and this process's ring of them.
+"""Data keys: the random 256-bit keys that encrypt field values.
 
-Each data key is stored wrapped by the master key (see ``master_key``). The ``KeyRing`` is this
-process's cache of the unwrapped data keys: it is reloaded when older than ``KEY_CACHE_SECONDS``
-(so a rotation made by another process is picked up in bounded time) and once when a value names
-a key id it does not hold.
+Each is stored in the ``DataKey`` table wrapped by the master key (see ``master_key``). The
+``KeyRing`` is this process's cache of them, unwrapped: it is reloaded when older than
+``KEY_CACHE_SECONDS`` (so a rotation made by another process is picked up in bounded time) and
+once when a value names a key id it does not hold.
 """
 
 from __future__ import annotations
