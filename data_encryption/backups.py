@@ -20,14 +20,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from .conf import encryption_settings
 from .exceptions import DataEncryptionError
-from .keys import PendingKey, key_database, master_keys, reset_key_ring
+from .keys import PendingKey, key_database, reset_key_ring
+from .master_key import master_keys, unwrap_with_any
 from .models import DataKey, KeyState, format_key_id
 
 FORMAT = "django-data-encryption/key-backup"
@@ -200,22 +200,13 @@ def _verified_key(entry: dict[str, Any], path: Path) -> BackupKey:
             wrapped = base64.b64decode(entry["wrapped_key"], validate=True)
         except (binascii.Error, ValueError):
             raise BackupError(f"{path}: data key {format_key_id(key_id)} is malformed.") from None
-        if not _unwraps(key_id, wrapped):
+        if not unwrap_with_any(key_id, wrapped):
             raise BackupError(
                 f"{path}: no configured master key unwraps data key {format_key_id(key_id)} "
                 f"(wrapped by master key {entry.get('master_key_fingerprint')})."
             )
     dates = {name: parse_datetime(entry[name]) if entry.get(name) else None for name in _DATES}
     return BackupKey(key_id, entry["state"], wrapped, entry["master_key_fingerprint"], dates)
-
-
-def _unwraps(key_id: int, wrapped: bytes) -> bytes | None:
-    for master in master_keys():
-        try:
-            return master.unwrap(key_id, wrapped)
-        except InvalidTag:
-            continue
-    return None
 
 
 def restore_backup(path: Path, *, using: str | None = None) -> RestoreReport:
@@ -249,7 +240,7 @@ def restore_backup(path: Path, *, using: str | None = None) -> RestoreReport:
                 row.destroyed_at = None
                 row.save(using=using)
                 report.restored.append(entry.key_id)
-            elif _unwraps(row.key_id, bytes(row.wrapped_key)) == _unwraps(
+            elif unwrap_with_any(row.key_id, bytes(row.wrapped_key)) == unwrap_with_any(
                 entry.key_id, entry.wrapped_key
             ):
                 report.unchanged.append(entry.key_id)

@@ -21,6 +21,7 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
   E020 ``LOCK_TIMEOUT_SECONDS``, E021 ``RETENTION_DAYS``, E022 ``NOTIFY_SKIPPED``, E023
   ``CHUNK_ROWS``.
 - E024 ``DATA_ENCRYPTION_NOTIFIER`` does not import or is not a notifier.
+- E025 ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER`` does not import or has no ``master_keys()``.
 - W001 the primary data key is older than ``KEY_ROTATION_SCHEDULE`` allows (database check).
 """
 
@@ -36,7 +37,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .conf import ROTATION_OPTIONS, encryption_settings
 from .exceptions import KeyConfigurationError
-from .keys import GENERATE_KEY_HINT, parse_fernet_key
+from .master_key import GENERATE_KEY_HINT, parse_fernet_key
 
 
 def _key_errors(
@@ -217,6 +218,24 @@ def check_notifier_class(app_configs: Any = None, **kwargs: Any) -> list[Error]:
                 hint="Give the dotted path of an EncryptionKeyRotationNotifier subclass, e.g. "
                 "'yourapp.notifiers.SlackNotifier'.",
                 id="data_encryption.E024",
+            )
+        ]
+    return []
+
+
+@register(Tags.security)
+def check_master_key_provider(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    from .master_key import get_provider_class
+
+    try:
+        get_provider_class()
+    except ImproperlyConfigured as exc:
+        return [
+            Error(
+                str(exc),
+                hint="Give the dotted path of a class with a master_keys() method, or remove "
+                "the setting to read DB_ENCRYPTION_KEY.",
+                id="data_encryption.E025",
             )
         ]
     return []

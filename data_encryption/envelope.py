@@ -1,20 +1,9 @@
-"""The stored value: a self-describing envelope around AES-256-GCM ciphertext.
+"""The stored value's format: a self-describing envelope around AES-256-GCM ciphertext.
 
-Binary form (version 1), for ``BinaryField`` columns::
-
-    ff 44 45 | 01      | key id (4 bytes, big-endian) | nonce (12) | ciphertext | tag (16)
-    magic    | version |                                \\__ sealed by AeadCipher __________/
-
-The first 8 bytes are the header and are the AEAD's associated data, so editing the key id or
-the version breaks the tag. ``0xff`` never occurs in UTF-8 text, and a Fernet token starts with
-``0x80`` (raw) or ``gAAAAA`` (text), so the three kinds of value are told apart by their first
-bytes, without trying a key.
-
-ASCII form (version 1), for text columns and anywhere bytes are awkward::
-
-    de1:<key id, 8 lowercase hex digits>:<base64url, no padding, of nonce + ciphertext + tag>
-
-It carries exactly the binary form's information and authenticates the same header.
+A value is ``ff 44 45 | version | key id (4) | nonce | ciphertext | tag`` (binary form) or
+``de1:<key id hex>:<base64url>`` (ASCII form); the 8-byte header is the AEAD's associated data,
+so it cannot be edited. Its first bytes tell an envelope from a legacy Fernet token or plaintext
+without trying a key. The format only, no keys: ``encryptor`` seals and opens values, and
 ``docs/format.md`` has the full specification and test vectors.
 """
 
@@ -24,15 +13,9 @@ import base64
 import binascii
 import enum
 from dataclasses import dataclass
-from os import urandom
-from time import monotonic
 
-from cryptography.exceptions import InvalidTag
-
-from . import keys as _keys
 from .ciphers import NONCE_SIZE, TAG_SIZE
 from .exceptions import DecryptionError
-from .models import format_key_id
 
 MAGIC = b"\xffDE"
 VERSION_1 = 1
@@ -44,6 +27,11 @@ ASCII_PREFIX_V1 = "de1:"
 FERNET_TEXT_PREFIX = b"gAAAAA"
 
 Binary = bytes | bytearray | memoryview
+
+
+def format_key_id(key_id: int | None) -> str:
+    """Key ids are shown as 8 lowercase hex digits everywhere (logs, reports, errors, admin)."""
+    return "none" if key_id is None else f"{key_id:08x}"
 
 
 class ValueKind(enum.Enum):
@@ -78,7 +66,8 @@ class Envelope:
         return f"de{self.version}:{self.key_id:08x}:{encoded}"
 
 
-def _as_bytes(value: Binary | str) -> bytes:
+def as_bytes(value: Binary | str) -> bytes:
+    """A stored value as bytes, whichever column type it was read from."""
     if isinstance(value, bytes):
         return value
     if isinstance(value, (bytearray, memoryview)):
@@ -93,7 +82,7 @@ def _as_bytes(value: Binary | str) -> bytes:
 
 def classify(value: Binary | str) -> ValueKind:
     """Tell an envelope from a legacy Fernet token from anything else, by its prefix only."""
-    data = _as_bytes(value)
+    data = as_bytes(value)
     if data[:3] == MAGIC:
         return ValueKind.ENVELOPE_BINARY
     if data[:4] == ASCII_PREFIX_V1.encode():
@@ -108,7 +97,7 @@ def parse(value: Binary | str) -> Envelope:
 
     Raises ``DecryptionError`` when the value is not a well-formed envelope of a known version.
     """
-    data = _as_bytes(value)
+    data = as_bytes(value)
     kind = classify(data)
     if kind is ValueKind.ENVELOPE_BINARY:
         version = data[3] if len(data) > 3 else -1
@@ -164,64 +153,3 @@ def key_id_of(value: Binary | str) -> int | None:
 def header_for(key_id: int) -> bytes:
     """The 8-byte binary header (and associated data) of a version 1 value under ``key_id``."""
     return HEADER_V1 + key_id.to_bytes(4, "big")
-
-
-def seal(plaintext: bytes) -> bytes:
-    """Encrypt ``plaintext`` under the primary data key; return the binary form."""
-    # The hot path: one cache check, one urandom, one AEAD call (see BENCHMARKING.md).
-    ring = _keys._ring
-    if ring is None or monotonic() >= ring.expires_at:
-        ring = _keys.key_ring()
-    header = ring.primary_header
-    nonce = urandom(NONCE_SIZE)
-    return header + nonce + ring.primary_aead.encrypt(nonce, plaintext, header)
-
-
-def open_value(value: Binary | str) -> bytes:
-    """Decrypt either envelope form or a legacy Fernet token; return the plaintext bytes."""
-    ring = _keys._ring
-    if ring is not None and type(value) is bytes:
-        # The hot path: a binary value under a key the ring holds.
-        header = value[:HEADER_SIZE]
-        aead = ring.by_header.get(header)
-        if aead is not None and len(value) >= MIN_BINARY_SIZE:
-            try:
-                return aead.decrypt(value[HEADER_SIZE:SEALED_OFFSET], value[SEALED_OFFSET:], header)
-            except InvalidTag:
-                raise _tampered(int.from_bytes(value[4:8], "big")) from None
-    return _open(value)
-
-
-def _open(value: Binary | str) -> bytes:
-    data = _as_bytes(value)
-    if data[:4] == HEADER_V1 and len(data) >= MIN_BINARY_SIZE:  # the hot path, no parsing objects
-        key_id = int.from_bytes(data[4:8], "big")
-        header, sealed = data[:HEADER_SIZE], data[HEADER_SIZE:]
-    elif data[:6] == FERNET_TEXT_PREFIX:
-        return _open_legacy(data)
-    else:
-        envelope = parse(data)
-        key_id, header, sealed = envelope.key_id, envelope.header, envelope.sealed
-    cipher = _keys.cipher_for(key_id)
-    try:
-        return cipher.open(sealed, header)
-    except InvalidTag:
-        raise _tampered(key_id) from None
-
-
-def _tampered(key_id: int) -> DecryptionError:
-    return DecryptionError(
-        f"The value under data key {format_key_id(key_id)} failed authentication: it was "
-        "altered or truncated, or the key was replaced. Restore the row from a backup.",
-        key_id=key_id,
-    )
-
-
-def _open_legacy(data: bytes) -> bytes:
-    try:
-        return _keys.legacy_fernet().decrypt(data)
-    except Exception:  # InvalidToken, or a TypeError from a non-ASCII token
-        raise DecryptionError(
-            "The legacy Fernet token could not be decrypted with DB_ENCRYPTION_KEY or any "
-            "DB_ENCRYPTION_KEY_FALLBACKS: it was altered, or it was made with another key."
-        ) from None

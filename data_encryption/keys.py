@@ -1,174 +1,34 @@
-"""Keys: the master key, the data keys it wraps, and the per-process key ring.
+"""Data keys: the random 256-bit keys that encrypt field values.
 
-``DB_ENCRYPTION_KEY`` is the master key. It never encrypts field data; it wraps random 256-bit
-data keys kept in the ``DataKey`` table. The ``KeyRing`` is this process's cache of the unwrapped
-data keys: it is reloaded when older than ``KEY_CACHE_SECONDS`` (so a rotation made by another
-process is picked up in bounded time) and once when a value names a key id it does not hold.
+Each is stored in the ``DataKey`` table wrapped by the master key (see ``master_key``). The
+``KeyRing`` is this process's cache of them, unwrapped: it is reloaded when older than
+``KEY_CACHE_SECONDS`` (so a rotation made by another process is picked up in bounded time) and
+once when a value names a key id it does not hold.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
 import secrets
 import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from time import monotonic
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.fernet import Fernet, MultiFernet
-from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.db import IntegrityError, router, transaction
 from django.utils import timezone
-from django.utils.module_loading import import_string
 
 from .ciphers import AeadCipher, generate_data_key
 from .conf import encryption_settings, register_cache
+from .envelope import format_key_id, header_for
 from .exceptions import KeyConfigurationError, UnknownKeyError
-from .models import DataKey, KeyState, format_key_id
+from .master_key import master_keys, reset_master_keys, unwrap_with_any
+from .models import DataKey, KeyState
 
 logger = logging.getLogger("data_encryption")
-
-WRAP_FORMAT_V1 = b"\x01"
-_WRAP_INFO = b"data_encryption/key-wrap/v1"
-_FINGERPRINT_INFO = b"data_encryption/master-key-fingerprint/v1"
-_BACKUP_MAC_INFO = b"data_encryption/backup-mac/v1"
-
-
-GENERATE_KEY_HINT = (
-    'Generate one with: python -c "from cryptography.fernet import Fernet; '
-    'print(Fernet.generate_key().decode())"'
-)
-
-
-def parse_fernet_key(value: str | bytes, setting: str) -> bytes:
-    """Return the 32 raw bytes of a Fernet-compatible key, or raise naming the setting, never the
-    value."""
-    if isinstance(value, str):
-        value = value.encode("ascii", "replace")
-    if not isinstance(value, bytes):
-        raise KeyConfigurationError(
-            f"{setting} must be a string made by Fernet.generate_key(), not {type(value).__name__}."
-        )
-    try:
-        raw = base64.urlsafe_b64decode(value)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32:
-        raise KeyConfigurationError(
-            f"{setting} is not a Fernet key (32 bytes, URL-safe base64). {GENERATE_KEY_HINT}"
-        )
-    return raw
-
-
-class MasterKey:
-    """One master key: wraps and unwraps data keys, and names itself by a one-way fingerprint.
-
-    The wrapping key is derived from the master key with HKDF, so the bytes that wrap data keys
-    are never the bytes a legacy Fernet token was made with.
-    """
-
-    __slots__ = ("_fernet", "_mac_key", "_wrapper", "fingerprint", "setting")
-
-    def __init__(self, value: str | bytes, setting: str = "DB_ENCRYPTION_KEY") -> None:
-        raw = parse_fernet_key(value, setting)
-        self.setting = setting
-        self._wrapper = AeadCipher(_hkdf(raw, _WRAP_INFO))
-        self.fingerprint = _hkdf(raw, _FINGERPRINT_INFO)[:8].hex()
-        self._fernet = Fernet(base64.urlsafe_b64encode(raw))
-        self._mac_key = _hkdf(raw, _BACKUP_MAC_INFO)
-
-    def __repr__(self) -> str:
-        return f"<MasterKey {self.setting} fingerprint={self.fingerprint}>"
-
-    @property
-    def fernet(self) -> Fernet:
-        """The master key used as plain Fernet: only to read legacy values."""
-        return self._fernet
-
-    def wrap(self, key_id: int, data_key: bytes) -> bytes:
-        return WRAP_FORMAT_V1 + self._wrapper.seal(data_key, _wrap_context(key_id))
-
-    def sign(self, data: bytes) -> bytes:
-        """HMAC-SHA256 of ``data`` under a key derived from this master key (key backups)."""
-        mac = hmac.HMAC(self._mac_key, hashes.SHA256())
-        mac.update(data)
-        return mac.finalize()
-
-    def verify(self, data: bytes, signature: bytes) -> bool:
-        mac = hmac.HMAC(self._mac_key, hashes.SHA256())
-        mac.update(data)
-        try:
-            mac.verify(signature)
-        except InvalidSignature:
-            return False
-        return True
-
-    def unwrap(self, key_id: int, wrapped: bytes) -> bytes:
-        """Raise ``InvalidTag`` when this master key did not wrap it, or it was altered."""
-        if wrapped[:1] != WRAP_FORMAT_V1:
-            raise InvalidTag
-        return self._wrapper.open(wrapped[1:], _wrap_context(key_id))
-
-
-def _hkdf(raw: bytes, info: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(raw)
-
-
-def _wrap_context(key_id: int) -> bytes:
-    # Binds a wrapped key to its id: swapping wrapped keys between rows is detected.
-    return _WRAP_INFO + b":" + key_id.to_bytes(4, "big")
-
-
-class SettingsMasterKeyProvider:
-    """Reads the master key and its fallbacks from ``DB_ENCRYPTION_KEY`` and
-    ``DB_ENCRYPTION_KEY_FALLBACKS``. Name another class in ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER``
-    to fetch them elsewhere (a KMS, a secrets manager); it must return the same shape."""
-
-    def master_keys(self) -> list[MasterKey]:
-        """The current master key first, then the fallbacks in order."""
-        current = encryption_settings.master_key
-        if not current:
-            raise KeyConfigurationError(
-                "DB_ENCRYPTION_KEY is not set. Set it to a key made by Fernet.generate_key(); "
-                "it is the master key that wraps the data keys."
-            )
-        keys = [MasterKey(current, "DB_ENCRYPTION_KEY")]
-        for index, fallback in enumerate(encryption_settings.master_key_fallbacks):
-            keys.append(MasterKey(fallback, f"DB_ENCRYPTION_KEY_FALLBACKS[{index}]"))
-        return keys
-
-
-_master_keys: list[MasterKey] | None = None
-
-
-def master_keys() -> list[MasterKey]:
-    """The configured master keys (current first), parsed once and cached until settings change."""
-    global _master_keys
-    if _master_keys is None:
-        from django.conf import settings
-
-        provider_path = getattr(settings, "DATA_ENCRYPTION_MASTER_KEY_PROVIDER", None)
-        provider = import_string(provider_path)() if provider_path else SettingsMasterKeyProvider()
-        _master_keys = provider.master_keys()
-    return _master_keys
-
-
-_legacy_fernet: MultiFernet | None = None
-
-
-def legacy_fernet() -> MultiFernet:
-    """Reads plain Fernet tokens made directly with the master key or one of its fallbacks.
-    Built once (a rotation of a legacy column asks for it on every row)."""
-    global _legacy_fernet
-    if _legacy_fernet is None:
-        _legacy_fernet = MultiFernet([key.fernet for key in master_keys()])
-    return _legacy_fernet
 
 
 @dataclass(slots=True)
@@ -184,15 +44,13 @@ class KeyRing:
     # Ids a value named that the last reload did not find: not worth another query until the
     # ring expires, or a corrupt column would cost one query per row.
     missing: set[int] = field(default_factory=set)
-    # The hot paths of envelope.seal/open_value: the AESGCM object by the 8-byte envelope
+    # The hot paths of encryptor.seal/open_value: the AESGCM object by the 8-byte envelope
     # header, and the primary's header, so a value costs one dict lookup and one AEAD call.
     by_header: dict[bytes, AESGCM] = field(init=False, repr=False)
     primary_header: bytes = field(init=False, repr=False)
     primary_aead: AESGCM = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from .envelope import header_for
-
         self.by_header = {header_for(key_id): c.aead for key_id, c in self.ciphers.items()}
         self.primary_header = header_for(self.primary_id)
         self.primary_aead = self.ciphers[self.primary_id].aead
@@ -209,19 +67,24 @@ _ring_lock = threading.Lock()
 @register_cache
 def reset_key_ring() -> None:
     """Forget the cached ring and master keys; the next use reloads both."""
-    global _ring, _master_keys, _legacy_fernet, _uncommitted_key_id
+    global _ring, _uncommitted_key_id
     _ring = None
-    _master_keys = None
-    _legacy_fernet = None
     _uncommitted_key_id = None
+    reset_master_keys()
 
 
 def key_ring() -> KeyRing:
     """The current key ring, reloaded when it is older than ``KEY_CACHE_SECONDS``."""
     ring = _ring
-    if ring is None or time.monotonic() >= ring.expires_at:
+    if ring is None or monotonic() >= ring.expires_at:
         ring = _reload()
     return ring
+
+
+def cached_ring() -> KeyRing | None:
+    """The ring as last loaded, even if expired, or ``None``: decrypting with a key it holds
+    needs no fresh ring (a key unknown to it goes through ``cipher_for``)."""
+    return _ring
 
 
 def cipher_for(key_id: int) -> AeadCipher:
@@ -268,20 +131,15 @@ def load_key_ring(using: str | None = None) -> KeyRing:
     lifetime = encryption_settings.key_cache_seconds
     if _uncommitted_key_id is not None:
         lifetime = 0.0
-    return KeyRing(ciphers=ciphers, primary_id=primary_id, expires_at=time.monotonic() + lifetime)
+    return KeyRing(ciphers=ciphers, primary_id=primary_id, expires_at=monotonic() + lifetime)
 
 
 def unwrap_data_key(row: DataKey) -> bytes:
     """The material of ``row``, unwrapped by whichever configured master key wrapped it."""
     wrapped = bytes(row.wrapped_key) if row.wrapped_key is not None else b""
-    candidates = master_keys()
-    # Try the key whose fingerprint matches first; then the rest (a fingerprint is a hint only).
-    ordered = sorted(candidates, key=lambda key: key.fingerprint != row.master_key_fingerprint)
-    for master in ordered:
-        try:
-            return master.unwrap(row.key_id, wrapped)
-        except InvalidTag:
-            continue
+    material = unwrap_with_any(row.key_id, wrapped, row.master_key_fingerprint)
+    if material is not None:
+        return material
     raise KeyConfigurationError(
         f"No configured master key can unwrap data key {row.hex_id} (it was wrapped by the master "
         f"key with fingerprint {row.master_key_fingerprint}). Put that key back in "

@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from .envelope import format_key_id
+
 
 class KeyState:
     """The life of a data key: exactly one ``PRIMARY`` encrypts; ``DECRYPT_ONLY`` keys still
@@ -62,11 +64,6 @@ class DataKey(models.Model):
     @property
     def hex_id(self) -> str:
         return format_key_id(self.key_id)
-
-
-def format_key_id(key_id: int | None) -> str:
-    """Key ids are shown as 8 lowercase hex digits everywhere (logs, reports, errors, admin)."""
-    return "none" if key_id is None else f"{key_id:08x}"
 
 
 class RunStatus:

@@ -42,12 +42,12 @@ from django.utils import timezone
 
 from .ciphers import AeadCipher
 from .conf import encryption_settings
+from .encryptor import open_value
 from .envelope import (
     ASCII_PREFIX_V1,
     FERNET_TEXT_PREFIX,
     MAGIC,
     header_for,
-    open_value,
     parse,
 )
 from .exceptions import DataEncryptionError, DecryptionError

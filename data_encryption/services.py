@@ -2,68 +2,28 @@
 
 ``EncryptionService`` is the contract's entry point for encrypting values (called on the class).
 Field values are encrypted with the primary data key (envelope encryption, see ``keys``);
-payloads are Fernet tokens under ``PAYLOAD_ENCRYPTION_KEY``, meant to travel (URLs, emails,
-webhooks) and to expire.
+payloads are Fernet tokens under ``PAYLOAD_ENCRYPTION_KEY`` (see ``payloads``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
 from collections.abc import Sequence
 from typing import Any
 
-from cryptography.fernet import InvalidToken, MultiFernet
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.utils import timezone
 
-from . import envelope
-from .conf import encryption_settings, load_class, register_cache
-from .envelope import open_value, seal
-from .exceptions import DecryptionError, KeyConfigurationError, PayloadExpired
-from .keys import parse_fernet_key
+from . import envelope, payloads
+from .conf import encryption_settings, load_class
+from .encryptor import open_value, seal
+from .exceptions import DecryptionError
 from .models import RunStatus
 from .rotation import Progress, Rotation, resolve_tables
 
 logger = logging.getLogger("data_encryption")
-
-# Fernet refuses tokens stamped this far in the future (clock skew between hosts); so do we.
-_MAX_CLOCK_SKEW = 60
-
-_payload_fernet: MultiFernet | None = None
-
-
-@register_cache
-def _reset_payload_fernet() -> None:
-    global _payload_fernet
-    _payload_fernet = None
-
-
-def payload_fernet() -> MultiFernet:
-    """``PAYLOAD_ENCRYPTION_KEY`` then its fallbacks, as one MultiFernet (cached)."""
-    global _payload_fernet
-    if _payload_fernet is None:
-        import base64
-
-        from cryptography.fernet import Fernet
-
-        current = encryption_settings.payload_key
-        if not current:
-            raise KeyConfigurationError(
-                "PAYLOAD_ENCRYPTION_KEY is not set. Set it to a key made by "
-                "Fernet.generate_key(), different from DB_ENCRYPTION_KEY."
-            )
-        named = [(current, "PAYLOAD_ENCRYPTION_KEY")] + [
-            (key, f"PAYLOAD_ENCRYPTION_KEY_FALLBACKS[{index}]")
-            for index, key in enumerate(encryption_settings.payload_key_fallbacks)
-        ]
-        _payload_fernet = MultiFernet(
-            [Fernet(base64.urlsafe_b64encode(parse_fernet_key(key, name))) for key, name in named]
-        )
-    return _payload_fernet
 
 
 class EncryptionService:
@@ -130,54 +90,16 @@ class EncryptionService:
 
     @classmethod
     def encrypt_payload(cls, obj: Any, *, now: int | None = None) -> str:
-        """Encrypt a JSON-serialisable value into a URL-safe text token under the payload key.
-
-        ``now`` (seconds since the epoch) stamps the token; it defaults to the current time.
-        """
-        try:
-            data = json.dumps(obj, separators=(",", ":"), sort_keys=True).encode("utf-8")
-        except (TypeError, ValueError) as exc:
-            raise TypeError(
-                f"encrypt_payload() takes a JSON-serialisable value: {exc}. Convert dates, "
-                "decimals and objects to strings or numbers first."
-            ) from None
-        stamp = int(time.time()) if now is None else now
-        return payload_fernet().encrypt_at_time(data, stamp).decode("ascii")
+        """A URL-safe text token of ``obj`` (JSON) under the payload key; ``now`` stamps it."""
+        return payloads.encrypt_payload(obj, now=now)
 
     @classmethod
     def decrypt_payload(
         cls, token: str | bytes, max_age: float | None = None, *, now: int | None = None
     ) -> Any:
-        """Decrypt a token made by ``encrypt_payload``.
-
-        With ``max_age`` (seconds), a token older than that raises ``PayloadExpired``. Any other
-        problem (altered, wrong key, not a token) raises ``DecryptionError``.
-        """
-        if isinstance(token, str):
-            token = token.encode("ascii", "replace")
-        if not isinstance(token, bytes):
-            raise TypeError(f"decrypt_payload() takes a str token, not {type(token).__name__}.")
-        fernet = payload_fernet()
-        try:
-            data = fernet.decrypt(token)
-            stamped = fernet.extract_timestamp(token)
-        except InvalidToken:
-            raise DecryptionError(
-                "The payload token is invalid: it was altered, truncated, or made with a key that "
-                "is neither PAYLOAD_ENCRYPTION_KEY nor one of PAYLOAD_ENCRYPTION_KEY_FALLBACKS."
-            ) from None
-        if max_age is not None:
-            current = int(time.time()) if now is None else now
-            age = current - stamped
-            if age > max_age:
-                raise PayloadExpired(
-                    f"The payload token expired: it is {age} seconds old and max_age is {max_age}."
-                )
-            if age < -_MAX_CLOCK_SKEW:
-                raise DecryptionError(
-                    "The payload token is stamped in the future; check the clocks of the hosts."
-                )
-        return json.loads(data)
+        """The value of a token made by ``encrypt_payload``; ``PayloadExpired`` past ``max_age``
+        seconds, ``DecryptionError`` for any other problem (see ``payloads``)."""
+        return payloads.decrypt_payload(token, max_age, now=now)
 
 
 class KeyRotationService:

@@ -44,7 +44,8 @@ from bench.benchapp.models import (
     RotationRecord,
 )
 from bench.harness import Comparison, Target, Timed, Variant
-from data_encryption.envelope import MAGIC, open_value, seal
+from data_encryption.encryptor import open_value, seal
+from data_encryption.envelope import MAGIC
 from data_encryption.rotation import Batch, Progress, Table, read_rows, write_rows
 from data_encryption.services import KeyRotationService
 

@@ -10,7 +10,7 @@ from django.core import checks, exceptions
 from django.db import models
 from django.db.models import lookups
 
-from ..envelope import open_value, seal
+from ..encryptor import open_value, seal
 from ..exceptions import DecryptionError, EncryptedLookupError
 
 _REFUSED_OPTIONS = {

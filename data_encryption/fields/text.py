@@ -7,7 +7,7 @@ from typing import Any
 from django.core import checks
 from django.db import models
 
-from ..envelope import open_value
+from ..encryptor import open_value
 from .base import EncryptedFieldMixin
 
 

@@ -61,7 +61,8 @@ def record_cipher_keys():
 
 def known_key_material():
     """Every key this run used: the settings' keys, every cipher key, the database's keys."""
-    from data_encryption.keys import master_keys, parse_fernet_key, unwrap_data_key
+    from data_encryption.keys import unwrap_data_key
+    from data_encryption.master_key import master_keys, parse_fernet_key
     from data_encryption.models import DataKey
 
     raws = list(_seen_cipher_keys)

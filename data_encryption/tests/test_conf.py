@@ -7,18 +7,27 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.test import SimpleTestCase, override_settings
 
+from data_encryption.checks import check_master_key_provider
 from data_encryption.conf import (
     ROTATION_DEFAULTS,
     ROTATION_OPTIONS,
     encryption_settings,
     load_class,
 )
+from data_encryption.master_key import MasterKey, get_provider_class, master_keys
 from data_encryption.notifications import EncryptionKeyRotationNotifier, get_notifier
 from data_encryption.services import KeyRotationService, get_rotation_service_class
 
 
 class Elsewhere(EncryptionKeyRotationNotifier):
     pass
+
+
+class KeysFromElsewhere:
+    """A provider in the shape the seam asks for, inheriting nothing."""
+
+    def master_keys(self):
+        return [MasterKey(settings.DB_ENCRYPTION_KEY, "somewhere else")]
 
 
 class RotationOptionTests(SimpleTestCase):
@@ -120,3 +129,18 @@ class LoadClassTests(SimpleTestCase):
         with override_settings(DATA_ENCRYPTION_SERVICE="data_encryption.models.DataKey"):
             with self.assertRaisesMessage(ImproperlyConfigured, "is not a subclass of"):
                 get_rotation_service_class()
+
+    def test_the_master_key_provider_uses_it(self):
+        path = "data_encryption.tests.test_conf.KeysFromElsewhere"
+        with override_settings(DATA_ENCRYPTION_MASTER_KEY_PROVIDER=path):
+            self.assertIs(get_provider_class(), KeysFromElsewhere)
+            self.assertEqual(check_master_key_provider(), [])
+            self.assertEqual([key.setting for key in master_keys()], ["somewhere else"])
+        with override_settings(
+            DATA_ENCRYPTION_MASTER_KEY_PROVIDER="data_encryption.models.DataKey"
+        ):
+            with self.assertRaisesMessage(ImproperlyConfigured, "is not a subclass of"):
+                master_keys()
+            self.assertEqual(
+                [error.id for error in check_master_key_provider()], ["data_encryption.E025"]
+            )

@@ -8,7 +8,7 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.test import TestCase
 
-from data_encryption import envelope
+from data_encryption import encryptor as envelope  # seal and open_value moved to encryptor
 from data_encryption.envelope import Envelope, ValueKind, classify, key_id_of, parse
 from data_encryption.exceptions import DecryptionError
 from data_encryption.services import EncryptionService

@@ -33,7 +33,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase as HypothesisTestCase
 
 from data_encryption import fields
-from data_encryption.envelope import key_id_of, open_value
+from data_encryption.encryptor import open_value
+from data_encryption.envelope import key_id_of
 from data_encryption.exceptions import DecryptionError, EncryptedLookupError
 from data_encryption.fields import ENCRYPTED_FIELD_TYPES
 from data_encryption.keys import reset_key_ring

@@ -15,7 +15,8 @@ from data_encryption.exceptions import (
     KeyConfigurationError,
     UnknownKeyError,
 )
-from data_encryption.keys import MasterKey, key_ring, reset_key_ring
+from data_encryption.keys import key_ring, reset_key_ring
+from data_encryption.master_key import MasterKey
 from data_encryption.models import DataKey, KeyState
 from data_encryption.services import EncryptionService
 from data_encryption.tests.utils import (

@@ -12,7 +12,8 @@ from django.test import TestCase, override_settings
 from data_encryption import keys
 from data_encryption.ciphers import AeadCipher
 from data_encryption.exceptions import DataEncryptionError
-from data_encryption.keys import MasterKey, key_ring, parse_fernet_key, unwrap_data_key
+from data_encryption.keys import key_ring, unwrap_data_key
+from data_encryption.master_key import MasterKey, parse_fernet_key
 from data_encryption.models import DataKey, KeyState
 from data_encryption.services import EncryptionService
 from data_encryption.tests.runner import CapturingHandler, material_forms

@@ -9,7 +9,8 @@ from django.core import mail
 from django.dispatch import receiver
 from django.test import TestCase, override_settings
 
-from data_encryption.keys import parse_fernet_key, unwrap_data_key
+from data_encryption.keys import unwrap_data_key
+from data_encryption.master_key import parse_fernet_key
 from data_encryption.models import DataKey
 from data_encryption.notifications import EncryptionKeyRotationNotifier
 from data_encryption.services import EncryptionService, KeyRotationService

@@ -10,7 +10,8 @@ from django.db import DEFAULT_DB_ALIAS
 from data_encryption.backups import BackupError, write_backup
 from data_encryption.conf import encryption_settings
 from data_encryption.exceptions import KeyConfigurationError
-from data_encryption.keys import master_keys, rewrap_data_keys
+from data_encryption.keys import rewrap_data_keys
+from data_encryption.master_key import master_keys
 from data_encryption.models import format_key_id
 
 

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand
 from django.db import connection
 
 from clinic.models import Customer, Patient
-from data_encryption.keys import master_keys
+from data_encryption.master_key import master_keys
 from data_encryption.models import DataKey
 from data_encryption.services import EncryptionService, KeyRotationService
 
