@@ -8,7 +8,6 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.test import TestCase
 
-from data_encryption import encryptor as envelope  # seal and open_value moved to encryptor
 from data_encryption.envelope import Envelope, ValueKind, classify, key_id_of, parse
 from data_encryption.exceptions import DecryptionError
 from data_encryption.services import EncryptionService
@@ -130,16 +129,3 @@ class HeaderTests(FreshKeyRingMixin, TestCase):
         ):
             with self.subTest(text=text), self.assertRaises(DecryptionError):
                 parse(text)
-
-
-class SealTests(FreshKeyRingMixin, TestCase):
-    def test_each_value_has_a_fresh_nonce(self):
-        values = {envelope.seal(b"same") for _ in range(50)}
-        self.assertEqual(len(values), 50)
-        self.assertEqual({value[:8] for value in values}.__len__(), 1)
-
-    def test_header_is_authenticated(self):
-        value = bytearray(envelope.seal(b"secret"))
-        value[4:8] = (int.from_bytes(value[4:8], "big") ^ 1).to_bytes(4, "big")
-        with self.assertRaises(DecryptionError):
-            envelope.open_value(bytes(value))

@@ -3,27 +3,20 @@ master-key fallbacks, legacy Fernet tokens."""
 
 import time
 
-from cryptography.fernet import Fernet
 from django.db import IntegrityError, transaction
 from django.test import TestCase, TransactionTestCase, override_settings
 
 from data_encryption import keys
 from data_encryption.ciphers import AeadCipher, generate_data_key
 from data_encryption.envelope import HEADER_V1, key_id_of
-from data_encryption.exceptions import (
-    DecryptionError,
-    KeyConfigurationError,
-    UnknownKeyError,
-)
+from data_encryption.exceptions import KeyConfigurationError, UnknownKeyError
 from data_encryption.keys import key_ring, reset_key_ring
-from data_encryption.master_key import MasterKey
 from data_encryption.models import DataKey, KeyState
 from data_encryption.services import EncryptionService
 from data_encryption.tests.utils import (
     FreshKeyRingMixin,
     install_data_key,
     make_primary,
-    new_fernet_key,
 )
 
 
@@ -130,81 +123,6 @@ class KeyRingCacheTests(FreshKeyRingMixin, TestCase):
         self.assertEqual(repr(ring), f"<KeyRing primary={primary.hex_id} keys=[{primary.hex_id}]>")
         self.assertEqual(repr(primary), f"<DataKey {primary.hex_id} state=primary>")
         self.assertEqual(str(primary), f"data key {primary.hex_id} (primary)")
-
-
-class MasterKeyTests(FreshKeyRingMixin, TestCase):
-    def test_malformed_master_key_is_refused_by_name(self):
-        for bad in ("short", "", b"\xff" * 44, "x" * 44):
-            with (
-                self.subTest(bad=bad),
-                self.assertRaisesMessage(
-                    KeyConfigurationError, "DB_ENCRYPTION_KEY is not a Fernet key"
-                ),
-            ):
-                MasterKey(bad)
-
-    def test_fingerprint_names_the_key_without_revealing_it(self):
-        key = new_fernet_key()
-        self.assertEqual(MasterKey(key).fingerprint, MasterKey(key.encode()).fingerprint)
-        self.assertNotEqual(MasterKey(key).fingerprint, MasterKey(new_fernet_key()).fingerprint)
-        self.assertRegex(MasterKey(key).fingerprint, r"^[0-9a-f]{16}$")
-        self.assertEqual(
-            repr(MasterKey(key)),
-            f"<MasterKey DB_ENCRYPTION_KEY fingerprint={MasterKey(key).fingerprint}>",
-        )
-
-    def test_missing_master_key(self):
-        with (
-            override_settings(DB_ENCRYPTION_KEY=None),
-            self.assertRaisesMessage(KeyConfigurationError, "DB_ENCRYPTION_KEY is not set"),
-        ):
-            EncryptionService.encrypt("x")
-
-    def test_old_master_key_in_fallbacks_still_unwraps(self):
-        from django.conf import settings
-
-        value = EncryptionService.encrypt("under the old master key")
-        old = settings.DB_ENCRYPTION_KEY
-        with override_settings(
-            DB_ENCRYPTION_KEY=new_fernet_key(), DB_ENCRYPTION_KEY_FALLBACKS=[old]
-        ):
-            self.assertEqual(EncryptionService.decrypt(value), "under the old master key")
-
-    def test_wrong_master_key_says_which_key_is_missing(self):
-        value = EncryptionService.encrypt("x")
-        row = DataKey.objects.get(state=KeyState.PRIMARY)
-        with override_settings(DB_ENCRYPTION_KEY=new_fernet_key()):
-            with self.assertRaisesMessage(KeyConfigurationError, row.master_key_fingerprint):
-                EncryptionService.decrypt(value)
-
-    def test_malformed_fallback_is_named_by_index(self):
-        with override_settings(DB_ENCRYPTION_KEY_FALLBACKS=[new_fernet_key(), "nope"]):
-            with self.assertRaisesMessage(
-                KeyConfigurationError, "DB_ENCRYPTION_KEY_FALLBACKS[1] is not a Fernet key"
-            ):
-                EncryptionService.encrypt("x")
-
-
-class LegacyTokenTests(FreshKeyRingMixin, TestCase):
-    def test_plain_fernet_tokens_made_with_the_master_key_decrypt(self):
-        from django.conf import settings
-
-        token = Fernet(settings.DB_ENCRYPTION_KEY).encrypt(b"123-45-6789")
-        self.assertEqual(EncryptionService.decrypt(token), "123-45-6789")
-        self.assertEqual(EncryptionService.decrypt(memoryview(token)), "123-45-6789")
-        self.assertEqual(EncryptionService.decrypt(token.decode()), "123-45-6789")
-        self.assertIsNone(EncryptionService.key_id_of(token))
-
-    def test_legacy_tokens_under_a_fallback_master_key_decrypt(self):
-        old = new_fernet_key()
-        token = Fernet(old).encrypt(b"old")
-        with override_settings(DB_ENCRYPTION_KEY_FALLBACKS=[old]):
-            self.assertEqual(EncryptionService.decrypt(token), "old")
-
-    def test_legacy_token_from_another_key_is_a_decryption_error(self):
-        token = Fernet(Fernet.generate_key()).encrypt(b"x")
-        with self.assertRaisesMessage(DecryptionError, "legacy Fernet token could not be"):
-            EncryptionService.decrypt(token)
 
 
 class CommittedFirstKeyTests(TransactionTestCase):

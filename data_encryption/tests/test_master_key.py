@@ -1,0 +1,62 @@
+"""The master key: parsing, naming by fingerprint, fallbacks, and errors that name the setting."""
+
+from django.test import TestCase, override_settings
+
+from data_encryption.exceptions import KeyConfigurationError
+from data_encryption.master_key import MasterKey
+from data_encryption.models import DataKey, KeyState
+from data_encryption.services import EncryptionService
+from data_encryption.tests.utils import FreshKeyRingMixin, new_fernet_key
+
+
+class MasterKeyTests(FreshKeyRingMixin, TestCase):
+    def test_malformed_master_key_is_refused_by_name(self):
+        for bad in ("short", "", b"\xff" * 44, "x" * 44):
+            with (
+                self.subTest(bad=bad),
+                self.assertRaisesMessage(
+                    KeyConfigurationError, "DB_ENCRYPTION_KEY is not a Fernet key"
+                ),
+            ):
+                MasterKey(bad)
+
+    def test_fingerprint_names_the_key_without_revealing_it(self):
+        key = new_fernet_key()
+        self.assertEqual(MasterKey(key).fingerprint, MasterKey(key.encode()).fingerprint)
+        self.assertNotEqual(MasterKey(key).fingerprint, MasterKey(new_fernet_key()).fingerprint)
+        self.assertRegex(MasterKey(key).fingerprint, r"^[0-9a-f]{16}$")
+        self.assertEqual(
+            repr(MasterKey(key)),
+            f"<MasterKey DB_ENCRYPTION_KEY fingerprint={MasterKey(key).fingerprint}>",
+        )
+
+    def test_missing_master_key(self):
+        with (
+            override_settings(DB_ENCRYPTION_KEY=None),
+            self.assertRaisesMessage(KeyConfigurationError, "DB_ENCRYPTION_KEY is not set"),
+        ):
+            EncryptionService.encrypt("x")
+
+    def test_old_master_key_in_fallbacks_still_unwraps(self):
+        from django.conf import settings
+
+        value = EncryptionService.encrypt("under the old master key")
+        old = settings.DB_ENCRYPTION_KEY
+        with override_settings(
+            DB_ENCRYPTION_KEY=new_fernet_key(), DB_ENCRYPTION_KEY_FALLBACKS=[old]
+        ):
+            self.assertEqual(EncryptionService.decrypt(value), "under the old master key")
+
+    def test_wrong_master_key_says_which_key_is_missing(self):
+        value = EncryptionService.encrypt("x")
+        row = DataKey.objects.get(state=KeyState.PRIMARY)
+        with override_settings(DB_ENCRYPTION_KEY=new_fernet_key()):
+            with self.assertRaisesMessage(KeyConfigurationError, row.master_key_fingerprint):
+                EncryptionService.decrypt(value)
+
+    def test_malformed_fallback_is_named_by_index(self):
+        with override_settings(DB_ENCRYPTION_KEY_FALLBACKS=[new_fernet_key(), "nope"]):
+            with self.assertRaisesMessage(
+                KeyConfigurationError, "DB_ENCRYPTION_KEY_FALLBACKS[1] is not a Fernet key"
+            ):
+                EncryptionService.encrypt("x")
