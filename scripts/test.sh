@@ -14,11 +14,11 @@ QUICK=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
 TESTS=${TESTS:-data_encryption}
 
-# name | python | Django requirement | PostgreSQL driver
+# name | python | Django requirement | PostgreSQL driver. Django 6 needs Python >= 3.12.
 MATRIX=("django52|3.11|Django>=5.2,<5.3|psycopg[binary]>=3.1")
 if [[ $QUICK == 0 ]]; then
-  MATRIX+=("django60|3.12|Django>=6.0,<7|psycopg[binary]>=3.1")
-  MATRIX+=("django42|3.10|Django>=4.2,<4.3|psycopg2-binary>=2.9")
+  MATRIX+=("django6-py312|3.12|Django>=6.0,<7|psycopg[binary]>=3.1")
+  MATRIX+=("django6-py313|3.13|Django>=6.0,<7|psycopg[binary]>=3.1")
 fi
 
 LOG_DIR=$(mktemp -d)

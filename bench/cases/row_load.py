@@ -9,6 +9,7 @@ that is the floor for any field built on ``AESGCM``. Every encrypted variant dec
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.db import connection, models
 
@@ -79,12 +80,13 @@ def _assert_stored_encrypted(model: type[models.Model]) -> None:
 def _load(model: type[models.Model], rows: int) -> Callable[[], object]:
     def run() -> int:
         characters = 0
+        row: Any  # each of the four record models has name and notes
         for row in list(model._default_manager.all()):
             characters += len(row.name) + len(row.notes)
         return characters
 
     expected = sum(len(name) + len(notes) for name, notes in map(row_values, range(rows)))
-    first = model._default_manager.order_by("pk").first()
+    first: Any = model._default_manager.order_by("pk").first()
     assert first is not None and (first.name, first.notes) == row_values(0), model.__name__
     assert run() == expected, model.__name__
     return run
