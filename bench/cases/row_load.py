@@ -3,7 +3,8 @@
 The same rows are stored four ways (see ``bench.benchapp.models``): plain fields (the
 baseline), this app's encrypted fields, django-fernet-encrypted-fields, and a bare AES-GCM field
 that is the floor for any field built on ``AESGCM``. Every encrypted variant decrypts in
-``from_db_value``, so the whole cost lands in the timed load.
+``from_db_value``, so the whole cost lands in the timed load. Our target is against the floor,
+not plain fields: it bounds what our field adds, not what decrypting costs at all.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from . import Options
 PLAIN = "plain fields"
 OURS = "EncryptedCharField + EncryptedTextField"
 FERNET_FIELDS = "django-fernet-encrypted-fields"
-FLOOR = "floor: bare AESGCM field, no target"
+FLOOR = "floor: bare AESGCM field"
 
 INSERT_BATCH = 1000
 
@@ -42,7 +43,7 @@ def build(options: Options) -> Comparison:
         unit="load",
         variants=[
             Variant(PLAIN, _load(PlainRecord, rows)),
-            Variant(OURS, _load(EnvelopeRecord, rows), Target(max_ratio=1.3)),
+            Variant(OURS, _load(EnvelopeRecord, rows), Target(max_ratio=1.25, reference=FLOOR)),
             # "Ours is faster" = django-fernet-encrypted-fields takes longer than ours.
             Variant(
                 FERNET_FIELDS,
