@@ -30,7 +30,7 @@ if [[ ${#cases[@]} -gt 0 ]]; then  # keep the defaults' order and databases, for
 fi
 
 trap 'stop_redis; stop_postgres' EXIT
-ensure_venv .venv 3.11 "Django>=5.2,<5.3" "psycopg[binary]>=3.1"
+ensure_dev_venv
 
 status=0
 if [[ ${#SQLITE_CASES[@]} -gt 0 ]]; then

@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
-ensure_venv .venv 3.11 "Django>=5.2,<5.3" "psycopg[binary]>=3.1"
+ensure_dev_venv
 rm -f example/db.sqlite3
 .venv/bin/python example/manage.py migrate --verbosity 0
 .venv/bin/python example/manage.py check

@@ -41,6 +41,12 @@ ensure_venv() {
   echo "$wanted" >"$stamp"
 }
 
+# .venv, the development environment (Python 3.11, Django 5.2, psycopg 3; with the lint and
+# bench extras): one definition for `make venv`, test.sh, demo.sh and bench.sh.
+ensure_dev_venv() {
+  ensure_venv .venv 3.11 "Django>=5.2,<5.3" "psycopg[binary]>=3.1"
+}
+
 # PostgreSQL in a temp dir on a unix socket. Exports PGHOST/PGUSER/PGDATABASE.
 # `start_postgres` turns fsync and full-page writes off (right for tests: nothing to keep);
 # `start_postgres durable` keeps the server's default durability (what benchmarks need).

@@ -5,6 +5,8 @@
 #   scripts/test.sh              everything (what `make test` and CI run)
 #   scripts/test.sh --quick      Python 3.11 + Django 5.2 only, SQLite and PostgreSQL
 #   TESTS=data_encryption.tests.test_keys scripts/test.sh --quick   a subset
+#   LINT=0 scripts/test.sh ...   skip ruff and mypy
+# One module on SQLite alone, no services and no lint: `make test-one T=<dotted path>`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -14,11 +16,11 @@ QUICK=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
 TESTS=${TESTS:-data_encryption}
 
-# name | python | Django requirement | PostgreSQL driver
+# name | python | Django requirement | PostgreSQL driver. Django 6 needs Python >= 3.12.
 MATRIX=("django52|3.11|Django>=5.2,<5.3|psycopg[binary]>=3.1")
 if [[ $QUICK == 0 ]]; then
-  MATRIX+=("django60|3.12|Django>=6.0,<7|psycopg[binary]>=3.1")
-  MATRIX+=("django42|3.10|Django>=4.2,<4.3|psycopg2-binary>=2.9")
+  MATRIX+=("django6-py312|3.12|Django>=6.0,<7|psycopg[binary]>=3.1")
+  MATRIX+=("django6-py313|3.13|Django>=6.0,<7|psycopg[binary]>=3.1")
 fi
 
 LOG_DIR=$(mktemp -d)
@@ -26,7 +28,7 @@ trap 'stop_postgres; stop_redis; rm -rf "$LOG_DIR"' EXIT
 start_postgres
 start_redis
 
-ensure_venv .venv 3.11 "Django>=5.2,<5.3" "psycopg[binary]>=3.1"
+ensure_dev_venv
 if [[ ${LINT:-1} == 1 ]]; then
   step "lint (ruff, mypy)"
   .venv/bin/ruff check data_encryption bench example

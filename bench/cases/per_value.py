@@ -1,9 +1,12 @@
 """Per value: encrypt then decrypt an 11-byte value, ours against AESGCM and Fernet directly.
 
 The baseline is the least any AES-GCM scheme can do in Python: one ``AESGCM`` built once, a
-12-byte nonce from ``os.urandom``, one encrypt and one decrypt. ``EncryptionService`` adds the
-key ring lookup, the envelope header (authenticated as associated data) and UTF-8 text in and
-out. ``Fernet`` is the common alternative.
+12-byte nonce from ``os.urandom``, one encrypt and one decrypt. The format reference is the
+least code that makes this app's stored value: the same call plus the 8-byte header as
+associated data, header + nonce + ciphertext joined into one value and split again to decrypt,
+UTF-8 text in and out. ``EncryptionService`` is measured against that reference, so the target
+bounds what our code adds (the key ring lookup, checks, dispatch), not what the format costs;
+its ratio to bare ``AESGCM`` is still reported. ``Fernet`` is the common alternative.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ VALUE = TEXT.encode()
 assert len(VALUE) == 11
 
 AESGCM_DIRECT = "AESGCM direct"
+REFERENCE = "same format, minimal: AESGCM + header"
 SERVICE = "EncryptionService"
 FERNET = "Fernet"
 
@@ -36,7 +40,8 @@ def build(options: Options) -> Comparison:
         unit="value",
         variants=[
             Variant(AESGCM_DIRECT, _aesgcm_round_trips(n)),
-            Variant(SERVICE, _service_round_trips(n), Target(max_ratio=1.5)),
+            Variant(REFERENCE, _reference_round_trips(n)),
+            Variant(SERVICE, _service_round_trips(n), Target(max_ratio=1.25, reference=REFERENCE)),
             Variant(FERNET, _fernet_round_trips(n), Target(min_ratio=3.0, reference=SERVICE)),
         ],
     )
@@ -52,6 +57,29 @@ def _aesgcm_round_trips(n: int) -> Callable[[], object]:
         return plaintext
 
     assert run() == VALUE
+    return run
+
+
+def _reference_round_trips(n: int) -> Callable[[], object]:
+    """The binary envelope (docs/format.md) written out by hand, under a key of its own."""
+    ours = EncryptionService.encrypt(TEXT)
+    assert ours is not None
+    key_id = EncryptionService.key_id_of(ours)
+    assert key_id is not None
+    header = b"\xffDE\x01" + key_id.to_bytes(4, "big")  # magic, version 1, key id
+    aead = AESGCM(AESGCM.generate_key(bit_length=256))
+
+    def run() -> str:
+        for _ in range(n):
+            nonce = os.urandom(12)
+            token = header + nonce + aead.encrypt(nonce, TEXT.encode(), header)
+            text = aead.decrypt(token[8:20], token[20:], token[:8]).decode()
+        return text
+
+    nonce = os.urandom(12)
+    token = header + nonce + aead.encrypt(nonce, TEXT.encode(), header)
+    assert token[:8] == ours[:8] and len(token) == len(ours), "not the format of ours"
+    assert run() == TEXT
     return run
 
 

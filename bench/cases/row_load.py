@@ -3,12 +3,14 @@
 The same rows are stored four ways (see ``bench.benchapp.models``): plain fields (the
 baseline), this app's encrypted fields, django-fernet-encrypted-fields, and a bare AES-GCM field
 that is the floor for any field built on ``AESGCM``. Every encrypted variant decrypts in
-``from_db_value``, so the whole cost lands in the timed load.
+``from_db_value``, so the whole cost lands in the timed load. Our target is against the floor,
+not plain fields: it bounds what our field adds, not what decrypting costs at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.db import connection, models
 
@@ -25,7 +27,7 @@ from . import Options
 PLAIN = "plain fields"
 OURS = "EncryptedCharField + EncryptedTextField"
 FERNET_FIELDS = "django-fernet-encrypted-fields"
-FLOOR = "floor: bare AESGCM field, no target"
+FLOOR = "floor: bare AESGCM field"
 
 INSERT_BATCH = 1000
 
@@ -41,7 +43,7 @@ def build(options: Options) -> Comparison:
         unit="load",
         variants=[
             Variant(PLAIN, _load(PlainRecord, rows)),
-            Variant(OURS, _load(EnvelopeRecord, rows), Target(max_ratio=1.3)),
+            Variant(OURS, _load(EnvelopeRecord, rows), Target(max_ratio=1.25, reference=FLOOR)),
             # "Ours is faster" = django-fernet-encrypted-fields takes longer than ours.
             Variant(
                 FERNET_FIELDS,
@@ -79,12 +81,13 @@ def _assert_stored_encrypted(model: type[models.Model]) -> None:
 def _load(model: type[models.Model], rows: int) -> Callable[[], object]:
     def run() -> int:
         characters = 0
+        row: Any  # each of the four record models has name and notes
         for row in list(model._default_manager.all()):
             characters += len(row.name) + len(row.notes)
         return characters
 
     expected = sum(len(name) + len(notes) for name, notes in map(row_values, range(rows)))
-    first = model._default_manager.order_by("pk").first()
+    first: Any = model._default_manager.order_by("pk").first()
     assert first is not None and (first.name, first.notes) == row_values(0), model.__name__
     assert run() == expected, model.__name__
     return run

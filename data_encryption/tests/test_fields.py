@@ -10,10 +10,8 @@ import json
 import warnings
 from decimal import Decimal
 from io import StringIO
-from unittest import skipIf
 from zoneinfo import ZoneInfo
 
-import django
 from django import forms
 from django.core import checks
 from django.core.exceptions import FieldError, ImproperlyConfigured, ValidationError
@@ -1071,7 +1069,6 @@ class RefusedOptionsTests(SimpleTestCase):
                 class Meta:
                     app_label = "data_encryption_tests"
 
-    @skipIf(django.VERSION < (5, 0), "db_default is new in Django 5.0")
     @isolate_apps("data_encryption.tests.testapp")
     def test_db_default_is_refused(self):
         with self.assertRaisesMessage(
