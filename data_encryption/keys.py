@@ -240,9 +240,10 @@ def rewrap_data_keys(using: str | None = None) -> tuple[list[int], list[int]]:
     with transaction.atomic(using=using):
         rows = DataKey.objects.using(using).select_for_update().exclude(wrapped_key=None)
         for row in rows.order_by("created_at", "key_id"):
+            wrapped = bytes(row.wrapped_key or b"")  # never None: excluded above
             if row.master_key_fingerprint == current.fingerprint:
                 try:  # the fingerprint is a hint; prove it
-                    current.unwrap(row.key_id, bytes(row.wrapped_key))
+                    current.unwrap(row.key_id, wrapped)
                     current_ids.append(row.key_id)
                     continue
                 except InvalidTag:

@@ -30,7 +30,7 @@ class EncryptedDateTimeField(EncryptedFieldMixin, models.DateTimeField):
     def to_plaintext(self, value: Any) -> bytes:
         if timezone.is_aware(value):
             if settings.USE_TZ:
-                value = value.astimezone(datetime.timezone.utc)
+                value = value.astimezone(datetime.UTC)
             else:  # wall-clock time in TIME_ZONE, as PostgreSQL stores it for the plain field
                 value = timezone.make_naive(value, timezone.get_default_timezone())
         return value.isoformat().encode("ascii")
@@ -40,7 +40,7 @@ class EncryptedDateTimeField(EncryptedFieldMixin, models.DateTimeField):
         if settings.USE_TZ and timezone.is_naive(value):
             # Written while USE_TZ was False: a wall-clock time in TIME_ZONE.
             value = timezone.make_aware(value, timezone.get_default_timezone())
-            value = value.astimezone(datetime.timezone.utc)
+            value = value.astimezone(datetime.UTC)
         elif not settings.USE_TZ and timezone.is_aware(value):
             value = timezone.make_naive(value, timezone.get_default_timezone())
         return value

@@ -23,7 +23,7 @@ from data_encryption.models import DataKey, KeyState
 from data_encryption.tests.test_fields import ENVELOPE_PREFIX, raw_column
 from data_encryption.tests.testapp.models import Patient
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 
 class AdminTestCase(TestCase):

@@ -39,7 +39,7 @@ from data_encryption.keys import reset_key_ring
 from data_encryption.models import DataKey, KeyState
 from data_encryption.tests.testapp.models import Note, Patient
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 ENVELOPE_PREFIX = b"\xffDE\x01"
 
 # One value of every encrypted field of Patient, and a second, different set for updates.

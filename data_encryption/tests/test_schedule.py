@@ -1,8 +1,7 @@
 """The rotation schedule: when a rotation is due. (The overdue reminder is tested with the
 task, in test_tasks.)"""
 
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.test import TestCase, override_settings
@@ -12,7 +11,7 @@ from data_encryption.models import RotationRun, RunStatus
 from data_encryption.schedule import add_period, rotation_due
 
 FAST = {**settings.ENCRYPTION_KEY_ROTATION, "KEY_CACHE_SECONDS": 0}
-UTC = dt_timezone.utc
+UTC = UTC
 
 
 def completed_run(finished_at):
