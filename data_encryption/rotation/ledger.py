@@ -9,13 +9,13 @@ import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import Count, F, Q
+from django.db.models import F
 
 from ..conf import encryption_settings
 from ..exceptions import DataEncryptionError
@@ -310,32 +310,3 @@ class RunLedger:
             status=RunStatus.FAILED, finished_at=self.clock(), reason=reason, **counters
         )
         run.status, run.finished_at, run.reason = RunStatus.FAILED, self.clock(), reason
-
-
-def recent_runs(using: str, limit: int) -> list[dict[str, Any]]:
-    """The last ``limit`` runs with their counts and how many of their chunks are done."""
-    recent: Sequence[RotationRun] = list(
-        RotationRun.objects.using(using).order_by("-started_at", "-id")[:limit]
-    )
-    chunks = {
-        row["run"]: row
-        for row in RotationChunk.objects.using(using)
-        .filter(run__in=[run.pk for run in recent])
-        .values("run")
-        .annotate(total=Count("id"), done=Count("id", filter=Q(done=True)))
-    }
-    return [
-        {
-            "id": run.pk,
-            "status": run.status,
-            "phase": run.phase,
-            "chunks_done": chunks.get(run.pk, {}).get("done", 0),
-            "chunks": chunks.get(run.pk, {}).get("total", 0),
-            "started_at": run.started_at.isoformat(),
-            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-            "records_processed": run.records_processed,
-            "failed_records": run.failed_records,
-            "reason": run.reason,
-        }
-        for run in recent
-    ]

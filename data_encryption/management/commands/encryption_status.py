@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from data_encryption.models import DataKey, RunStatus
 from data_encryption.rotation import census_totals
-from data_encryption.rotation.ledger import recent_runs
+from data_encryption.rotation.history import recent_runs
 from data_encryption.services import get_rotation_service_class
 
 
