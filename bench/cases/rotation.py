@@ -10,7 +10,7 @@ and loaded with ``COPY`` (PostgreSQL) or one ``executemany`` (SQLite) before any
   transaction with the rotation's compare-and-swap statement; each value gets one byte flipped,
   so every row really changes (SQLite skips a write of identical bytes).
 - *rotation*: ``KeyRotationService(batch_size=...).rotate(models=[this table])``, in batches of
-  ``rotation_batch`` rows (1,000 by default, the app's own default). The sample is the walk
+  ``rotation_batch`` rows (5,000 by default, the app's own default). The sample is the walk
   only, from the start of the first chunk to the end of the last (the ``Progress`` hooks), so
   rows per second is the re-encryption throughput. The census pass that follows and
   the whole ``rotate()`` call (key backup, activation, ``COUNT(*)``, walk, census) are reported

@@ -17,7 +17,7 @@ MAX_FAILURES_IN_REPORT = 100
 ALREADY_RUNNING = "already_running"
 NOT_DUE = "not_due"
 
-# The contract's keys (DESIGN §1), then each outcome's own, in the order the dict has them.
+# The contract's keys (docs/rotation.md, "The report"), then each outcome's own, in order.
 _CONTRACT = (
     "status",
     "timestamp",
