@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 
 from ..conf import encryption_settings
 from ..exceptions import DataEncryptionError
@@ -78,7 +78,7 @@ class RunLedger:
         self._saved_at = 0.0  # monotonic; 0: the first batch checks the lock
 
     @property
-    def runs(self) -> Any:
+    def runs(self) -> QuerySet[RotationRun]:
         return RotationRun.objects.using(self.using)
 
     # -- the lock -------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ class RunLedger:
     # -- chunks and their counts ----------------------------------------------------------------
 
     @property
-    def chunks(self) -> Any:
+    def chunks(self) -> QuerySet[RotationChunk]:
         return RotationChunk.objects.using(self.using)
 
     def plan(self, run: RotationRun, bounds: dict[str, list[tuple[Any, Any]]]) -> None:
