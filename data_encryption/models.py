@@ -1,4 +1,5 @@
-"""The app's tables: data keys (wrapped by the master key) and, later, rotation runs."""
+"""The app's tables: data keys (wrapped by the master key) and the rotation ledger (runs, their
+chunks, the values they could not decrypt)."""
 
 from __future__ import annotations
 
@@ -88,18 +89,19 @@ class RotationRun(models.Model):
     """The ledger: one row per rotation run, with its phase, per-model progress and counts.
 
     At most one run is ``running`` at a time (a partial unique index): that row *is* the rotation
-    lock. Its holder refreshes ``heartbeat_at`` after every batch; a run whose holder died is
-    taken over and resumed from ``progress`` by the next invocation.
+    lock. Its holder refreshes ``heartbeat_at`` at least every ``HEARTBEAT_SECONDS`` while it
+    walks rows, and between phases; a run whose holder died is taken over by the next invocation,
+    which resumes from the phase and its chunks' cursors.
     """
 
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField()
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
-    # backup -> activate -> wait -> plan -> reencrypt -> census -> done
+    # backup -> activate -> wait -> plan -> reencrypt [-> finishing] -> census -> done
+    # ("finishing": a Celery final step claimed the run)
     phase = models.CharField(max_length=16, default="backup")
     holder = models.CharField(max_length=200, help_text="host:pid:token of the process running it")
-    dry_run = models.BooleanField(default=False)
     trigger = models.CharField(max_length=32, default="api")
     old_key_ids = models.JSONField(default=list)
     new_key_id = models.PositiveBigIntegerField(null=True, blank=True)

@@ -17,6 +17,8 @@ from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
 from .conf import encryption_settings, load_class
+from .models import RunStatus
+from .rotation import Notification, RotationReport
 
 logger = logging.getLogger("data_encryption.notifications")
 
@@ -68,30 +70,30 @@ def get_notifier() -> EncryptionKeyRotationNotifier:
     return get_notifier_class()()
 
 
-def should_notify(report: dict[str, Any]) -> bool:
+def should_notify(report: RotationReport) -> bool:
     """Every real outcome is announced; a skipped run (already running, not due) only when
     ``ENCRYPTION_KEY_ROTATION["NOTIFY_SKIPPED"]`` is true or a reminder is due."""
-    if report.get("status") != "skipped":
+    if report.status != RunStatus.SKIPPED:
         return True
-    return bool(encryption_settings.notify_skipped or report.get("reminder"))
+    return bool(encryption_settings.notify_skipped or report.reminder)
 
 
-def notify(report: dict[str, Any]) -> dict[str, Any]:
-    """Send the notification for ``report`` and record in it whether that worked.
+def notify(report: RotationReport, details: dict[str, Any] | None = None) -> Notification:
+    """Send the notification for ``report`` (as ``details``, its dict, when the caller made it
+    already) and say whether that worked.
 
-    Adds ``report["notification"] = {"sent": bool, "error": str}``. A notifier that raises, or a
-    mail server that is down, is logged; the rotation's status is left as it was.
+    A notifier that raises, or a mail server that is down, is logged; the rotation's status is
+    left as it was.
     """
     if not should_notify(report):
-        report["notification"] = {"sent": False, "error": "", "skipped": True}
-        return report
+        return Notification(sent=False, skipped=True)
     try:
-        get_notifier().send_key_rotation_notification(report)
+        get_notifier().send_key_rotation_notification(
+            report.as_dict() if details is None else details
+        )
     except Exception as exc:
         # The exception's text is left out of the report: a mail server's reply may quote the
         # message, and the class name is enough to act on.
         logger.exception("The key rotation notification was not sent.")
-        report["notification"] = {"sent": False, "error": type(exc).__name__}
-    else:
-        report["notification"] = {"sent": True, "error": ""}
-    return report
+        return Notification(sent=False, error=type(exc).__name__)
+    return Notification(sent=True)

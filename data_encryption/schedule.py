@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import calendar
 from datetime import datetime, timedelta
+from typing import Any
 
 from .conf import encryption_settings
 from .models import DataKey, KeyState, RotationRun, RunStatus
 
 GRACE = timedelta(hours=1)
+TASK_NAME = "data_encryption.tasks.rotate_encryption_key_task"
 
 
 def add_period(moment: datetime, schedule: str) -> datetime:
@@ -35,7 +37,7 @@ def add_period(moment: datetime, schedule: str) -> datetime:
 def last_completed_rotation(using: str) -> RotationRun | None:
     return (
         RotationRun.objects.using(using)
-        .filter(status=RunStatus.COMPLETED, dry_run=False, finished_at__isnull=False)
+        .filter(status=RunStatus.COMPLETED, finished_at__isnull=False)
         .order_by("-finished_at")
         .first()
     )
@@ -73,3 +75,17 @@ def overdue_reminder(using: str, now: datetime) -> str | None:
         "rotate_encryption_key_task and that recent rotations did not fail "
         "(manage.py encryption_status)."
     )
+
+
+def rotation_beat_schedule(hour: int = 3, minute: int = 0) -> dict[str, dict[str, Any]]:
+    """A ``CELERY_BEAT_SCHEDULE`` entry that fires as often as ``KEY_ROTATION_SCHEDULE`` asks:
+    daily at ``hour:minute``, Mondays, or the first of the month (import it from ``tasks``)."""
+    from celery.schedules import crontab
+
+    schedule = encryption_settings.rotation_schedule
+    fields: dict[str, Any] = {"hour": hour, "minute": minute}
+    if schedule == "weekly":
+        fields["day_of_week"] = 1
+    elif schedule == "monthly":
+        fields["day_of_month"] = 1
+    return {"rotate-encryption-keys": {"task": TASK_NAME, "schedule": crontab(**fields)}}

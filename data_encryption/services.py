@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
-from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.utils import timezone
 
 from . import envelope, payloads
+from .backups import write_backup
 from .conf import encryption_settings, load_class
 from .encryptor import open_value, seal
 from .exceptions import DecryptionError
-from .models import RunStatus
-from .rotation import Progress, Rotation, resolve_tables
+from .keys import key_database, rewrap_data_keys
+from .master_key import master_keys
+from .models import DataKey, KeyState, RunStatus
+from .rotation import Census, Progress, Rotation, RotationReport, discover_models, resolve_tables
+from .schedule import next_due, rotation_due
 
 logger = logging.getLogger("data_encryption")
 
@@ -124,29 +129,7 @@ class KeyRotationService:
     def _load_model_configurations(self) -> list[tuple[type[models.Model], list[str]]]:
         """``[(Model, ["field", ...]), ...]``: every model with encrypted fields, plus the raw
         columns named in ``ENCRYPTION_KEY_ROTATION["MODELS"]`` (``{"app.Model": ["_ssn"]}``)."""
-        from .fields import EncryptedFieldMixin
-
-        found: dict[type[models.Model], list[str]] = {}
-        for model in apps.get_models():
-            names = [
-                model_field.name
-                for model_field in model._meta.local_concrete_fields
-                if isinstance(model_field, EncryptedFieldMixin)
-            ]
-            if names:
-                found[model] = names
-        listed = encryption_settings.rotation_models
-        for label, names in dict(listed).items():
-            try:
-                model = apps.get_model(label)
-            except (LookupError, ValueError):
-                raise ImproperlyConfigured(
-                    f"ENCRYPTION_KEY_ROTATION['MODELS'] names {label!r}, which is not an "
-                    "installed model. Use 'app_label.ModelName'."
-                ) from None
-            existing = found.setdefault(model, [])
-            existing.extend(name for name in names if name not in existing)
-        return list(found.items())
+        return discover_models()
 
     def rotation(
         self,
@@ -184,6 +167,16 @@ class KeyRotationService:
             sender=type(self),
         )
 
+    def perform_rotation(
+        self,
+        *,
+        dry_run: bool = False,
+        models: Sequence[str] | None = None,
+        trigger: str = "api",
+    ) -> RotationReport:
+        """Run a rotation now, in this process, announce it and return its typed report."""
+        return self.announce(self.rotation(dry_run=dry_run, models=models, trigger=trigger).run())
+
     def rotate(
         self,
         *,
@@ -191,32 +184,75 @@ class KeyRotationService:
         models: Sequence[str] | None = None,
         trigger: str = "api",
     ) -> dict[str, Any]:
-        """Run a rotation now, in this process, announce it and return its report."""
-        report = self.rotation(dry_run=dry_run, models=models, trigger=trigger).run()
-        return self.announce(report)
+        """Run a rotation now, in this process, announce it and return its report (a dict)."""
+        return self.perform_rotation(dry_run=dry_run, models=models, trigger=trigger).as_dict()
 
-    def announce(self, report: dict[str, Any]) -> dict[str, Any]:
-        """Send the outcome's signal and the notification; return ``report`` with
-        ``notification`` (and ``reminder`` when the primary key is overdue) added.
+    def rotate_encryption_key_monthly(self, **options: Any) -> dict[str, Any]:
+        """The contract's name for ``rotate``: rotates now (``rotate_if_due`` checks the
+        schedule first)."""
+        return self.rotate(**options)
+
+    def skip_unless_due(self, *, force: bool = False) -> RotationReport | None:
+        """``None`` when ``KEY_ROTATION_SCHEDULE`` says a rotation is due (or ``force``);
+        otherwise the announced report of a run skipped as not due."""
+        if force:
+            return None
+        using, now = self.using or key_database(), timezone.now()
+        if rotation_due(using, now):
+            return None
+        schedule = encryption_settings.rotation_schedule
+        return self.announce(RotationReport.not_due(next_due(using), schedule, now=now))
+
+    def rotate_if_due(self, *, force: bool = False, trigger: str = "api") -> dict[str, Any]:
+        """Rotate now if the schedule says one is due (or ``force``), as the Celery task does
+        without Celery; otherwise return the not-due report."""
+        not_due = self.skip_unless_due(force=force)
+        report = self.perform_rotation(trigger=trigger) if not_due is None else not_due
+        return report.as_dict()
+
+    def primary_key_id(self) -> str | None:
+        """The primary data key's id (8 hex digits); ``None`` before the first is made."""
+        keys = DataKey.objects.using(self.using or key_database())
+        primary = keys.filter(state=KeyState.PRIMARY).first()
+        return primary.hex_id if primary else None
+
+    def census(self) -> Census:
+        """Values per key id per model and field, from the headers alone (read-only)."""
+        return self.rotation().census()
+
+    def rewrap_master_key(self) -> MasterKeyRewrap:
+        """Finish a master-key change: back the keys up (when ``BACKUP_DIR`` is set), then
+        re-wrap every data key under the current ``DB_ENCRYPTION_KEY``."""
+        using = self.using or key_database()
+        backup_path = None
+        if encryption_settings.backup_dir is not None:
+            backup_path = write_backup(using=using)
+            logger.info("Key backup written to %s before re-wrapping.", backup_path)
+        rewrapped, current = rewrap_data_keys(using)
+        return MasterKeyRewrap(backup_path, rewrapped, current, master_keys()[0].fingerprint)
+
+    def announce(self, report: RotationReport) -> RotationReport:
+        """Send the outcome's signal and the notification; return ``report`` with its
+        ``notification`` (and ``reminder`` when the primary key is overdue).
 
         Dry runs are not announced. Neither a receiver nor the notifier can change the outcome.
         """
-        if report.get("dry_run"):
+        if report.dry_run:
             return report
-        from .keys import key_database
         from .notifications import notify
         from .schedule import overdue_reminder
         from .signals import rotation_completed, rotation_failed, rotation_skipped
 
-        if report["status"] != RunStatus.COMPLETED:
+        if report.status != RunStatus.COMPLETED:
             reminder = overdue_reminder(self.using or key_database(), timezone.now())
             if reminder:
-                report["reminder"] = reminder
+                report = replace(report, reminder=reminder)
+        details = report.as_dict()  # what receivers and the notifier are given (the contract's)
         name, signal = {
             RunStatus.COMPLETED: ("rotation_completed", rotation_completed),
             RunStatus.SKIPPED: ("rotation_skipped", rotation_skipped),
-        }.get(report["status"], ("rotation_failed", rotation_failed))
-        for receiver, response in signal.send_robust(sender=type(self), report=report):
+        }.get(report.status, ("rotation_failed", rotation_failed))
+        for receiver, response in signal.send_robust(sender=type(self), report=details):
             if isinstance(response, Exception):
                 logger.error(
                     "A %s receiver (%r) raised %s; the rotation's outcome is unchanged.",
@@ -224,12 +260,21 @@ class KeyRotationService:
                     receiver,
                     type(response).__name__,
                 )
-        return notify(report)
+        report = replace(report, notification=notify(report, details))
+        # Receivers may keep ``details``: it ends up as the report ``rotate()`` returns.
+        details.update(report.as_dict())
+        return report
 
-    def rotate_encryption_key_monthly(self, **options: Any) -> dict[str, Any]:
-        """The contract's name for ``rotate``: rotates now (the schedule is checked by the
-        Celery task, not here)."""
-        return self.rotate(**options)
+
+@dataclass(frozen=True)
+class MasterKeyRewrap:
+    """What ``rewrap_master_key`` did: the backup it wrote first (``None`` without
+    ``BACKUP_DIR``), the keys it re-wrapped, those already under the master key ``fingerprint``."""
+
+    backup_path: Path | None
+    rewrapped: list[int]
+    current: list[int]
+    fingerprint: str
 
 
 def get_rotation_service_class() -> type[KeyRotationService]:

@@ -1,61 +1,27 @@
-"""Celery tasks: scheduled rotation, fanned out across workers.
+"""Celery tasks: scheduled rotation, fanned out across workers (docs/automation.md).
 
-``rotate_encryption_key_task`` is the task to schedule (its name is part of the contract). It
-rotates only when ``KEY_ROTATION_SCHEDULE`` says a rotation is due (``force=True`` overrides),
-then does the first protocol steps itself (lock, backup, activate, wait, plan) and sends the
-chunks of every table to ``rotate_chunk_task`` on however many workers there are, with
-``finish_rotation_task`` as the one final step (census, retire, record, notify). Chunk tasks
-are acknowledged late and requeued if their worker dies; a chunk resumes from its own cursor.
-
-Called in-process (``.apply()``, ``CELERY_TASK_ALWAYS_EAGER``, or a plain call), the same code
-works through the chunks itself, so a project needs no broker to use it.
-
-Schedule it with Celery beat::
-
-    from celery.schedules import crontab
-
-    CELERY_BEAT_SCHEDULE = {
-        "rotate-encryption-keys": {
-            "task": "data_encryption.tasks.rotate_encryption_key_task",
-            "schedule": crontab(day_of_month=1, hour=3),
-        }
-    }
-
-or build that entry from the setting with ``CELERY_BEAT_SCHEDULE = rotation_beat_schedule()``.
+``rotate_encryption_key_task`` is the task to schedule (its name is part of the contract). The
+service decides whether a rotation is due; this module only drives the protocol through Celery:
+the first steps here, every chunk on ``rotate_chunk_task``, then ``finish_rotation_task`` once.
+Called in-process (a plain call, ``.apply()``, eager mode), it works through the chunks itself.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import replace
 from typing import Any
 
 from celery import chord, shared_task
-from celery.schedules import crontab
 from django.db import DatabaseError
-from django.utils import timezone
 
-from .conf import encryption_settings
-from .keys import key_database
 from .models import RotationChunk, RotationRun, RunStatus
-from .schedule import next_due, rotation_due
+from .schedule import TASK_NAME
+from .schedule import rotation_beat_schedule as rotation_beat_schedule  # the beat entry
 from .services import KeyRotationService, get_rotation_service_class
 
-TASK_NAME = "data_encryption.tasks.rotate_encryption_key_task"
-
 logger = logging.getLogger(__name__)
-
-
-def rotation_beat_schedule(hour: int = 3, minute: int = 0) -> dict[str, dict[str, Any]]:
-    """A ``CELERY_BEAT_SCHEDULE`` entry that fires as often as ``KEY_ROTATION_SCHEDULE`` asks:
-    daily at ``hour:minute``, Mondays, or the first of the month."""
-    schedule = encryption_settings.rotation_schedule
-    fields: dict[str, Any] = {"hour": hour, "minute": minute}
-    if schedule == "weekly":
-        fields["day_of_week"] = 1
-    elif schedule == "monthly":
-        fields["day_of_month"] = 1
-    return {"rotate-encryption-keys": {"task": TASK_NAME, "schedule": crontab(**fields)}}
 
 
 def _service() -> KeyRotationService:
@@ -75,38 +41,16 @@ def rotate_encryption_key_task(self: Any, force: bool = False, dry_run: bool = F
     service = _service()
     if dry_run:
         return service.rotate(dry_run=True, trigger="celery")
-    using = service.using or key_database()
-    now = timezone.now()
-    if not force and not rotation_due(using, now):
-        due = next_due(using)
-        return service.announce(
-            {
-                "status": RunStatus.SKIPPED,
-                "skipped": "not_due",
-                "timestamp": now.isoformat(),
-                "models_processed": 0,
-                "records_processed": 0,
-                "failed_records": 0,
-                "key_backup_path": "",
-                "dry_run": False,
-                "next_due": due.isoformat() if due else None,
-                "reason": (
-                    f"no rotation is due: the schedule is "
-                    f"{encryption_settings.rotation_schedule} and the next is due "
-                    f"at {due.isoformat() if due else 'once one completes'}; pass force=True to "
-                    "rotate now"
-                ),
-            }
-        )
+    not_due = service.skip_unless_due(force=force)
+    if not_due is not None:
+        return not_due.as_dict()
     rotation = service.rotation(trigger="celery", holder=f"celery:{secrets.token_hex(6)}")
     run = rotation.start()
-    if run is None:
-        return service.announce(rotation._skipped_report("already_running"))
-    if run.status != RunStatus.RUNNING:
-        return service.announce(rotation._report(run, started=None))
+    if run is None or run.status != RunStatus.RUNNING:
+        return service.announce(rotation.report(run)).as_dict()
     chunks = rotation.pending_chunks(run)
     if _in_process(self) or len(chunks) <= 1:
-        return service.announce(rotation.finish(run))
+        return service.announce(rotation.finish(run)).as_dict()
     fan_out(run, chunks)
     return {"status": RunStatus.RUNNING, "run_id": run.pk, "chunks": len(chunks)}
 
@@ -114,9 +58,7 @@ def rotate_encryption_key_task(self: Any, force: bool = False, dry_run: bool = F
 def fan_out(run: RotationRun, chunks: list[RotationChunk]) -> None:
     """Send every chunk to the workers in a chord: ``finish_rotation_task`` once all of them are
     done, or ``chunks_failed_task`` (which sends the final step anyway) if one failed for good.
-
-    Every task carries the run's holder: if another process takes the run over (its heartbeat
-    went stale), this chord's tasks leave the run to the new holder's own chord."""
+    Every task carries the run's holder, so a run taken over is left to its new holder."""
     holder = run.holder
     final_step = finish_rotation_task.s(run.pk, holder)
     final_step.link_error(chunks_failed_task.s(run.pk, holder))
@@ -169,34 +111,26 @@ def finish_rotation_task(
         return {"status": run.status, "run_id": run_id, "finished_elsewhere": True}
     report = rotation.finish(run)
     # From the ledger, not from chunk_results: sent by chunks_failed_task, there are none.
-    workers = RotationChunk.objects.using(rotation.using).filter(run_id=run_id).exclude(worker="")
-    report["workers"] = sorted(set(workers.values_list("worker", flat=True)))
-    return service.announce(report)
+    report = replace(report, workers=tuple(rotation.ledger.workers(run)))
+    return service.announce(report).as_dict()
 
 
 @shared_task(name="data_encryption.tasks.chunks_failed_task")
 def chunks_failed_task(
     request: Any, exc: BaseException, traceback: Any, run_id: int, holder: str | None = None
 ) -> None:
-    """Celery calls this when a task of the chord failed for good (a chunk's retries spent, or
-    an error no retry helps), after the other chunks ended: a chord then never runs its final
-    step, and the run would wait for ``LOCK_TIMEOUT_SECONDS``. So the final step is sent anyway:
-    it works through the chunks no worker finished itself and, if one fails again, records the
-    run as failed with the reason and sends the report. Nothing is sent for a run that has
-    ended or was taken over by another process (whose own chord finishes it)."""
+    """Celery calls this when a task of the chord failed for good; the chord then never runs
+    its final step, so this sends it (unless the run ended or was taken over): it finishes the
+    chunks no worker finished, or records the run as failed and sends the report."""
     run = RotationRun.objects.filter(pk=run_id).first()
-    if run is None or run.status != RunStatus.RUNNING or _taken_over(run, holder):
-        logger.warning(
-            "Rotation %s: a task of its chord failed (%s); the run has ended or is held by "
-            "another process, so nothing is sent.",
-            run_id,
-            type(exc).__name__,
-        )
-        return
-    logger.error(
-        "Rotation %s: a task of its chord failed (%s); the final step is sent to finish the "
-        "unfinished chunks.",
+    ended = run is None or run.status != RunStatus.RUNNING or _taken_over(run, holder)
+    (logger.warning if ended else logger.error)(
+        "Rotation %s: a task of its chord failed (%s); %s.",
         run_id,
         type(exc).__name__,
+        "the run has ended or is held by another process, so nothing is sent"
+        if ended
+        else "the final step is sent to finish the unfinished chunks",
     )
-    finish_rotation_task.delay(None, run_id, holder)
+    if not ended:
+        finish_rotation_task.delay(None, run_id, holder)

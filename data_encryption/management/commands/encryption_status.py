@@ -7,11 +7,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import DEFAULT_DB_ALIAS
-from django.db.models import Count, Q
 from django.utils import timezone
 
-from data_encryption.models import DataKey, RotationChunk, RotationRun
-from data_encryption.rotation import Rotation, census_totals, resolve_tables
+from data_encryption.models import DataKey, RunStatus
+from data_encryption.rotation import census_totals
+from data_encryption.rotation.history import recent_runs
 from data_encryption.services import get_rotation_service_class
 
 
@@ -33,35 +33,10 @@ def status_report(using: str, *, census: bool = True, runs: int = 5) -> dict[str
     ]
     report: dict[str, Any] = {"keys": keys}
     if census:
-        service = get_rotation_service_class()(using=using)
-        tables = resolve_tables(service._load_model_configurations())
-        counts = Rotation(tables, using=using).census()
+        counts = get_rotation_service_class()(using=using).census()
         report["census"] = counts
         report["values_per_key"] = census_totals(counts)
-    recent = list(RotationRun.objects.using(using).order_by("-started_at", "-id")[:runs])
-    chunks = {
-        row["run"]: row
-        for row in RotationChunk.objects.using(using)
-        .filter(run__in=[run.pk for run in recent])
-        .values("run")
-        .annotate(total=Count("id"), done=Count("id", filter=Q(done=True)))
-    }
-    report["runs"] = [
-        {
-            "id": run.pk,
-            "status": run.status,
-            "phase": run.phase,
-            "chunks_done": chunks.get(run.pk, {}).get("done", 0),
-            "chunks": chunks.get(run.pk, {}).get("total", 0),
-            "started_at": run.started_at.isoformat(),
-            "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-            "records_processed": run.records_processed,
-            "failed_records": run.failed_records,
-            "dry_run": run.dry_run,
-            "reason": run.reason,
-        }
-        for run in recent
-    ]
+    report["runs"] = recent_runs(using, runs)
     return report
 
 
@@ -105,7 +80,7 @@ class Command(BaseCommand):
                 f"{run['records_processed']:,} records, {run['failed_records']:,} failed"
                 + (
                     f", phase {run['phase']}, {run['chunks_done']}/{run['chunks']} chunks done"
-                    if run["status"] == "running"
+                    if run["status"] == RunStatus.RUNNING
                     else ""
                 )
                 + (f"  ({run['reason']})" if run["reason"] else "")

@@ -7,12 +7,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 
-from data_encryption.backups import BackupError, write_backup
-from data_encryption.conf import encryption_settings
+from data_encryption.backups import BackupError
 from data_encryption.exceptions import KeyConfigurationError
-from data_encryption.keys import rewrap_data_keys
-from data_encryption.master_key import master_keys
 from data_encryption.models import format_key_id
+from data_encryption.services import get_rotation_service_class
 
 
 class Command(BaseCommand):
@@ -26,22 +24,20 @@ class Command(BaseCommand):
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        using = options["database"]
+        service = get_rotation_service_class()(using=options["database"])
         try:
-            if encryption_settings.backup_dir is not None:
-                path = write_backup(using=using)
-                self.stdout.write(f"Key backup (before re-wrapping): {path}")
-            rewrapped, current = rewrap_data_keys(using)
+            done = service.rewrap_master_key()
         except (BackupError, KeyConfigurationError) as exc:
             raise CommandError(str(exc)) from None
-        fingerprint = master_keys()[0].fingerprint
+        if done.backup_path is not None:
+            self.stdout.write(f"Key backup (before re-wrapping): {done.backup_path}")
         self.stdout.write(
             self.style.SUCCESS(
-                f"{len(rewrapped)} data keys re-wrapped under master key {fingerprint}; "
-                f"{len(current)} were already."
+                f"{len(done.rewrapped)} data keys re-wrapped under master key {done.fingerprint}; "
+                f"{len(done.current)} were already."
             )
         )
-        for key_id in rewrapped:
+        for key_id in done.rewrapped:
             self.stdout.write(f"  {format_key_id(key_id)}")
         self.stdout.write(
             "Values written directly with the old master key (legacy Fernet tokens) still need "

@@ -14,8 +14,9 @@ from django.core.management.base import (
 )
 from django.db import DEFAULT_DB_ALIAS
 
-from data_encryption.models import DataKey, KeyState
-from data_encryption.rotation import Progress
+from data_encryption.conf import ROTATION_OPTIONS
+from data_encryption.models import RunStatus
+from data_encryption.rotation import Progress, RotationReport
 from data_encryption.services import get_rotation_service_class
 
 
@@ -95,14 +96,14 @@ class Command(BaseCommand):
             "--no-input",
             action="store_false",
             dest="interactive",
-            help="Do not prompt the user for input of any kind.",
+            help="Do not prompt the user for input of any kind (here, the same as --force).",
         )
         parser.add_argument(
             "--batch-size",
             type=int,
             default=None,
             help="Rows per batch (one transaction each). Default ENCRYPTION_KEY_ROTATION"
-            "['BATCH_SIZE'] or 5000.",
+            f"['BATCH_SIZE'] or {ROTATION_OPTIONS['BATCH_SIZE'].default}.",
         )
         parser.add_argument(
             "--database",
@@ -123,32 +124,32 @@ class Command(BaseCommand):
         if batch_size is not None and batch_size < 1:
             raise CommandError("--batch-size must be a positive number of rows.")
         dry_run, verbosity = options["dry_run"], options["verbosity"]
-        service_class = get_rotation_service_class()
-        asks = not dry_run and not options["force"] and options["interactive"]
-        if asks and not self._confirm(options["database"]):
-            self.stdout.write("Rotation cancelled.")
-            return
         is_terminal = hasattr(self.stdout, "isatty") and self.stdout.isatty()
         progress = TerminalProgress(self.stdout, is_terminal, 0 if options["json"] else verbosity)
-        service = service_class(using=options["database"], batch_size=batch_size, progress=progress)
-        report = service.rotate(dry_run=dry_run, models=options["models"], trigger="command")
+        service = get_rotation_service_class()(
+            using=options["database"], batch_size=batch_size, progress=progress
+        )
+        asks = not dry_run and not options["force"] and options["interactive"]
+        if asks and not self._confirm(service.primary_key_id(), options["database"]):
+            self.stdout.write("Rotation cancelled.")
+            return
+        report = service.perform_rotation(
+            dry_run=dry_run, models=options["models"], trigger="command"
+        )
         if options["json"]:
-            self.stdout.write(json.dumps(report, indent=2, default=str))
+            self.stdout.write(json.dumps(report.as_dict(), indent=2, default=str))
         else:
             self._summary(report)
-        if report["status"] == "skipped":
-            raise CommandError(f"Nothing was done: {report['reason']}.")
-        if report["status"] != "completed":
-            raise CommandError(
-                f"Rotation failed: {report.get('reason') or 'see the report above'}."
-            )
+        if report.status == RunStatus.SKIPPED:
+            raise CommandError(f"Nothing was done: {report.reason}.")
+        if report.status != RunStatus.COMPLETED:
+            raise CommandError(f"Rotation failed: {report.reason or 'see the report above'}.")
 
-    def _confirm(self, database: str) -> bool:
-        primary = DataKey.objects.using(database).filter(state=KeyState.PRIMARY).first()
+    def _confirm(self, primary: str | None, database: str) -> bool:
         self.stdout.write(
-            f"This makes a new data key (the primary is now {primary.hex_id if primary else 'none'}"
-            f") and re-encrypts every configured encrypted field in database '{database}'. A key "
-            "backup is written first. The application keeps running meanwhile."
+            f"This makes a new data key (the primary is now {primary or 'none'}) and re-encrypts "
+            f"every configured encrypted field in database '{database}'. A key backup is written "
+            "first. The application keeps running meanwhile."
         )
         try:
             self.stdout.write("Type 'yes' to continue, or 'no' to cancel: ", ending="")
@@ -162,43 +163,44 @@ class Command(BaseCommand):
             return False
         return answer.strip().lower() == "yes"
 
-    def _summary(self, report: dict[str, Any]) -> None:
+    def _summary(self, report: RotationReport) -> None:
         write, style = self.stdout.write, self.style
-        title = "Dry run" if report.get("dry_run") else "Rotation"
-        status = report["status"]
-        painter = {"completed": style.SUCCESS, "skipped": style.WARNING}.get(status, style.ERROR)
+        title = "Dry run" if report.dry_run else "Rotation"
+        status = report.status
+        painter = {RunStatus.COMPLETED: style.SUCCESS, RunStatus.SKIPPED: style.WARNING}.get(
+            status, style.ERROR
+        )
         write(painter(f"{title} {status}."))
-        if status == "skipped":
-            write(f"  {report['reason']}")
+        if status == RunStatus.SKIPPED:
+            write(f"  {report.reason}")
             return
-        if report.get("resumed"):
+        if report.resumed:
             write(style.WARNING("  Resumed a rotation that a dead process had left running."))
-        write(f"  new primary key:    {report.get('new_key_id') or '(none: dry run)'}")
-        retired_label = "would retire:" if report.get("dry_run") else "retired keys:"
-        retired = ", ".join(report.get("retired_key_ids") or []) or "none"
-        write(f"  {retired_label:<19} {retired}")
-        if report.get("destroyed_key_ids"):
-            write(f"  destroyed keys:     {', '.join(report['destroyed_key_ids'])}")
-        write(f"  models processed:   {report['models_processed']}")
-        write(f"  records processed:  {report['records_processed']:,}")
-        verb = "would re-encrypt" if report.get("dry_run") else "re-encrypted"
-        write(f"  {verb + ':':<19} {report.get('records_reencrypted', 0):,}")
-        failed = report["failed_records"]
+        write(f"  new primary key:    {report.new_key_id or '(none: dry run)'}")
+        retired_label = "would retire:" if report.dry_run else "retired keys:"
+        write(f"  {retired_label:<19} {', '.join(report.retired_key_ids) or 'none'}")
+        if report.destroyed_key_ids:
+            write(f"  destroyed keys:     {', '.join(report.destroyed_key_ids)}")
+        write(f"  models processed:   {report.models_processed}")
+        write(f"  records processed:  {report.records_processed:,}")
+        verb = "would re-encrypt" if report.dry_run else "re-encrypted"
+        write(f"  {verb + ':':<19} {report.records_reencrypted:,}")
+        failed = report.failed_records
         write((style.ERROR if failed else str)(f"  failed records:     {failed:,}"))
-        for label, counts in (report.get("models") or {}).items():
+        for label, counts in report.models.items():
             write(
                 f"    {label}: {counts['rows']:,} rows, {counts['reencrypted']:,} re-encrypted, "
                 f"{counts['failed']:,} failed"
             )
-        for failure in report.get("failures") or []:
+        for failure in report.failures:
             write(
                 style.ERROR(
-                    f"    could not decrypt {failure['model']} pk={failure['pk']} "
-                    f"field={failure['field']} (key {failure['key_id'] or 'unknown'})"
+                    f"    could not decrypt {failure.model} pk={failure.pk} "
+                    f"field={failure.field} (key {failure.key_id or 'unknown'})"
                 )
             )
-        if report.get("key_backup_path"):
-            write(f"  key backup:         {report['key_backup_path']}")
-        write(f"  duration:           {report.get('duration_seconds', 0):.2f}s")
-        if report.get("reason"):
-            write(f"  note:               {report['reason']}")
+        if report.key_backup_path:
+            write(f"  key backup:         {report.key_backup_path}")
+        write(f"  duration:           {report.duration_seconds or 0:.2f}s")
+        if report.reason:
+            write(f"  note:               {report.reason}")

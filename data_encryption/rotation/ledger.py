@@ -1,0 +1,312 @@
+"""The ledger: the ``RotationRun`` row that is a rotation's lock, heartbeat and record, and the
+run's chunks and failures. Every write to the run row checks that this process still holds it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F, QuerySet
+
+from ..conf import encryption_settings
+from ..exceptions import DataEncryptionError
+from ..keys import PendingKey
+from ..models import RotationChunk, RotationFailure, RotationRun, RunStatus, format_key_id
+from .batch import Batch
+from .report import MAX_FAILURES_IN_REPORT, ReportedFailure
+
+logger = logging.getLogger(__name__)
+
+# How often a process walking a run's chunks writes the run row: its heartbeat, the check that
+# it still holds the run, and the live counters. Far below LOCK_TIMEOUT_SECONDS.
+HEARTBEAT_SECONDS = 1.0
+
+# The run row's counters and the chunk counters they sum.
+RUN_COUNTERS = {
+    "records_processed": "rows",
+    "records_reencrypted": "reencrypted",
+    "failed_records": "failed",
+}
+
+
+class LockLost(DataEncryptionError):
+    """Another process took this run over (it judged this one dead); this one stops at once."""
+
+
+def this_holder() -> str:
+    """A holder for this process: ``host:pid:token`` (Celery's runs use ``celery:<token>``)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def holder_is_alive(holder: str, heartbeat_at: datetime, now: datetime) -> bool:
+    """Whether a run's holder may still be working. A process on this host is checked directly
+    (a killed rotation is taken over at once); elsewhere, by the age of its heartbeat."""
+    timeout = timedelta(seconds=encryption_settings.lock_timeout_seconds)
+    if now - heartbeat_at > timeout:
+        return False
+    host, _, rest = holder.partition(":")  # "celery:<token>" has no pid: heartbeat only
+    pid_text = rest.partition(":")[0]
+    if host == socket.gethostname() and pid_text.isdigit():
+        pid = int(pid_text)
+        if pid == os.getpid():
+            return True
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    return True
+
+
+class RunLedger:
+    """This process's view of the run rows in database ``using``, as ``holder``."""
+
+    def __init__(self, using: str, holder: str, clock: Callable[[], datetime]) -> None:
+        self.using, self.holder, self.clock = using, holder, clock
+        self.resumed = False  # acquire() took over a run a dead process left
+        self._unsaved: Counter[str] = Counter()  # counts not yet added to the run row
+        self._saved_at = 0.0  # monotonic; 0: the first batch checks the lock
+
+    @property
+    def runs(self) -> QuerySet[RotationRun]:
+        return RotationRun.objects.using(self.using)
+
+    # -- the lock -------------------------------------------------------------------------------
+
+    def running(self) -> RotationRun | None:
+        return self.runs.filter(status=RunStatus.RUNNING).first()
+
+    def acquire(self, trigger: str) -> RotationRun | None:
+        """A new run, or the running one when its holder died; ``None``: another holds it."""
+        now = self.clock()
+        running = self.running()
+        if running is not None:
+            if holder_is_alive(running.holder, running.heartbeat_at, now):
+                return None
+            taken = self.runs.filter(
+                pk=running.pk, holder=running.holder, heartbeat_at=running.heartbeat_at
+            ).update(holder=self.holder, heartbeat_at=now)
+            if not taken:
+                return None  # another process took it over first
+            running.holder, running.heartbeat_at = self.holder, now
+            self.resumed = True
+            logger.warning(
+                "Resuming rotation %s (phase %s) left by a process that died.",
+                running.pk,
+                running.phase,
+            )
+            return running
+        try:
+            with transaction.atomic(using=self.using):
+                return self.runs.create(
+                    started_at=now, heartbeat_at=now, holder=self.holder, trigger=trigger
+                )
+        except IntegrityError:
+            return None  # another process started one between our read and our insert
+
+    def update(self, run: RotationRun, **changes: Any) -> None:
+        """Update the run row and its heartbeat, only while this process still holds it (else
+        ``LockLost``).
+
+        Counters change with ``F()`` expressions, since several workers add to them at once;
+        on ``run`` they become deferred fields, read from the database when next used.
+        """
+        changes["heartbeat_at"] = self.clock()
+        updated = self.runs.filter(pk=run.pk, holder=self.holder, status=RunStatus.RUNNING).update(
+            **changes
+        )
+        if not updated:
+            raise LockLost(f"Rotation {run.pk} is no longer held by this process.")
+        self._saved_at = time.monotonic()
+        for name, value in changes.items():
+            if hasattr(value, "resolve_expression"):
+                # Deferred rather than re-read now: a batch would pay a SELECT for counters
+                # nobody looks at until the run's end. Reading the attribute loads it.
+                run.__dict__.pop(name, None)
+            else:
+                setattr(run, name, value)
+
+    def heartbeat(self, run: RotationRun) -> None:
+        self.update(run)
+
+    def claim_finish(self, run: RotationRun) -> bool:
+        """Whether this caller is the one to finish the run (a final step delivered twice
+        finishes it once)."""
+        claimed = self.runs.filter(
+            pk=run.pk, holder=self.holder, status=RunStatus.RUNNING, phase="reencrypt"
+        ).update(phase="finishing", heartbeat_at=self.clock())
+        if claimed:
+            run.phase = "finishing"
+        return bool(claimed)
+
+    @staticmethod
+    def new_key(run: RotationRun) -> PendingKey:
+        """The run's new key as its backup step made it (wrapped; not yet a ``DataKey``)."""
+        assert run.new_key_id is not None and run.new_wrapped_key is not None
+        return PendingKey(run.new_key_id, bytes(run.new_wrapped_key), run.new_key_fingerprint)
+
+    # -- chunks and their counts ----------------------------------------------------------------
+
+    @property
+    def chunks(self) -> QuerySet[RotationChunk]:
+        return RotationChunk.objects.using(self.using)
+
+    def plan(self, run: RotationRun, bounds: dict[str, list[tuple[Any, Any]]]) -> None:
+        """Replace the run's chunks with one per ``(lower, upper]`` range of each model."""
+        self.chunks.filter(run=run).delete()
+        self.chunks.bulk_create(
+            [
+                RotationChunk(
+                    run=run, model=label, index=index, lower=lower, upper=upper, cursor=lower
+                )
+                for label, ranges in bounds.items()
+                for index, (lower, upper) in enumerate(ranges)
+            ]
+        )
+
+    def pending_chunks(self, run: RotationRun) -> list[RotationChunk]:
+        return list(self.chunks.filter(run=run, done=False).order_by("id"))
+
+    def start_chunk(self, chunk: RotationChunk) -> None:
+        if chunk.started_at is None:
+            chunk.started_at = self.clock()
+            self.chunks.filter(pk=chunk.pk, started_at=None).update(started_at=chunk.started_at)
+
+    def advance_chunk(self, chunk: RotationChunk, cursor: Any, batch: Batch) -> None:
+        """Move the chunk's cursor and counts past ``batch`` (in the batch's transaction)."""
+        self.chunks.filter(pk=chunk.pk).update(
+            cursor=cursor,
+            rows=F("rows") + batch.rows,
+            reencrypted=F("reencrypted") + batch.rewrites,
+            failed=F("failed") + batch.failed_rows,
+        )
+        chunk.cursor = cursor
+        chunk.rows += batch.rows
+
+    def end_chunk(self, chunk: RotationChunk) -> None:
+        chunk.done, chunk.finished_at = True, self.clock()
+        self.chunks.filter(pk=chunk.pk).update(done=True, finished_at=chunk.finished_at)
+
+    def add_counts(self, run: RotationRun, batch: Batch) -> None:
+        """Add a batch to the run row's live counters, written with the next heartbeat.
+
+        Every worker of a run would otherwise update that one row after every batch, waiting on
+        each other's row lock, so the counters go out with the heartbeat (and the check that this
+        process still holds the run) at most every ``HEARTBEAT_SECONDS``. The chunks' own
+        counters move with each batch; the run's exact totals are their sums, taken when the
+        walk is over (``exact_counters``).
+        """
+        unsaved = self._unsaved
+        unsaved["records_processed"] += batch.rows
+        unsaved["records_reencrypted"] += batch.rewrites
+        unsaved["failed_records"] += batch.failed_rows
+        if time.monotonic() - self._saved_at >= HEARTBEAT_SECONDS:
+            self.write_counts(run)
+
+    def write_counts(self, run: RotationRun) -> None:
+        """Add the counts not yet written to the run row now (and heartbeat)."""
+        unsaved = self._unsaved
+        self.update(run, **{name: F(name) + count for name, count in unsaved.items() if count})
+        unsaved.clear()
+
+    def models_progress(self, run: RotationRun) -> dict[str, dict[str, int]]:
+        """Rows, rewrites and failures per model, summed over the run's chunks."""
+        totals: dict[str, dict[str, int]] = {}
+        for chunk in self.chunks.filter(run=run).values("model", *RUN_COUNTERS.values()):
+            entry = totals.setdefault(chunk["model"], dict.fromkeys(RUN_COUNTERS.values(), 0))
+            for name in RUN_COUNTERS.values():
+                entry[name] += chunk[name]
+        return totals
+
+    def exact_counters(self, run: RotationRun) -> tuple[dict[str, dict[str, int]], dict[str, int]]:
+        """The run's counts per model and in total, over every chunk whoever walked it (the run
+        row's counts are live counts, up to ``HEARTBEAT_SECONDS`` behind per process). The
+        totals are also set on ``run``."""
+        progress = self.models_progress(run)
+        counters = {
+            counter: sum(counts[name] for counts in progress.values())
+            for counter, name in RUN_COUNTERS.items()
+        }
+        for counter, total in counters.items():
+            setattr(run, counter, total)
+        return progress, counters
+
+    def workers(self, run: RotationRun) -> list[str]:
+        """Who finished the run's chunks (Celery workers' hostnames)."""
+        finished = self.chunks.filter(run_id=run.pk).exclude(worker="")
+        return sorted(set(finished.values_list("worker", flat=True)))
+
+    # -- failures and the end -------------------------------------------------------------------
+
+    def record_failures(self, run: RotationRun, label: str, batch: Batch) -> None:
+        if not batch.failures:
+            return
+        RotationFailure.objects.using(self.using).bulk_create(
+            [
+                RotationFailure(
+                    run=run, model=label, pk_value=str(pk), field=name, key_id=key_id, error=error
+                )
+                for pk, name, key_id, error in batch.failures
+            ],
+            ignore_conflicts=True,
+        )
+        for pk, name, key_id, _error in batch.failures:
+            logger.error(
+                "Rotation %s: %s pk=%s field %s could not be decrypted (key %s); left as it was.",
+                run.pk,
+                label,
+                pk,
+                name,
+                format_key_id(key_id),
+            )
+
+    def reported_failures(self, run: RotationRun) -> list[ReportedFailure]:
+        """The first ``MAX_FAILURES_IN_REPORT`` failures, as the report lists them."""
+        failures = RotationFailure.objects.using(self.using).filter(run_id=run.pk)
+        return [
+            ReportedFailure.of(
+                failure.model, failure.pk_value, failure.field, failure.key_id, failure.error
+            )
+            for failure in failures[:MAX_FAILURES_IN_REPORT]
+        ]
+
+    def record_outcome(self, run: RotationRun) -> None:
+        """End a run whose every step is done: ``completed``, or ``failed`` if rows failed."""
+        status = RunStatus.FAILED if run.failed_records else RunStatus.COMPLETED
+        self.update(run, status=status, finished_at=self.clock())
+        logger.info(
+            "Rotation %s %s: %s records, %s re-encrypted, %s failed.",
+            run.pk,
+            status,
+            run.records_processed,
+            run.records_reencrypted,
+            run.failed_records,
+        )
+
+    def record_error(self, run: RotationRun, exc: BaseException) -> None:
+        """End a run that an error stopped: ``failed``, with the error as its reason."""
+        reason = f"{type(exc).__name__}: {exc}"[:2000]
+        # Our own exceptions never carry key material or plaintext, nor do database errors
+        # (parameters are not in their messages); anything else is named only.
+        if not isinstance(exc, (DataEncryptionError, ImproperlyConfigured, OSError, DatabaseError)):
+            reason = f"{type(exc).__name__} (see the log for the traceback)"
+        # The counts a failed run reports are exact too, not the live counts of the run row
+        # (if the database still answers: recording the failure matters more).
+        try:
+            counters = self.exact_counters(run)[1]
+        except DatabaseError:
+            counters = {}
+        self.runs.filter(pk=run.pk, holder=self.holder).update(
+            status=RunStatus.FAILED, finished_at=self.clock(), reason=reason, **counters
+        )
+        run.status, run.finished_at, run.reason = RunStatus.FAILED, self.clock(), reason

@@ -1,0 +1,309 @@
+"""The rotation protocol, its phases in order: lock, backup, activate, wait, plan, re-encrypt,
+census and retire, record. docs/rotation.md describes each step and why it is safe to resume."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+from django.db import connections, transaction
+from django.utils import timezone
+
+from ..conf import encryption_settings
+from ..keys import cipher_for, create_data_key, generate_wrapped_key, key_database, reset_key_ring
+from ..models import DataKey, KeyState, RotationChunk, RotationRun, RunStatus, format_key_id
+from .batch import examine_rows
+from .census import Census, census_totals, count_census, retire_keys, undestroyed_key_ids
+from .dry_run import dry_run
+from .ledger import LockLost, RunLedger, this_holder
+from .progress import Progress
+from .report import RotationReport
+from .rows import _jsonable_pk, chunk_bounds, count_rows, read_rows, write_rows
+from .tables import Table, table_named
+
+logger = logging.getLogger(__name__)
+
+
+class Rotation:
+    """One rotation run over ``tables``. ``run()`` does the whole protocol and returns the report.
+
+    ``clock`` and ``sleep`` are parameters so tests need no clock mocks.
+    """
+
+    def __init__(
+        self,
+        tables: Sequence[Table],
+        *,
+        using: str | None = None,
+        batch_size: int | None = None,
+        dry_run: bool = False,
+        full_scope: bool = True,
+        progress: Progress | None = None,
+        trigger: str = "api",
+        holder: str | None = None,
+        sender: type | None = None,
+        clock: Callable[[], datetime] = timezone.now,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.tables = list(tables)
+        self.using = using or key_database()
+        self.batch_size = int(batch_size or encryption_settings.batch_size)
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be at least 1.")
+        self.dry_run = dry_run
+        self.full_scope = full_scope
+        self.progress = progress or Progress()
+        self.trigger = trigger
+        self.clock = clock
+        self.sleep = sleep
+        self.sender = sender or type(self)  # what signals name as their sender
+        self.connection = connections[self.using]
+        # Celery workers pass the run's holder: they work for the run the orchestrator started.
+        self.ledger = RunLedger(self.using, holder or this_holder(), clock)
+
+    @property
+    def holder(self) -> str:
+        return self.ledger.holder
+
+    @property
+    def resumed(self) -> bool:
+        return self.ledger.resumed
+
+    # -- the protocol ---------------------------------------------------------------------------
+
+    def run(self) -> RotationReport:
+        """The whole protocol in this process; returns the report."""
+        if self.dry_run:
+            return dry_run(self)
+        started = time.monotonic()
+        run = self.start()
+        if run is None or run.status != RunStatus.RUNNING:
+            return self.report(run, started)
+        return self.finish(run, started=started)
+
+    def start(self) -> RotationRun | None:
+        """Take the lock, then back up, activate, wait and plan the chunks, resuming whatever a
+        dead process left. ``None`` when another rotation holds the lock. After this, the run
+        is in phase ``reencrypt`` (or later, when resumed) and its chunks can go to workers, or
+        it has status ``failed`` (its ``reason`` says why)."""
+        run = self._acquire()
+        if run is None:
+            return None
+        try:
+            from ..signals import rotation_started
+
+            rotation_started.send_robust(
+                sender=self.sender, run_id=run.pk, trigger=self.trigger, resumed=self.resumed
+            )
+            if run.phase == "backup":
+                self._backup(run)
+            if run.phase == "activate":
+                self._activate(run)
+            if run.phase == "wait":
+                self._wait(run)
+            if run.phase == "plan":
+                self._plan(run)
+        except Exception as exc:
+            self._end_with_error(run, exc, time.monotonic())
+        return run
+
+    def finish(self, run: RotationRun, *, started: float | None = None) -> RotationReport:
+        """Re-encrypt every chunk not yet done (all of them in one process; those no worker
+        finished under Celery), then census, retire, record; returns the report."""
+        try:
+            # "finishing": a Celery final step claimed the run (see claim_finish).
+            if run.phase in ("reencrypt", "finishing"):
+                self._process_pending(run)
+                self.ledger.update(run, phase="census")
+            if run.phase == "census":
+                self._census_and_retire(run)
+            if run.status == RunStatus.RUNNING:
+                self.ledger.record_outcome(run)
+        except Exception as exc:
+            return self._end_with_error(run, exc, started)
+        return self.report(run, started)
+
+    def claim_finish(self, run: RotationRun) -> bool:
+        """Whether this caller is the one to finish the run (a final step delivered twice
+        finishes it once)."""
+        return self.ledger.claim_finish(run)
+
+    def report(self, run: RotationRun | None, started: float | None = None) -> RotationReport:
+        """The report on ``run`` as it stands (``None``: another rotation held the lock).
+        ``started``: when this process began it (``time.monotonic()``)."""
+        if run is None:
+            return RotationReport.already_running(self.ledger.running(), now=self.clock())
+        return RotationReport.from_run(
+            run,
+            failures=self.ledger.reported_failures(run),
+            models=run.progress or self.ledger.models_progress(run),
+            tables=len(self.tables),
+            resumed=self.resumed,
+            now=self.clock(),
+            elapsed=None if started is None else time.monotonic() - started,
+        )
+
+    def _end_with_error(
+        self, run: RotationRun, exc: BaseException, started: float | None
+    ) -> RotationReport:
+        if isinstance(exc, LockLost):
+            logger.error("Rotation %s was taken over by another process; this one stopped.", run.pk)
+            run.status, run.reason = RunStatus.FAILED, "Taken over by another process."
+        elif run.status == RunStatus.RUNNING:
+            logger.exception("Rotation %s failed in phase %s.", run.pk, run.phase)
+            self.ledger.record_error(run, exc)
+        return self.report(run, started)
+
+    def _acquire(self) -> RotationRun | None:
+        return self.ledger.acquire(self.trigger)
+
+    def _backup(self, run: RotationRun) -> None:
+        if run.new_key_id is None:
+            pending = generate_wrapped_key(self.using)
+            self.ledger.update(
+                run,
+                new_key_id=pending.key_id,
+                new_wrapped_key=pending.wrapped_key,
+                new_key_fingerprint=pending.master_key_fingerprint,
+                old_key_ids=undestroyed_key_ids(self.using),
+            )
+        self.progress.phase("backup", "writing the key backup")
+        from ..backups import write_backup
+
+        path = write_backup(now=self.clock(), pending=self.ledger.new_key(run), using=self.using)
+        self.ledger.update(run, key_backup_path=str(path), phase="activate")
+        logger.info("Rotation %s: key backup written to %s.", run.pk, path)
+
+    def _activate(self, run: RotationRun) -> None:
+        assert run.new_key_id is not None  # set by _backup, in the same run
+        self.progress.phase("activate", f"new primary key {format_key_id(run.new_key_id)}")
+        now = self.clock()
+        with transaction.atomic(using=self.using):
+            self.ledger.heartbeat(run)  # write first: SQLite then takes its write lock up front
+            keys = DataKey.objects.using(self.using)
+            if not keys.filter(key_id=run.new_key_id).exists():
+                keys.filter(state=KeyState.PRIMARY).update(
+                    state=KeyState.DECRYPT_ONLY, decrypt_only_since=now
+                )
+                create_data_key(
+                    self.using, state=KeyState.PRIMARY, now=now, pending=self.ledger.new_key(run)
+                )
+            self.ledger.update(run, phase="wait")
+        reset_key_ring()
+        logger.info("Rotation %s: data key %s is primary.", run.pk, format_key_id(run.new_key_id))
+
+    def _wait(self, run: RotationRun) -> None:
+        """Let every process's cached key ring expire, so no one still encrypts with the old key
+        while rows are walked."""
+        assert run.new_key_id is not None
+        primary = DataKey.objects.using(self.using).get(key_id=run.new_key_id)
+        since = primary.primary_since or primary.created_at
+        until = since + timedelta(seconds=encryption_settings.key_cache_seconds)
+        while (remaining := (until - self.clock()).total_seconds()) > 0:
+            self.progress.phase(
+                "wait", f"{remaining:.0f}s for other processes to pick up the new key"
+            )
+            self.sleep(min(remaining, 5.0))
+            self.ledger.heartbeat(run)
+        self.ledger.update(run, phase="plan")
+
+    def _plan(self, run: RotationRun) -> None:
+        """Split every table into chunks (idempotent: a resumed plan starts over cleanly)."""
+        chunk_rows = encryption_settings.chunk_rows
+        with transaction.atomic(using=self.using):
+            self.ledger.heartbeat(run)
+            self.ledger.plan(
+                run,
+                {
+                    table.label: chunk_bounds(self.connection, table, chunk_rows)
+                    for table in self.tables
+                },
+            )
+            self.ledger.update(run, phase="reencrypt")
+
+    # -- re-encrypting --------------------------------------------------------------------------
+
+    def pending_chunks(self, run: RotationRun) -> list[RotationChunk]:
+        return self.ledger.pending_chunks(run)
+
+    def table(self, label: str) -> Table:
+        return table_named(self.tables, label)
+
+    def _process_pending(self, run: RotationRun) -> None:
+        """Every chunk not yet done, table by table, with the table's progress shown whole."""
+        pending = self.pending_chunks(run)
+        walked = self.ledger.models_progress(run)  # rows already done, when resuming
+        for label in dict.fromkeys(chunk.model for chunk in pending):
+            table = self.table(label)
+            done = walked.get(label, {}).get("rows", 0)
+            self.progress.start_table(label, count_rows(self.connection, table), done)
+            for chunk in pending:
+                if chunk.model == label:
+                    self.process_chunk(run, chunk)
+            self.progress.end_table(label)
+
+    def process_chunk(self, run: RotationRun, chunk: RotationChunk) -> None:
+        """Re-encrypt one chunk from its cursor, batch by batch. Safe to run again: the cursor
+        moves with each committed batch, and values already under the new key are skipped."""
+        if chunk.done:
+            return
+        table = self.table(chunk.model)
+        assert run.new_key_id is not None
+        cipher = cipher_for(run.new_key_id)
+        self.ledger.start_chunk(chunk)
+        while True:
+            rows = read_rows(self.connection, table, chunk.cursor, self.batch_size, chunk.upper)
+            if not rows:
+                self.ledger.end_chunk(chunk)
+                self.ledger.write_counts(run)
+                break
+            batch = examine_rows(rows, table.columns, run.new_key_id, cipher, rewrite=True)
+            with transaction.atomic(using=self.using):
+                write_rows(self.connection, table, batch)
+                self.ledger.record_failures(run, table.label, batch)
+                self.ledger.advance_chunk(chunk, _jsonable_pk(batch.last_pk), batch)
+                self.ledger.add_counts(run, batch)
+            self.progress.advance(table.label, batch.rows)
+
+    # -- census and retirement ------------------------------------------------------------------
+
+    def census(self) -> Census:
+        """Values per key per model and field, from headers only (read-only, no decryption)."""
+        return count_census(self.connection, self.tables, self.batch_size, self.progress)
+
+    def _census_and_retire(self, run: RotationRun) -> None:
+        run.refresh_from_db(using=self.using)
+        progress, counters = self.ledger.exact_counters(run)
+        counts = self.census()
+        blocker = self._retirement_blocker(run)
+        with transaction.atomic(using=self.using):
+            self.ledger.heartbeat(run)  # write first: SQLite then takes its write lock up front
+            retirement = retire_keys(
+                self.using,
+                census_totals(counts),
+                blocker=blocker,
+                now=self.clock(),
+                retention=timedelta(days=encryption_settings.retention_days),
+            )
+            self.ledger.update(
+                run,
+                census=counts,
+                retired_key_ids=[*run.retired_key_ids, *retirement.retired],
+                destroyed_key_ids=[*run.destroyed_key_ids, *retirement.destroyed],
+                reason="; ".join(retirement.notes),
+                phase="done",
+                **counters,
+                models_processed=len(self.tables),
+                progress=progress,
+            )
+        reset_key_ring()
+
+    def _retirement_blocker(self, run: RotationRun) -> str:
+        """Why no old key may be retired by this run ("" when they may)."""
+        if run.failed_records:
+            return f"{run.failed_records} rows could not be decrypted"
+        if not self.full_scope:
+            return "the run was limited to some models, so the census is incomplete"
+        return ""

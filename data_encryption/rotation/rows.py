@@ -1,0 +1,151 @@
+"""The rotation's SQL: read a table by primary key, split it into ranges, write rewrites back.
+
+Every identifier comes from model metadata and goes through the backend's quoting; values always
+travel as parameters (hence the S608 waivers below).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
+
+from .tables import Table
+
+Rewrite = tuple[Any, Any, Any]  # (new value, pk, old value)
+
+
+class Rewrites(Protocol):
+    """What ``write_rows`` writes: per column, the ``(new, pk, old)`` of each changed value
+    (a ``Batch``, or anything with the same ``updates``)."""
+
+    @property
+    def updates(self) -> Mapping[str, Sequence[Rewrite]]: ...
+
+
+def _quote(connection: Any, name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def read_rows(
+    connection: Any, table: Table, after: Any, limit: int, upto: Any = None
+) -> list[tuple[Any, ...]]:
+    """One keyset page: the pk and the encrypted columns of up to ``limit`` rows with
+    ``after < pk <= upto`` (either bound may be ``None``: open)."""
+    quoted_pk = _quote(connection, table.pk_column)
+    columns = ", ".join(_quote(connection, column) for _, column in table.columns)
+    conditions, params = [], []
+    if after is not None:
+        conditions.append(f"{quoted_pk} > %s")
+        params.append(after)
+    if upto is not None:
+        conditions.append(f"{quoted_pk} <= %s")
+        params.append(upto)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    table_name = _quote(connection, table.table)
+    sql = f"SELECT {quoted_pk}, {columns} FROM {table_name}{where} ORDER BY {quoted_pk} LIMIT %s"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        return cursor.fetchall()
+
+
+def pages(
+    connection: Any, table: Table, limit: int, after: Any = None, upto: Any = None
+) -> Iterator[list[tuple[Any, ...]]]:
+    """``read_rows`` page after page until the range is walked. Each page is read only when
+    the previous one has been dealt with (written and committed, in a real run)."""
+    while rows := read_rows(connection, table, after, limit, upto):
+        yield rows
+        after = rows[-1][0]
+
+
+def chunk_bounds(connection: Any, table: Table, chunk_rows: int) -> list[tuple[Any, Any]]:
+    """Split a table into ``(lower, upper]`` primary-key ranges of about ``chunk_rows`` rows.
+
+    Reads only the primary key, one page of it at a time; the last range is open-ended, so rows
+    inserted during the rotation are covered (they are written under the new key anyway).
+    """
+    bounds: list[tuple[Any, Any]] = []
+    quoted_pk = _quote(connection, table.pk_column)
+    table_name = _quote(connection, table.table)
+    lower: Any = None
+    while True:
+        params: list[Any] = [] if lower is None else [lower]
+        where = "" if lower is None else f" WHERE {quoted_pk} > %s"
+        sql = f"SELECT {quoted_pk} FROM {table_name}{where} ORDER BY {quoted_pk} LIMIT 1 OFFSET %s"  # noqa: S608
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, chunk_rows - 1])
+            row = cursor.fetchone()
+        if row is None:
+            bounds.append((lower, None))
+            return bounds
+        upper = _jsonable_pk(row[0])
+        bounds.append((lower, upper))
+        lower = upper
+
+
+def write_rows(connection: Any, table: Table, batch: Rewrites) -> None:
+    """Compare-and-swap every rewrite: a row the application changed since it was read keeps
+    the application's value."""
+    if connection.vendor == "postgresql":
+        _write_rows_postgresql(connection, table, batch)
+        return
+    quoted_table = _quote(connection, table.table)
+    quoted_pk = _quote(connection, table.pk_column)
+    with connection.cursor() as cursor:
+        for column, params in batch.updates.items():
+            quoted = _quote(connection, column)
+            cursor.executemany(
+                f"UPDATE {quoted_table} SET {quoted} = %s "  # noqa: S608
+                f"WHERE {quoted_pk} = %s AND {quoted} = %s",
+                params,
+            )
+
+
+def _write_rows_postgresql(connection: Any, table: Table, batch: Rewrites) -> None:
+    """``write_rows`` on PostgreSQL: one ``UPDATE ... FROM unnest(...)`` per column for the whole
+    batch, bound on the server in binary with psycopg 3 (docs/benchmarks.md has why)."""
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    marker = "%b" if is_psycopg3 else "%s"  # psycopg2 binds on the client: ARRAY[...] literals
+    quoted_table = _quote(connection, table.table)
+    quoted_pk = _quote(connection, table.pk_column)
+    statements = []
+    for column, params in batch.updates.items():
+        quoted = _quote(connection, column)
+        sql = (
+            f"UPDATE {quoted_table} AS t SET {quoted} = v.new "  # noqa: S608
+            f"FROM unnest({marker}, {marker}, {marker}) AS v(pk, new, old) "
+            f"WHERE t.{quoted_pk} = v.pk AND t.{quoted} = v.old"
+        )
+        new, pks, old = ([row[index] for row in params] for index in range(3))
+        arguments: list[Any] = [pks, new, old]
+        if all(type(pk) is int for pk in pks):
+            sql += f" AND t.{quoted_pk} BETWEEN {marker} AND {marker}"
+            arguments += [min(pks), max(pks)]
+        statements.append((sql, arguments))
+    if not statements:
+        return
+    if not is_psycopg3:
+        with connection.cursor() as cursor:
+            for sql, arrays in statements:
+                cursor.execute(sql, arrays)
+        return
+    import psycopg
+
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        for sql, arrays in statements:
+            # Not prepared, as with Django's own cursors: a batch is one statement, so preparing
+            # saves nothing, and a named prepared statement breaks behind a pooling proxy.
+            cursor.execute(sql, arrays, prepare=False)
+
+
+def count_rows(connection: Any, table: Table) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT COUNT(*) FROM {_quote(connection, table.table)}")  # noqa: S608
+        return int(cursor.fetchone()[0])
+
+
+def _jsonable_pk(pk: Any) -> Any:
+    """A primary key as a chunk's bounds and cursor store it (a JSON field)."""
+    return pk if isinstance(pk, (int, str)) else str(pk)
