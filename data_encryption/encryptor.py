@@ -15,6 +15,7 @@ from .envelope import (
     FERNET_TEXT_PREFIX,
     HEADER_SIZE,
     HEADER_V1,
+    KEY_ID_BYTES,
     MIN_BINARY_SIZE,
     SEALED_OFFSET,
     Binary,
@@ -47,14 +48,14 @@ def open_value(value: Binary | str) -> bytes:
             try:
                 return aead.decrypt(value[HEADER_SIZE:SEALED_OFFSET], value[SEALED_OFFSET:], header)
             except InvalidTag:
-                raise _tampered(int.from_bytes(value[4:8], "big")) from None
+                raise _tampered(int.from_bytes(value[KEY_ID_BYTES], "big")) from None
     return _open(value)
 
 
 def _open(value: Binary | str) -> bytes:
     data = as_bytes(value)
     if data[:4] == HEADER_V1 and len(data) >= MIN_BINARY_SIZE:  # the hot path, no parsing objects
-        key_id = int.from_bytes(data[4:8], "big")
+        key_id = int.from_bytes(data[KEY_ID_BYTES], "big")
         header, sealed = data[:HEADER_SIZE], data[HEADER_SIZE:]
     elif data[:6] == FERNET_TEXT_PREFIX:
         return _open_legacy(data)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import re
 from dataclasses import dataclass
 
 from .ciphers import NONCE_SIZE, TAG_SIZE
@@ -22,6 +23,8 @@ VERSION_1 = 1
 HEADER_V1 = MAGIC + bytes([VERSION_1])
 HEADER_SIZE = len(HEADER_V1) + 4
 SEALED_OFFSET = HEADER_SIZE + NONCE_SIZE
+# Where the binary header keeps the key id (4 bytes, big-endian), after the magic and version.
+KEY_ID_BYTES = slice(len(HEADER_V1), HEADER_SIZE)
 MIN_BINARY_SIZE = HEADER_SIZE + NONCE_SIZE + TAG_SIZE
 ASCII_PREFIX_V1 = "de1:"
 FERNET_TEXT_PREFIX = b"gAAAAA"
@@ -110,7 +113,7 @@ def parse(value: Binary | str) -> Envelope:
                 f"The encrypted value is truncated ({len(data)} bytes; at least "
                 f"{MIN_BINARY_SIZE} expected)."
             )
-        return Envelope(VERSION_1, int.from_bytes(data[4:8], "big"), data[HEADER_SIZE:])
+        return Envelope(VERSION_1, int.from_bytes(data[KEY_ID_BYTES], "big"), data[HEADER_SIZE:])
     if kind is ValueKind.ENVELOPE_ASCII:
         return _parse_ascii(data)
     if kind is ValueKind.LEGACY_FERNET:
@@ -153,3 +156,17 @@ def key_id_of(value: Binary | str) -> int | None:
 def header_for(key_id: int) -> bytes:
     """The 8-byte binary header (and associated data) of a version 1 value under ``key_id``."""
     return HEADER_V1 + key_id.to_bytes(4, "big")
+
+
+_ASCII_HEADER = re.compile(rb"de[0-9]+:([0-9a-f]{8}):")
+
+
+def header_key_id(value: Binary | str) -> int | None:
+    """The key id that a value's header names, in either form, read without a key and without
+    raising; ``None`` when the value has no well-formed envelope header (a census counts such
+    values by kind, never by bytes copied out of them)."""
+    data = as_bytes(value)
+    if data[:3] == MAGIC and len(data) >= HEADER_SIZE:
+        return int.from_bytes(data[KEY_ID_BYTES], "big")
+    match = _ASCII_HEADER.match(data)
+    return int(match.group(1), 16) if match else None

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..ciphers import AeadCipher
 from ..encryptor import open_value
-from ..envelope import MAGIC, header_for, parse
+from ..envelope import HEADER_SIZE, KEY_ID_BYTES, MAGIC, header_for, parse
 from ..exceptions import DecryptionError
 from ..models import format_key_id
 from .census import NULL, census_label
@@ -65,8 +65,8 @@ def examine_rows(
         batch.rows += 1
         for name, counted, rewrites, raw in zip(names, counts, updates, row[1:], strict=True):
             token: bytes | str
-            if type(raw) is bytes and len(raw) >= 8 and raw[:3] == MAGIC:
-                token = raw[4:8]
+            if type(raw) is bytes and raw[:3] == MAGIC and len(raw) >= HEADER_SIZE:
+                token = raw[KEY_ID_BYTES]
             else:
                 if isinstance(raw, memoryview):
                     raw = bytes(raw)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..envelope import ASCII_PREFIX_V1, FERNET_TEXT_PREFIX, MAGIC
+from ..envelope import ValueKind, classify, header_key_id
 from ..models import DataKey, KeyState, format_key_id
 from .progress import Progress
 from .rows import pages
@@ -28,17 +28,11 @@ def census_label(raw: Any) -> str:
     """The census label of a stored value, from its header alone: a key id, or a kind."""
     if raw is None:
         return NULL
-    if isinstance(raw, memoryview):
-        raw = bytes(raw)
-    if isinstance(raw, str):
-        if raw.startswith(ASCII_PREFIX_V1) and len(raw) > 12:
-            return raw[4:12]
-        raw = raw.encode("utf-8", "surrogatepass")
-    if raw[:3] == MAGIC and len(raw) >= 8:
-        return format_key_id(int.from_bytes(raw[4:8], "big"))
-    if raw[:6] == FERNET_TEXT_PREFIX:
+    kind = classify(raw)
+    if kind is ValueKind.LEGACY_FERNET:
         return LEGACY
-    return UNENCRYPTED
+    key_id = header_key_id(raw) if kind is not ValueKind.UNKNOWN else None
+    return UNENCRYPTED if key_id is None else format_key_id(key_id)
 
 
 def per_field(table: Table, counts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:

@@ -8,7 +8,7 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.test import TestCase
 
-from data_encryption.envelope import Envelope, ValueKind, classify, key_id_of, parse
+from data_encryption.envelope import Envelope, ValueKind, classify, header_key_id, key_id_of, parse
 from data_encryption.exceptions import DecryptionError
 from data_encryption.services import EncryptionService
 from data_encryption.tests.utils import FreshKeyRingMixin, install_data_key
@@ -129,3 +129,26 @@ class HeaderTests(FreshKeyRingMixin, TestCase):
         ):
             with self.subTest(text=text), self.assertRaises(DecryptionError):
                 parse(text)
+
+
+class HeaderKeyIdTests(FreshKeyRingMixin, TestCase):
+    def test_reads_either_form_and_never_raises(self):
+        token = EncryptionService.encrypt("x")
+        key_id = key_id_of(token)
+        ascii_form = EncryptionService.to_ascii(token)
+        self.assertEqual(header_key_id(token), key_id)
+        self.assertEqual(header_key_id(ascii_form), key_id)
+        self.assertEqual(header_key_id(ascii_form.encode()), key_id)  # ASCII kept in bytes
+        for junk in (b"", b"\xffDE", "de1:John Smith, DOB 1970", "de1:0x00001f:AAAA", b"gAAAAA"):
+            with self.subTest(junk=junk):
+                self.assertIsNone(header_key_id(junk))
+
+    def test_census_labels_come_from_the_header_never_from_copied_bytes(self):
+        from data_encryption.rotation import UNENCRYPTED, census_label
+
+        # A plaintext that merely starts like the ASCII form used to give the label "John Smi".
+        self.assertEqual(census_label("de1:John Smith, DOB 1970-01-01"), UNENCRYPTED)
+        token = EncryptionService.encrypt("x")
+        label = f"{key_id_of(token):08x}"
+        self.assertEqual(census_label(token), label)
+        self.assertEqual(census_label(EncryptionService.to_ascii(token).encode()), label)
