@@ -26,6 +26,10 @@ from .conf import encryption_settings, register_cache
 from .envelope import format_key_id, header_for
 from .exceptions import KeyConfigurationError, UnknownKeyError
 from .master_key import master_keys, reset_master_keys, unwrap_with_any
+
+# Documented at these paths before the master key had its own module (README, recovery runbook);
+# they keep working for settings and scripts that name them.
+from .master_key import MasterKey, SettingsMasterKeyProvider  # noqa: F401  isort: skip
 from .models import DataKey, KeyState
 
 logger = logging.getLogger("data_encryption")

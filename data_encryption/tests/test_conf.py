@@ -136,6 +136,11 @@ class LoadClassTests(SimpleTestCase):
             self.assertIs(get_provider_class(), KeysFromElsewhere)
             self.assertEqual(check_master_key_provider(), [])
             self.assertEqual([key.setting for key in master_keys()], ["somewhere else"])
+        # The path the README named before the master key had its own module.
+        old_path = "data_encryption.keys.SettingsMasterKeyProvider"
+        with override_settings(DATA_ENCRYPTION_MASTER_KEY_PROVIDER=old_path):
+            self.assertEqual(check_master_key_provider(), [])
+            self.assertEqual(master_keys()[0].setting, "DB_ENCRYPTION_KEY")
         with override_settings(
             DATA_ENCRYPTION_MASTER_KEY_PROVIDER="data_encryption.models.DataKey"
         ):
