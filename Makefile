@@ -20,7 +20,7 @@ test-one: venv
 	  --settings=data_encryption.tests.settings --noinput
 
 lint: venv
-	.venv/bin/ruff check data_encryption bench example && .venv/bin/mypy data_encryption bench
+	scripts/lint.sh
 
 bench:           ## benchmarks; writes nothing, prints the table for docs/benchmarks.md
 	scripts/bench.sh

@@ -1,8 +1,10 @@
-"""The package's import map: each module's size, what it imports from the package, and circles.
+"""The package's import map: each module's floor and size, what it imports from the package,
+circles, and arrows that run back up.
 
 Run from the repository root: ``python scripts/import_map.py``. Both module-level and
 function-local imports count, since a lazy import is still a dependency. Exits 1 on an import
-circle, or when the pure crypto floor reaches the ORM or a module above it.
+circle, an import of a module on a higher floor, a module on no floor, or when the pure crypto
+floor reaches the ORM. docs/architecture.md explains the floors.
 """
 
 from __future__ import annotations
@@ -16,6 +18,46 @@ SKIP = ("tests", "migrations")
 # The pure crypto floor, and the ground modules (no package imports) it may lean on.
 FLOOR = {"ciphers", "envelope", "master_key"}
 GROUND = {"conf", "exceptions"}
+
+# From the ground up (DESIGN §7). A module may import modules on its own floor or below; a name
+# ending in "." stands for every module under that package.
+FLOORS: list[tuple[str, set[str]]] = [
+    ("ground", {"__init__", "exceptions", "conf", "signals", "ciphers"}),
+    ("crypto", {"envelope", "master_key"}),
+    ("tables", {"models"}),
+    ("key store", {"keys"}),
+    ("values", {"encryptor", "payloads"}),
+    ("fields", {"fields", "fields."}),
+    ("storage services", {"backups", "schedule"}),
+    ("rotation", {"rotation", "rotation."}),
+    ("alerts", {"notifications"}),
+    ("service", {"services"}),
+    ("doors", {"tasks", "admin", "management", "management."}),
+    ("top", {"checks", "apps"}),
+]
+
+
+def floor_of(name: str) -> int | None:
+    for number, (_, members) in enumerate(FLOORS):
+        if name in members or any(m.endswith(".") and name.startswith(m) for m in members):
+            return number
+    return None
+
+
+def upward_arrows(graph: dict[str, set[str]]) -> list[str]:
+    faults = []
+    for name in sorted(graph):
+        here = floor_of(name)
+        if here is None:
+            faults.append(f"{name} is on no floor: add it to FLOORS")
+            continue
+        for target in sorted(graph[name]):
+            there = floor_of(target)
+            if there is not None and there > here:
+                faults.append(
+                    f"{name} ({FLOORS[here][0]}) imports {target} ({FLOORS[there][0]}), above it"
+                )
+    return faults
 
 
 def modules(root: Path) -> dict[str, Path]:
@@ -119,7 +161,9 @@ def main() -> int:
         graph[name], outside[name] = imports(name, path, set(found))
     for name, path in found.items():
         lines = len(path.read_text("utf-8").splitlines())
-        print(f"{lines:5} {name}: {', '.join(sorted(graph[name])) or '-'}")
+        floor = floor_of(name)
+        label = FLOORS[floor][0] if floor is not None else "?"
+        print(f"{label:>16} {lines:5} {name}: {', '.join(sorted(graph[name])) or '-'}")
     circles = cycles(graph)
     faults = floor_faults(graph, outside)
     print(f"\ncircles: {len(circles)}")
@@ -128,7 +172,11 @@ def main() -> int:
     print(f"crypto floor ({', '.join(sorted(FLOOR))}) faults: {len(faults)}")
     for fault in faults:
         print("  " + fault)
-    return 1 if circles or faults else 0
+    upward = upward_arrows(graph)
+    print(f"arrows that run back up: {len(upward)}")
+    for fault in upward:
+        print("  " + fault)
+    return 1 if circles or faults or upward else 0
 
 
 if __name__ == "__main__":
