@@ -5,7 +5,7 @@
 #   scripts/test.sh              everything (what `make test` and CI run)
 #   scripts/test.sh --quick      Python 3.11 + Django 5.2 only, SQLite and PostgreSQL
 #   TESTS=data_encryption.tests.test_keys scripts/test.sh --quick   a subset
-#   LINT=0 scripts/test.sh ...   skip ruff and mypy
+#   LINT=0 scripts/test.sh ...   skip the lint (ruff, mypy, the import map)
 # One module on SQLite alone, no services and no lint: `make test-one T=<dotted path>`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,10 +30,9 @@ start_redis
 
 ensure_dev_venv
 if [[ ${LINT:-1} == 1 ]]; then
-  step "lint (ruff, mypy)"
-  .venv/bin/ruff check data_encryption bench example
-  .venv/bin/ruff format --check data_encryption bench example >/dev/null || {
-    echo "ruff format would change files: run '.venv/bin/ruff format data_encryption bench example'"
+  step "lint (ruff, mypy, import map)"
+  scripts/lint.sh
+files: run '.venv/bin/ruff format data_encryption bench example'"
     exit 1
   }
   .venv/bin/mypy data_encryption bench
