@@ -7,6 +7,7 @@ or a legacy Fernet token. The format itself is ``envelope``'s; the keys come fro
 from __future__ import annotations
 
 from os import urandom
+from time import monotonic
 
 from cryptography.exceptions import InvalidTag
 
@@ -24,29 +25,85 @@ from .envelope import (
     parse,
 )
 from .exceptions import DecryptionError
-from .keys import cached_ring, cipher_for, key_ring
+from .keys import cipher_for, key_ring, ring_cache
 from .master_key import legacy_fernet
 
 
 def seal(plaintext: bytes) -> bytes:
     """Encrypt ``plaintext`` under the primary data key; return the binary form."""
-    # The hot path: one cache check, one urandom, one AEAD call (see docs/benchmarks.md).
-    ring = key_ring()
+    # The hot path: one cache check, one urandom, one AEAD call (see docs/benchmarks.md). The
+    # ring is read as an attribute, not through key_ring(): a call costs a tenth of the AEAD's.
+    ring = ring_cache.ring
+    if ring is None or monotonic() >= ring.expires_at:
+        ring = key_ring()
     header = ring.primary_header
     nonce = urandom(NONCE_SIZE)
-    return header + nonce + ring.primary_aead.encrypt(nonce, plaintext, header)
+    return header + nonce + ring.primary_encrypt(nonce, plaintext, header)
+
+
+def encrypt_text(value: str | None) -> bytes | None:
+    """Encrypt ``value`` under the primary data key; ``None`` gives ``None``.
+
+    Returns the binary envelope (see ``docs/format.md``), ready for a ``BinaryField``.
+    """
+    # EncryptionService.encrypt is this function itself, so a value pays for one Python call;
+    # hence seal()'s body again, for the common case, a str.
+    if type(value) is str:
+        ring = ring_cache.ring
+        if ring is None or monotonic() >= ring.expires_at:
+            ring = key_ring()
+        header = ring.primary_header
+        nonce = urandom(NONCE_SIZE)
+        return header + nonce + ring.primary_encrypt(nonce, value.encode(), header)
+    if value is None:
+        return None
+    if isinstance(value, str):  # a str subclass
+        return seal(str(value).encode())
+    raise TypeError(
+        f"EncryptionService.encrypt() takes a str (or None), not {type(value).__name__}. "
+        "Convert the value to text first, or use an encrypted model field for its type."
+    )
+
+
+def decrypt_text(value: Binary | str | None) -> str | None:
+    """Decrypt a value made by ``encrypt_text`` (either form) or a legacy Fernet token.
+
+    ``None`` gives ``None``. Raises ``DecryptionError`` (also a ``ValueError`` and an
+    ``InvalidToken``) when the value cannot be decrypted.
+    """
+    # EncryptionService.decrypt is this function itself; open_value()'s hot path is repeated
+    # here so that a binary value under a key the ring holds costs one Python call.
+    ring = ring_cache.ring
+    try:
+        if ring is not None and type(value) is bytes:
+            header = value[:HEADER_SIZE]
+            decrypt = ring.decrypt_by_header.get(header)
+            if decrypt is not None and len(value) >= MIN_BINARY_SIZE:
+                try:
+                    sealed = value[SEALED_OFFSET:]
+                    return decrypt(value[HEADER_SIZE:SEALED_OFFSET], sealed, header).decode()
+                except InvalidTag:
+                    raise _tampered(int.from_bytes(value[KEY_ID_BYTES], "big")) from None
+        if value is None:
+            return None
+        return open_value(value).decode()
+    except UnicodeDecodeError:
+        raise DecryptionError(
+            "The value decrypted, but to bytes that are not UTF-8 text: it was made by "
+            "encrypt_bytes() or an EncryptedBinaryField. Use decrypt_bytes()."
+        ) from None
 
 
 def open_value(value: Binary | str) -> bytes:
     """Decrypt either envelope form or a legacy Fernet token; return the plaintext bytes."""
-    ring = cached_ring()
+    ring = ring_cache.ring  # as last loaded, even if expired: its keys still decrypt
     if ring is not None and type(value) is bytes:
         # The hot path: a binary value under a key the ring holds.
         header = value[:HEADER_SIZE]
-        aead = ring.by_header.get(header)
-        if aead is not None and len(value) >= MIN_BINARY_SIZE:
+        decrypt = ring.decrypt_by_header.get(header)
+        if decrypt is not None and len(value) >= MIN_BINARY_SIZE:
             try:
-                return aead.decrypt(value[HEADER_SIZE:SEALED_OFFSET], value[SEALED_OFFSET:], header)
+                return decrypt(value[HEADER_SIZE:SEALED_OFFSET], value[SEALED_OFFSET:], header)
             except InvalidTag:
                 raise _tampered(int.from_bytes(value[KEY_ID_BYTES], "big")) from None
     return _open(value)

@@ -11,13 +11,12 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from time import monotonic
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.db import IntegrityError, router, transaction
 from django.utils import timezone
 
@@ -48,52 +47,61 @@ class KeyRing:
     # Ids a value named that the last reload did not find: not worth another query until the
     # ring expires, or a corrupt column would cost one query per row.
     missing: set[int] = field(default_factory=set)
-    # The hot paths of encryptor.seal/open_value: the AESGCM object by the 8-byte envelope
-    # header, and the primary's header, so a value costs one dict lookup and one AEAD call.
-    by_header: dict[bytes, AESGCM] = field(init=False, repr=False)
+    # The hot paths of the encryptor: each key's AESGCM ``decrypt`` (bound once) by the 8-byte
+    # envelope header, and the primary's header and ``encrypt``, so a value costs one dict
+    # lookup and one AEAD call.
+    decrypt_by_header: dict[bytes, Callable[[bytes, bytes, bytes], bytes]] = field(
+        init=False, repr=False
+    )
     primary_header: bytes = field(init=False, repr=False)
-    primary_aead: AESGCM = field(init=False, repr=False)
+    primary_encrypt: Callable[[bytes, bytes, bytes], bytes] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.by_header = {header_for(key_id): c.aead for key_id, c in self.ciphers.items()}
+        self.decrypt_by_header = {
+            header_for(key_id): cipher.aead.decrypt for key_id, cipher in self.ciphers.items()
+        }
         self.primary_header = header_for(self.primary_id)
-        self.primary_aead = self.ciphers[self.primary_id].aead
+        self.primary_encrypt = self.ciphers[self.primary_id].aead.encrypt
 
     def __repr__(self) -> str:
         ids = ", ".join(format_key_id(key_id) for key_id in sorted(self.ciphers))
         return f"<KeyRing primary={format_key_id(self.primary_id)} keys=[{ids}]>"
 
 
-_ring: KeyRing | None = None
+class RingCache:
+    """Where this process keeps its ring: one attribute, so the per-value hot path
+    (``encryptor``) reads it without a function call."""
+
+    __slots__ = ("ring",)
+
+    def __init__(self) -> None:
+        self.ring: KeyRing | None = None
+
+
+ring_cache = RingCache()
 _ring_lock = threading.Lock()
 
 
 @register_cache
 def reset_key_ring() -> None:
     """Forget the cached ring and master keys; the next use reloads both."""
-    global _ring, _uncommitted_key_id
-    _ring = None
+    global _uncommitted_key_id
+    ring_cache.ring = None
     _uncommitted_key_id = None
     reset_master_keys()
 
 
 def key_ring() -> KeyRing:
     """The current key ring, reloaded when it is older than ``KEY_CACHE_SECONDS``."""
-    ring = _ring
+    ring = ring_cache.ring
     if ring is None or monotonic() >= ring.expires_at:
         ring = _reload()
     return ring
 
 
-def cached_ring() -> KeyRing | None:
-    """The ring as last loaded, even if expired, or ``None``: decrypting with a key it holds
-    needs no fresh ring (a key unknown to it goes through ``cipher_for``)."""
-    return _ring
-
-
 def cipher_for(key_id: int) -> AeadCipher:
     """The cipher of data key ``key_id``: from the ring, else after one reload, else an error."""
-    ring = _ring or key_ring()
+    ring = ring_cache.ring or key_ring()
     cipher = ring.ciphers.get(key_id)
     if cipher is not None:
         return cipher
@@ -113,10 +121,9 @@ def cipher_for(key_id: int) -> AeadCipher:
 
 
 def _reload() -> KeyRing:
-    global _ring
     with _ring_lock:
         ring = load_key_ring()
-        _ring = ring
+        ring_cache.ring = ring
         return ring
 
 
