@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -187,58 +188,49 @@ def _backup_dir_errors(path: Path) -> list[Error]:
     return []
 
 
+def _class_errors(load: Callable[[], object], hint: str, error_id: str) -> list[Error]:
+    """The error of an extension point whose dotted path does not load (``conf.load_class``)."""
+    try:
+        load()
+    except ImproperlyConfigured as exc:
+        return [Error(str(exc), hint=hint, id=error_id)]
+    return []
+
+
 @register()
 def check_service_class(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     from .services import get_rotation_service_class
 
-    try:
-        get_rotation_service_class()
-    except ImproperlyConfigured as exc:
-        return [
-            Error(
-                str(exc),
-                hint="Give the dotted path of a KeyRotationService subclass, e.g. "
-                "'yourapp.custom_rotation.CustomKeyRotationService'.",
-                id="data_encryption.E012",
-            )
-        ]
-    return []
+    return _class_errors(
+        get_rotation_service_class,
+        "Give the dotted path of a KeyRotationService subclass, e.g. "
+        "'yourapp.custom_rotation.CustomKeyRotationService'.",
+        "data_encryption.E012",
+    )
 
 
 @register()
 def check_notifier_class(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     from .notifications import get_notifier_class
 
-    try:
-        get_notifier_class()
-    except ImproperlyConfigured as exc:
-        return [
-            Error(
-                str(exc),
-                hint="Give the dotted path of an EncryptionKeyRotationNotifier subclass, e.g. "
-                "'yourapp.notifiers.SlackNotifier'.",
-                id="data_encryption.E024",
-            )
-        ]
-    return []
+    return _class_errors(
+        get_notifier_class,
+        "Give the dotted path of an EncryptionKeyRotationNotifier subclass, e.g. "
+        "'yourapp.notifiers.SlackNotifier'.",
+        "data_encryption.E024",
+    )
 
 
 @register(Tags.security)
 def check_master_key_provider(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     from .master_key import get_provider_class
 
-    try:
-        get_provider_class()
-    except ImproperlyConfigured as exc:
-        return [
-            Error(
-                str(exc),
-                hint="Give the dotted path of a class with a master_keys() method, or remove "
-                "the setting to read DB_ENCRYPTION_KEY.",
-                id="data_encryption.E025",
-            )
-        ]
-    return []
+    return _class_errors(
+        get_provider_class,
+        "Give the dotted path of a class with a master_keys() method, or remove the setting "
+        "to read DB_ENCRYPTION_KEY.",
+        "data_encryption.E025",
+    )
 
 
 @register(Tags.database)
