@@ -54,6 +54,8 @@ def error_without_value(field: models.Field, error: Exception) -> Exception:
                 for name, errors in error.error_dict.items()
             }
         )
+    if hasattr(error, "message"):  # a single error, which has a code callers may read
+        return _one_without_value(field, error)
     return ValidationError([_one_without_value(field, e) for e in error.error_list])
 
 
