@@ -8,6 +8,8 @@ material or a field's plaintext; key ids may appear.
 
 from __future__ import annotations
 
+import traceback
+
 from cryptography.fernet import InvalidToken
 from django.core.exceptions import FieldError, ImproperlyConfigured
 
@@ -76,3 +78,18 @@ def describe_error(exc: BaseException) -> str:
             if detail and detail not in details:
                 details.append(detail)
     return f"{name} ({', '.join(details)})" if details else name
+
+
+def describe_traceback(exc: BaseException) -> str:
+    """Where ``exc`` was raised, for a log: each error of its chain (the last raised first)
+    as ``describe_error`` gives it, followed by its frames (file, line, function, source line).
+    What ``logger.exception`` would print, less the messages that may quote data."""
+    parts = []
+    error: BaseException | None = exc
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        parts.append(f"{describe_error(error)}, raised at (most recent call last):\n{frames}")
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return "\nwhile handling or because of:\n".join(parts)

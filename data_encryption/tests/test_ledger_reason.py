@@ -14,6 +14,7 @@ from django.urls import reverse
 
 from data_encryption.models import RotationFailure, RotationRun
 from data_encryption.services import KeyRotationService
+from data_encryption.tests.runner import CapturingHandler
 from data_encryption.tests.testapp.models import Customer
 from data_encryption.tests.utils import FAST, FreshKeyRingMixin
 
@@ -29,12 +30,15 @@ class FailureReasonTests(FreshKeyRingMixin, TestCase):
         customer = Customer(name=ROW_TEXT)
         customer.ssn = "123-45-6789"
         customer.save()
+        self.logged_before = len(CapturingHandler.records)
 
     def everything_shown(self, report):
         """The texts a failed run reaches people through: the report, the run row and its
-        failures, the email, ``encryption_status`` (text and JSON) and the admin pages."""
+        failures, the log, the email, ``encryption_status`` (text and JSON) and the admin
+        pages."""
         run = RotationRun.objects.get(pk=report["run_id"])
         texts = [json.dumps(report, default=str), run.reason]
+        texts += CapturingHandler.records[self.logged_before :]
         texts += [failure.error for failure in RotationFailure.objects.filter(run=run)]
         texts += [message.body for message in mail.outbox]
         texts += [
