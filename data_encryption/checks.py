@@ -4,7 +4,8 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
 
 - E001 ``DB_ENCRYPTION_KEY`` is missing.           - E002 ``DB_ENCRYPTION_KEY`` is malformed.
 - E003 ``PAYLOAD_ENCRYPTION_KEY`` is missing.      - E004 ``PAYLOAD_ENCRYPTION_KEY`` is malformed.
-- E005 the same key is used for both roles.
+- E005 a key is used for both roles (any of ``DB_ENCRYPTION_KEY`` and its fallbacks is also one
+  of ``PAYLOAD_ENCRYPTION_KEY`` and its fallbacks; the colliding entries are named).
 - E006 an entry of ``DB_ENCRYPTION_KEY_FALLBACKS`` is malformed (its index is named).
 - E007 an entry of ``PAYLOAD_ENCRYPTION_KEY_FALLBACKS`` is malformed.
 - E008 ``ENCRYPTION_KEY_ROTATION`` has an unknown key.
@@ -22,6 +23,7 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
   ``CHUNK_ROWS``.
 - E024 ``DATA_ENCRYPTION_NOTIFIER`` does not import or is not a notifier.
 - E025 ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER`` does not import or has no ``master_keys()``.
+- E030 ``PAYLOAD_MAX_AGE_SECONDS`` is not a finite number of seconds greater than 0.
 - W001 the primary data key is older than ``KEY_ROTATION_SCHEDULE`` allows (database check).
 """
 
@@ -35,15 +37,14 @@ from typing import Any
 
 from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.views.decorators.debug import sensitive_variables
 
 from .conf import ROTATION_OPTIONS, encryption_settings
 from .exceptions import KeyConfigurationError
 from .master_key import GENERATE_KEY_HINT, parse_fernet_key
 
 
-def _key_errors(
-    value: Any, setting: str, missing_id: str, malformed_id: str
-) -> tuple[list[Error], bytes | None]:
+def _key_errors(value: Any, setting: str, missing_id: str, malformed_id: str) -> list[Error]:
     if not value:
         return [
             Error(
@@ -51,9 +52,9 @@ def _key_errors(
                 hint=f"Set it from the environment. {GENERATE_KEY_HINT}",
                 id=missing_id,
             )
-        ], None
+        ]
     try:
-        return [], parse_fernet_key(value, setting)
+        parse_fernet_key(value, setting)
     except KeyConfigurationError:
         return [
             Error(
@@ -61,7 +62,8 @@ def _key_errors(
                 hint=GENERATE_KEY_HINT,
                 id=malformed_id,
             )
-        ], None
+        ]
+    return []
 
 
 def _fallback_errors(setting: str, error_id: str) -> list[Error]:
@@ -92,31 +94,82 @@ FALLBACK_PROPERTIES = {
 
 @register(Tags.security)
 def check_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    errors, master = _key_errors(
+    errors = _key_errors(
         encryption_settings.master_key,
         "DB_ENCRYPTION_KEY",
         "data_encryption.E001",
         "data_encryption.E002",
     )
-    payload_errors, payload = _key_errors(
+    errors += _key_errors(
         encryption_settings.payload_key,
         "PAYLOAD_ENCRYPTION_KEY",
         "data_encryption.E003",
         "data_encryption.E004",
     )
-    errors += payload_errors
-    if master is not None and master == payload:
-        errors.append(
-            Error(
-                "DB_ENCRYPTION_KEY and PAYLOAD_ENCRYPTION_KEY are the same key.",
-                hint="Give each role its own key, so a leaked payload key cannot read the "
-                "database. Generate a new PAYLOAD_ENCRYPTION_KEY.",
-                id="data_encryption.E005",
-            )
-        )
+    errors += _shared_key_errors()
     errors += _fallback_errors("DB_ENCRYPTION_KEY_FALLBACKS", "data_encryption.E006")
     errors += _fallback_errors("PAYLOAD_ENCRYPTION_KEY_FALLBACKS", "data_encryption.E007")
     return errors
+
+
+@sensitive_variables()
+def _parsed_entries(setting: str) -> list[tuple[str, bytes]]:
+    """``(entry name, raw key)`` of ``setting`` and each of its fallbacks that parses (the
+    malformed ones have their own checks)."""
+    values = [(setting, getattr(encryption_settings, ROLE_PROPERTIES[setting]))]
+    try:
+        fallbacks = getattr(encryption_settings, FALLBACK_PROPERTIES[f"{setting}_FALLBACKS"])
+    except ImproperlyConfigured:
+        fallbacks = []
+    values += [(f"{setting}_FALLBACKS[{index}]", value) for index, value in enumerate(fallbacks)]
+    entries = []
+    for name, value in values:
+        try:
+            entries.append((name, parse_fernet_key(value, name)))
+        except KeyConfigurationError:
+            continue
+    return entries
+
+
+ROLE_PROPERTIES = {"DB_ENCRYPTION_KEY": "master_key", "PAYLOAD_ENCRYPTION_KEY": "payload_key"}
+
+
+@sensitive_variables()
+def _shared_key_errors() -> list[Error]:
+    """E005 for each entry of the master-key settings that is also an entry of the payload-key
+    settings, fallbacks included: a payload key that can read the database (or the reverse)."""
+    masters = _parsed_entries("DB_ENCRYPTION_KEY")
+    payloads = _parsed_entries("PAYLOAD_ENCRYPTION_KEY")
+    return [
+        Error(
+            f"{master_name} and {payload_name} are the same key.",
+            hint="Give each role its own keys, so a leaked payload key cannot read the database "
+            "and a database value cannot pass as a payload token. Generate a new key for the "
+            "payload setting (tokens made with the shared key stop working), or remove the "
+            "fallback entry.",
+            id="data_encryption.E005",
+        )
+        for master_name, master in masters
+        for payload_name, payload in payloads
+        if master == payload
+    ]
+
+
+@register()
+def check_payload_settings(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """E030: ``PAYLOAD_MAX_AGE_SECONDS``, the expiry every payload token gets by default."""
+    try:
+        _ = encryption_settings.payload_max_age_seconds
+    except ImproperlyConfigured as exc:
+        return [
+            Error(
+                str(exc),
+                hint="Set it to how long a payload token stays valid, in seconds (86400 is a "
+                "day), or remove it.",
+                id="data_encryption.E030",
+            )
+        ]
+    return []
 
 
 @register()

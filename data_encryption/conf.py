@@ -8,9 +8,11 @@ Fernet instances) are cached elsewhere and dropped on ``setting_changed`` (``reg
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,6 +113,35 @@ ROTATION_OPTIONS: dict[str, RotationOption] = {option.key: option for option in 
 )}
 # fmt: on
 
+# How long a payload token is accepted when decrypt_payload() is given no max_age: a day.
+PAYLOAD_MAX_AGE_DEFAULT = 86_400
+
+
+def seconds_above_zero(value: Any, name: str) -> float:
+    """``value`` (a number or a ``timedelta``) as a finite number of seconds greater than 0.
+
+    ``TypeError`` for anything that is not a number, ``ValueError`` for ``nan``, infinities, 0
+    and negatives; both name ``name``. One rule for the ``PAYLOAD_MAX_AGE_SECONDS`` setting and
+    the ``max_age`` argument, so an expiry can never be switched off by accident.
+    """
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"{name} must be a number of seconds (an int, a float or a timedelta), not "
+            f"{type(value).__name__}."
+        )
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond any float
+        seconds = math.inf
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(
+            f"{name} must be a finite number of seconds greater than 0, not {value!r}."
+        )
+    return seconds
+
+
 ROTATION_DEFAULTS: dict[str, Any] = {
     key: option.default for key, option in ROTATION_OPTIONS.items()
 }
@@ -121,6 +152,7 @@ SETTING_NAMES = frozenset(
         "DB_ENCRYPTION_KEY_FALLBACKS",
         "PAYLOAD_ENCRYPTION_KEY",
         "PAYLOAD_ENCRYPTION_KEY_FALLBACKS",
+        "PAYLOAD_MAX_AGE_SECONDS",
         "ENCRYPTION_KEY_ROTATION",
         "DATA_ENCRYPTION_SERVICE",
         "DATA_ENCRYPTION_NOTIFIER",
@@ -157,6 +189,17 @@ class EncryptionSettings:
     @property
     def payload_key_fallbacks(self) -> Sequence[str | bytes]:
         return self._list("PAYLOAD_ENCRYPTION_KEY_FALLBACKS")
+
+    @property
+    def payload_max_age_seconds(self) -> float:
+        """``PAYLOAD_MAX_AGE_SECONDS``: the expiry of payload tokens checked without ``max_age``."""
+        value = getattr(settings, "PAYLOAD_MAX_AGE_SECONDS", PAYLOAD_MAX_AGE_DEFAULT)
+        try:
+            return seconds_above_zero(value, "PAYLOAD_MAX_AGE_SECONDS")
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(
+                f"{exc} The default is {PAYLOAD_MAX_AGE_DEFAULT} (a day)."
+            ) from None
 
     def _list(self, name: str) -> list[Any]:
         value = getattr(settings, name, None) or []

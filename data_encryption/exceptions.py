@@ -8,6 +8,8 @@ material or a field's plaintext; key ids may appear.
 
 from __future__ import annotations
 
+import traceback
+
 from cryptography.fernet import InvalidToken
 from django.core.exceptions import FieldError, ImproperlyConfigured
 
@@ -43,3 +45,51 @@ class KeyConfigurationError(DataEncryptionError, ImproperlyConfigured):
 
 class EncryptedLookupError(DataEncryptionError, FieldError):
     """A query asked an encrypted field for a lookup the database cannot answer on ciphertext."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """``exc`` described for a record that people read (a run's reason, an email, the admin,
+    ``encryption_status``): never the text of an error that may quote data.
+
+    This app's own errors and configuration errors keep their message: they name settings and
+    key ids, never plaintext or key material. A database error gives its class, then the
+    SQLSTATE and constraint name its driver provides (psycopg's ``sqlstate`` or ``pgcode`` and
+    ``diag.constraint_name``, SQLite's error name), never its message: PostgreSQL's ``DETAIL:
+    Failing row contains (...)`` lists the row's values. An ``OSError`` keeps its errno text and
+    file name (a full disk, a missing directory). Anything else gives its class alone.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, (DataEncryptionError, ImproperlyConfigured)):
+        return f"{name}: {exc}"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{name}: {exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
+    details: list[str] = []
+    # Django re-raises the driver's error as its own class, with the driver's as the cause.
+    for error in (exc, exc.__cause__):
+        if error is None:
+            continue
+        sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+        constraint = getattr(getattr(error, "diag", None), "constraint_name", None)
+        for detail in (
+            sqlstate and f"SQLSTATE {sqlstate}",
+            getattr(error, "sqlite_errorname", None),
+            constraint and f"constraint {constraint}",
+        ):
+            if detail and detail not in details:
+                details.append(detail)
+    return f"{name} ({', '.join(details)})" if details else name
+
+
+def describe_traceback(exc: BaseException) -> str:
+    """Where ``exc`` was raised, for a log: each error of its chain (the last raised first)
+    as ``describe_error`` gives it, followed by its frames (file, line, function, source line).
+    What ``logger.exception`` would print, less the messages that may quote data."""
+    parts = []
+    error: BaseException | None = exc
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        parts.append(f"{describe_error(error)}, raised at (most recent call last):\n{frames}")
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return "\nwhile handling or because of:\n".join(parts)

@@ -19,6 +19,7 @@ from time import monotonic
 from cryptography.exceptions import InvalidTag
 from django.db import IntegrityError, router, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from .ciphers import AeadCipher, generate_data_key
 from .conf import encryption_settings, register_cache
@@ -131,6 +132,9 @@ def key_database() -> str:
     return router.db_for_write(DataKey)
 
 
+# Cold paths that hold data keys unwrapped are marked with Django's sensitive_variables (it covers
+# the frames they call); the per-value paths of the encryptor are not (docs/security.md).
+@sensitive_variables()
 def load_key_ring(using: str | None = None) -> KeyRing:
     """Read and unwrap every usable data key; make the first primary key if there is none."""
     using = using or key_database()
@@ -145,6 +149,7 @@ def load_key_ring(using: str | None = None) -> KeyRing:
     return KeyRing(ciphers=ciphers, primary_id=primary_id, expires_at=monotonic() + lifetime)
 
 
+@sensitive_variables()
 def unwrap_data_key(row: DataKey) -> bytes:
     """The material of ``row``, unwrapped by whichever configured master key wrapped it."""
     wrapped = bytes(row.wrapped_key) if row.wrapped_key is not None else b""
@@ -238,6 +243,7 @@ def _hold_cache_until_commit(using: str, key_id: int) -> None:
     transaction.on_commit(committed, using=using)
 
 
+@sensitive_variables()
 def rewrap_data_keys(using: str | None = None) -> tuple[list[int], list[int]]:
     """Re-wrap every stored data key under the current master key.
 

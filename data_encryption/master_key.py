@@ -16,6 +16,7 @@ from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.fernet import Fernet, MultiFernet
 from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.views.decorators.debug import sensitive_variables
 
 from .ciphers import AeadCipher
 from .conf import encryption_settings, load_class, register_cache
@@ -33,6 +34,10 @@ GENERATE_KEY_HINT = (
 )
 
 
+# Functions that hold a master key in a local are marked with Django's sensitive_variables, so
+# its error reports (AdminEmailHandler, the 500 page's report) show stars instead; the mark
+# covers the frames they call too. See docs/security.md, "Error reports and logs".
+@sensitive_variables()
 def parse_fernet_key(value: str | bytes, setting: str) -> bytes:
     """Return the 32 raw bytes of a Fernet-compatible key, or raise naming the setting, never the
     value."""
@@ -53,6 +58,7 @@ def parse_fernet_key(value: str | bytes, setting: str) -> bytes:
     return raw
 
 
+@sensitive_variables()
 def parse_key_setting(
     current: str | bytes, fallbacks: Sequence[str | bytes], setting: str
 ) -> list[tuple[bytes, str]]:
@@ -73,10 +79,12 @@ class MasterKey:
 
     __slots__ = ("_fernet", "_mac_key", "_wrapper", "fingerprint", "setting")
 
+    @sensitive_variables()
     def __init__(self, value: str | bytes, setting: str = "DB_ENCRYPTION_KEY") -> None:
         self._derive(parse_fernet_key(value, setting), setting)
 
     @classmethod
+    @sensitive_variables()
     def from_raw(cls, raw: bytes, setting: str) -> MasterKey:
         """The master key whose 32 bytes ``parse_fernet_key`` already read from ``setting``."""
         key = cls.__new__(cls)
@@ -145,6 +153,7 @@ class SettingsMasterKeyProvider:
     ``DB_ENCRYPTION_KEY_FALLBACKS``. Name another class in ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER``
     to fetch them elsewhere (a KMS, a secrets manager); it must return the same shape."""
 
+    @sensitive_variables()
     def master_keys(self) -> list[MasterKey]:
         """The current master key first, then the fallbacks in order."""
         current = encryption_settings.master_key

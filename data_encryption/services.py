@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from . import envelope, payloads
 from .backups import write_backup
@@ -62,18 +64,28 @@ class EncryptionService:
         """Which data key made ``value``, from its header alone (``None`` for legacy Fernet)."""
         return envelope.key_id_of(value)
 
+    # The payload's frames are cold and hold its value: hidden from Django's error reports.
     @classmethod
-    def encrypt_payload(cls, obj: Any, *, now: int | None = None) -> str:
-        """A URL-safe text token of ``obj`` (JSON) under the payload key; ``now`` stamps it."""
-        return payloads.encrypt_payload(obj, now=now)
+    @sensitive_variables()
+    def encrypt_payload(cls, obj: Any, *, purpose: str, now: int | None = None) -> str:
+        """A URL-safe text token of ``obj`` (JSON) under the payload key, for ``purpose`` only;
+        ``now`` stamps it."""
+        return payloads.encrypt_payload(obj, purpose=purpose, now=now)
 
     @classmethod
+    @sensitive_variables()
     def decrypt_payload(
-        cls, token: str | bytes, max_age: float | None = None, *, now: int | None = None
+        cls,
+        token: str | bytes,
+        *,
+        purpose: str,
+        max_age: float | timedelta | None = None,
+        now: int | None = None,
     ) -> Any:
-        """The value of a token made by ``encrypt_payload``; ``PayloadExpired`` past ``max_age``
-        seconds, ``DecryptionError`` for any other problem (see ``payloads``)."""
-        return payloads.decrypt_payload(token, max_age, now=now)
+        """The value of a token made by ``encrypt_payload`` for ``purpose``; ``PayloadExpired``
+        past ``max_age`` seconds (default ``PAYLOAD_MAX_AGE_SECONDS``), ``DecryptionError`` for
+        any other problem, a token made for another purpose included (see ``payloads``)."""
+        return payloads.decrypt_payload(token, purpose=purpose, max_age=max_age, now=now)
 
 
 class KeyRotationService:

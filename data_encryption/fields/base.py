@@ -12,6 +12,7 @@ from django.db.models import lookups
 
 from ..encryptor import open_value, seal
 from ..exceptions import DecryptionError, EncryptedLookupError
+from .messages import error_without_value
 
 _REFUSED_OPTIONS = {
     "primary_key": "a primary key",
@@ -91,6 +92,23 @@ class EncryptedFieldMixin(models.Field):
 
     def from_plaintext(self, plaintext: bytes) -> Any:
         return plaintext.decode("utf-8")
+
+    # Django's messages repeat the rejected value, here the plaintext; these say what the field
+    # expects instead. Each raises outside its ``except`` block, so the original error (which
+    # holds the value) is not chained to the new one.
+    def get_prep_value(self, value: Any) -> Any:
+        try:
+            return super().get_prep_value(value)
+        except (TypeError, ValueError, exceptions.ValidationError) as exc:
+            error = error_without_value(self, exc)
+        raise error
+
+    def clean(self, value: Any, model_instance: models.Model | None) -> Any:
+        try:
+            return super().clean(value, model_instance)
+        except exceptions.ValidationError as exc:
+            error = error_without_value(self, exc)
+        raise error
 
     def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:
         if not prepared:

@@ -13,12 +13,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, QuerySet
 
 from ..conf import encryption_settings
-from ..exceptions import DataEncryptionError
+from ..exceptions import DataEncryptionError, describe_error
 from ..keys import PendingKey
 from ..models import RotationChunk, RotationFailure, RotationRun, RunStatus, format_key_id
 from .batch import Batch
@@ -295,11 +294,11 @@ class RunLedger:
 
     def record_error(self, run: RotationRun, exc: BaseException) -> None:
         """End a run that an error stopped: ``failed``, with the error as its reason."""
-        reason = f"{type(exc).__name__}: {exc}"[:2000]
-        # Our own exceptions never carry key material or plaintext, nor do database errors
-        # (parameters are not in their messages); anything else is named only.
-        if not isinstance(exc, (DataEncryptionError, ImproperlyConfigured, OSError, DatabaseError)):
-            reason = f"{type(exc).__name__} (see the log for the traceback)"
+        # Shown in the admin, the email and encryption_status: never a database error's text,
+        # which on PostgreSQL quotes the failing row (describe_error).
+        reason = describe_error(exc)[:2000]
+        if reason == type(exc).__name__:
+            reason += " (see the log for the traceback)"
         # The counts a failed run reports are exact too, not the live counts of the run row
         # (if the database still answers: recording the failure matters more).
         try:

@@ -12,6 +12,7 @@ from django.db import connections, transaction
 from django.utils import timezone
 
 from ..conf import encryption_settings
+from ..exceptions import describe_traceback
 from ..keys import cipher_for, create_data_key, generate_wrapped_key, key_database, reset_key_ring
 from ..models import DataKey, KeyState, RotationChunk, RotationRun, RunStatus, format_key_id
 from .batch import examine_rows
@@ -152,7 +153,10 @@ class Rotation:
             logger.error("Rotation %s was taken over by another process; this one stopped.", run.pk)
             run.status, run.reason = RunStatus.FAILED, "Taken over by another process."
         elif run.status == RunStatus.RUNNING:
-            logger.exception("Rotation %s failed in phase %s.", run.pk, run.phase)
+            # Not logger.exception: a database error's text quotes the failing row.
+            logger.error(
+                "Rotation %s failed in phase %s: %s", run.pk, run.phase, describe_traceback(exc)
+            )
             self.ledger.record_error(run, exc)
         return self.report(run, started)
 

@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from datetime import timedelta
 from io import StringIO
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from django.test import SimpleTestCase, override_settings
 from data_encryption.checks import (
     check_keys,
     check_notifier_class,
+    check_payload_settings,
     check_rotation_settings,
     check_service_class,
 )
@@ -47,7 +49,48 @@ class KeyCheckTests(SimpleTestCase):
     def test_same_key_for_both_roles(self):
         key = new_fernet_key()
         with override_settings(DB_ENCRYPTION_KEY=key, PAYLOAD_ENCRYPTION_KEY=key.encode()):
-            self.assertEqual(ids(check_keys()), ["data_encryption.E005"])
+            errors = check_keys()
+            self.assertEqual(ids(errors), ["data_encryption.E005"])
+            self.assertEqual(
+                errors[0].msg, "DB_ENCRYPTION_KEY and PAYLOAD_ENCRYPTION_KEY are the same key."
+            )
+
+    def test_same_key_among_the_fallbacks(self):
+        # The review's L2: E005 compared only the two current keys; a database key among the
+        # payload fallbacks (or the reverse) went unreported.
+        master, payload, shared = new_fernet_key(), new_fernet_key(), new_fernet_key()
+        cases = (
+            (
+                {"PAYLOAD_ENCRYPTION_KEY_FALLBACKS": [new_fernet_key(), master]},
+                ["DB_ENCRYPTION_KEY and PAYLOAD_ENCRYPTION_KEY_FALLBACKS[1] are the same key."],
+            ),
+            (
+                {"DB_ENCRYPTION_KEY_FALLBACKS": [payload]},
+                ["DB_ENCRYPTION_KEY_FALLBACKS[0] and PAYLOAD_ENCRYPTION_KEY are the same key."],
+            ),
+            (
+                {
+                    "DB_ENCRYPTION_KEY_FALLBACKS": [shared, "bad"],
+                    "PAYLOAD_ENCRYPTION_KEY_FALLBACKS": [new_fernet_key(), shared.encode()],
+                },
+                [
+                    "DB_ENCRYPTION_KEY_FALLBACKS[0] and PAYLOAD_ENCRYPTION_KEY_FALLBACKS[1] are "
+                    "the same key."
+                ],
+            ),
+        )
+        for fallbacks, messages in cases:
+            with (
+                self.subTest(fallbacks=list(fallbacks)),
+                override_settings(
+                    DB_ENCRYPTION_KEY=master, PAYLOAD_ENCRYPTION_KEY=payload, **fallbacks
+                ),
+            ):
+                errors = [e for e in check_keys() if e.id == "data_encryption.E005"]
+                self.assertEqual([error.msg for error in errors], messages)
+                for error in errors:
+                    for key in (master, payload, shared):
+                        self.assertNotIn(key, error.msg + error.hint)
 
     def test_malformed_fallbacks_are_named_by_index(self):
         with override_settings(DB_ENCRYPTION_KEY_FALLBACKS=[new_fernet_key(), "bad"]):
@@ -60,6 +103,20 @@ class KeyCheckTests(SimpleTestCase):
             self.assertIn("PAYLOAD_ENCRYPTION_KEY_FALLBACKS[0]", errors[0].msg)
         with override_settings(DB_ENCRYPTION_KEY_FALLBACKS=new_fernet_key()):  # a str, not a list
             self.assertEqual(ids(check_keys()), ["data_encryption.E006"])
+
+
+class PayloadSettingsCheckTests(SimpleTestCase):
+    def test_payload_max_age_must_be_a_finite_number_above_zero(self):
+        self.assertEqual(check_payload_settings(), [])  # the default: a day
+        for good in (3600, 0.5, timedelta(days=7)):
+            with self.subTest(value=good), override_settings(PAYLOAD_MAX_AGE_SECONDS=good):
+                self.assertEqual(check_payload_settings(), [])
+        for bad in (0, -1, float("nan"), float("inf"), "3600", None, True):
+            with self.subTest(value=bad), override_settings(PAYLOAD_MAX_AGE_SECONDS=bad):
+                errors = check_payload_settings()
+                self.assertEqual(ids(errors), ["data_encryption.E030"])
+                self.assertIn("PAYLOAD_MAX_AGE_SECONDS must be a", errors[0].msg)
+                self.assertIn("86400 is a day", errors[0].hint)
 
 
 class RotationSettingsCheckTests(SimpleTestCase):

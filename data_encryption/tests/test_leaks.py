@@ -54,7 +54,7 @@ class KeyMaterialTests(FreshKeyRingMixin, TestCase):
         collect(lambda: EncryptionService.decrypt(token[:20]))
         collect(lambda: EncryptionService.decrypt(b"garbage"))
         collect(lambda: EncryptionService.decrypt(Fernet(Fernet.generate_key()).encrypt(b"x")))
-        collect(lambda: EncryptionService.decrypt_payload("nope"))
+        collect(lambda: EncryptionService.decrypt_payload("nope", purpose="test"))
         collect(lambda: EncryptionService.encrypt(12))
         collect(lambda: MasterKey(settings.DB_ENCRYPTION_KEY[:-2]))
         collect(lambda: AeadCipher(b"short"))

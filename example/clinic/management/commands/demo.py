@@ -75,13 +75,13 @@ class Command(BaseCommand):
 
         out(
             style.MIGRATE_HEADING(
-                "\n6. Payload tokens (PAYLOAD_ENCRYPTION_KEY), URL-safe, expiring"
+                "\n6. Payload tokens (PAYLOAD_ENCRYPTION_KEY), URL-safe, for one purpose, expiring"
             )
         )
-        token = EncryptionService.encrypt_payload({"patient": patient.pk, "action": "share"})
+        token = EncryptionService.encrypt_payload({"patient": patient.pk}, purpose="share")
         out(f"  token: {token[:48]}…")
-        payload = EncryptionService.decrypt_payload(token, max_age=3600)
-        out(f"  decrypt_payload(token, max_age=3600) -> {payload}")
+        payload = EncryptionService.decrypt_payload(token, purpose="share", max_age=3600)
+        out(f"  decrypt_payload(token, purpose='share', max_age=3600) -> {payload}")
 
         out(
             style.MIGRATE_HEADING(
