@@ -4,7 +4,9 @@ one step or one concept. docs/rotation.md describes the protocol."""
 
 from .batch import Batch, examine_rows
 from .census import LEGACY, NULL, UNENCRYPTED, Census, census_label, census_totals
-from .ledger import HEARTBEAT_SECONDS, RUN_COUNTERS, LockLost, RunLedger, holder_is_alive
+from .ledger import HEARTBEAT_SECONDS, RUN_COUNTERS, RunLedger
+from .lock import LockLost, RotationRunning, holder_is_alive, rotation_lock
+from .new_key import rewrapped_pending
 from .progress import Progress
 from .protocol import Rotation
 from .report import MAX_FAILURES_IN_REPORT, Notification, ReportedFailure, RotationReport
@@ -27,6 +29,7 @@ __all__ = [
     "ReportedFailure",
     "Rotation",
     "RotationReport",
+    "RotationRunning",
     "RunLedger",
     "Table",
     "census_label",
@@ -38,5 +41,7 @@ __all__ = [
     "holder_is_alive",
     "read_rows",
     "resolve_tables",
+    "rewrapped_pending",
+    "rotation_lock",
     "write_rows",
 ]

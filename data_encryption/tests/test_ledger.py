@@ -78,11 +78,15 @@ class LockAndResumeTests(FreshKeyRingMixin, TestCase):
         first_pk = batch.last_pk
         RotationChunk.objects.filter(pk=chunk.pk).update(cursor=first_pk, rows=1, reencrypted=1)
         first_value = raw(Customer, "_ssn")[first_pk]
+        # The dead holder's last heartbeat is older than the lock timeout: only the heartbeat
+        # tells that a holder died (its pid may belong to another PID namespace).
         RotationRun.objects.filter(pk=run.pk).update(
-            holder=f"{socket.gethostname()}:{dead.pid}:dead"
+            holder=f"{socket.gethostname()}:{dead.pid}:dead",
+            heartbeat_at=timezone.now() - timedelta(seconds=2),
         )
         keys_before = DataKey.objects.count()
-        report = KeyRotationService().rotate()
+        with override_settings(ENCRYPTION_KEY_ROTATION={**FAST, "LOCK_TIMEOUT_SECONDS": 1}):
+            report = KeyRotationService().rotate()
         self.assertTrue(report["resumed"])
         self.assertEqual(report["run_id"], run.pk)
         self.assertEqual(report["status"], "completed")
