@@ -27,28 +27,34 @@ from .document import (
 )
 
 
-def backup_dir_problems(path: Path) -> list[str]:
-    """What makes the existing directory ``path`` unfit to hold key backups (``[]``: nothing):
-    not a directory, owned by another user, or open to group or others."""
+def backup_dir_problems(path: Path) -> list[tuple[str, str]]:
+    """What makes the existing directory ``path`` unfit to hold key backups, each as (what is
+    wrong, what to do); ``[]`` when nothing: not a directory, owned by another user, or open to
+    group or others. The system check (E010, E011) and the writer apply this same rule."""
     try:
         status = os.stat(path)
     except OSError as exc:
-        return [f"BACKUP_DIR {path} cannot be read: {exc.strerror}."]
+        return [(f"BACKUP_DIR {path} cannot be read: {exc.strerror}.", "Check the path.")]
     if not stat.S_ISDIR(status.st_mode):
-        return [f"BACKUP_DIR {path} is not a directory. Point BACKUP_DIR at a directory."]
+        return [(f"BACKUP_DIR {path} is not a directory.", "Point BACKUP_DIR at a directory.")]
     problems = []
     if status.st_uid != os.geteuid():
         # Whoever owns it can read every backup and swap files in (a symlink to another user's
         # directory passes a mode check): only this user's own directory will do.
         problems.append(
-            f"BACKUP_DIR {path} is owned by uid {status.st_uid}, not by the user this process "
-            f"runs as (uid {os.geteuid()}). Run: chown {os.geteuid()} {path}"
+            (
+                f"BACKUP_DIR {path} is owned by uid {status.st_uid}, not by the user this "
+                f"process runs as (uid {os.geteuid()}).",
+                f"Run: chown {os.geteuid()} {path} (or use a directory that user owns)",
+            )
         )
     mode = stat.S_IMODE(status.st_mode)
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         problems.append(
-            f"BACKUP_DIR {path} is accessible by group or others (mode {mode:04o}); key backups "
-            f"must not be. Run: chmod 700 {path}"
+            (
+                f"BACKUP_DIR {path} is accessible by group or others (mode {mode:04o}).",
+                f"Run: chmod 700 {path}",
+            )
         )
     return problems
 
@@ -73,12 +79,12 @@ def ensure_backup_dir(path: Path) -> None:
             ) from None
         os.chmod(directory, 0o700)  # mkdir's mode went through the umask
     problems = [
-        problem for directory in [path, *missing[1:]] for problem in backup_dir_problems(directory)
+        f"{problem} {fix}."
+        for directory in [path, *missing[1:]]
+        for problem, fix in backup_dir_problems(directory)
     ]
     if problems:
-        raise BackupError(
-            " ".join(dict.fromkeys(problems)) + " Refusing to write key backups there."
-        )
+        raise BackupError(" ".join(dict.fromkeys(problems)) + " No key backup was written.")
 
 
 def write_document(path: Path, keys: list[BackupKey], *, created_at: str) -> None:

@@ -93,3 +93,18 @@ def forget_activated_copy(ledger: RunLedger, run: RotationRun) -> None:
     release before this one) forgets it."""
     if run.phase not in ("backup", "activate") and run.new_wrapped_key is not None:
         ledger.update(run, new_wrapped_key=None)
+
+
+def rewrap_stalled_pending(run: RotationRun | None, using: str) -> int | None:
+    """Re-wrap the pending key of a run a dead process left (``rotation_lock`` yields it) under
+    the current master key; its id when it was re-wrapped, else ``None``."""
+    if run is None or run.new_wrapped_key is None:
+        return None
+    pending = pending_key(run)
+    current = rewrapped_pending(pending)
+    if current is pending:
+        return None
+    RotationRun.objects.using(using).filter(pk=run.pk).update(
+        new_wrapped_key=current.wrapped_key, new_key_fingerprint=current.master_key_fingerprint
+    )
+    return current.key_id
