@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -41,8 +42,8 @@ class Command(BaseCommand):
                     self.stdout.write("Pruning cancelled.")
                     return
                 done = prune_backups(using=using)
-            else:
-                done = plan
+            else:  # a dry run, or nothing to prune
+                done = replace(plan, dry_run=options["dry_run"])
         except BackupError as exc:
             raise CommandError(str(exc)) from None
         verbosity = options["verbosity"]
