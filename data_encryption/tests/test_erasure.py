@@ -142,12 +142,12 @@ class MasterKeyChangeTests(FreshKeyRingMixin, TestCase):
         with override_settings(DB_ENCRYPTION_KEY=new, DB_ENCRYPTION_KEY_FALLBACKS=[old]):
             out = StringIO()
             call_command("rewrap_data_keys", stdout=out)
-            self.assertIn(f"The new key {run.new_key_id:08x} of a rotation", out.getvalue())
             report = KeyRotationService().rotate()
             self.assertEqual((report["status"], report["resumed"]), ("completed", True))
         with override_settings(DB_ENCRYPTION_KEY=new):
             self.assertEqual(readable(), expected)
             self.assertEqual(EncryptionService.decrypt(EncryptionService.encrypt("x")), "x")
+        self.assertIn(f"The new key {run.new_key_id:08x} of a rotation", out.getvalue())
 
     @rotation_settings(LOCK_TIMEOUT_SECONDS=1)
     def test_activation_rewraps_a_pending_key_made_under_the_old_master_key(self):
