@@ -16,12 +16,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-
 from ..conf import encryption_settings
+from ..exceptions import KeyConfigurationError
 from ..keys import key_database
-from ..master_key import MasterKey, master_keys, unwrap_with_any
-from ..models import DataKey, KeyState, format_key_id
+from ..master_key import master_keys, rewrapped_for
+from ..models import DataKey, KeyState
 from .document import BackupError, BackupKey, LoadedBackup, load_backup
 from .files import backup_files, write_document
 
@@ -79,31 +78,18 @@ def rewrap_backups(*, dry_run: bool = False) -> BackupRewrite:
     def rewrapped(loaded: LoadedBackup) -> list[BackupKey]:
         keys = []
         for key in loaded.keys:
-            if key.wrapped_key is None or _wrapped_by(current, key):
-                keys.append(key)
-                continue
-            material = unwrap_with_any(key.key_id, key.wrapped_key, key.master_key_fingerprint)
-            if material is None:
-                raise BackupError(
-                    f"{loaded.path}: no configured master key unwraps data key "
-                    f"{format_key_id(key.key_id)} (wrapped by master key "
-                    f"{key.master_key_fingerprint})."
+            try:
+                wrapped = key.wrapped_key and rewrapped_for(
+                    current, key.key_id, key.wrapped_key, key.master_key_fingerprint
                 )
-            wrapped = current.wrap(key.key_id, material)
-            keys.append(
-                replace(key, wrapped_key=wrapped, master_key_fingerprint=current.fingerprint)
-            )
+            except KeyConfigurationError as exc:
+                raise BackupError(f"{loaded.path}: {exc}") from None
+            if wrapped:
+                key = replace(key, wrapped_key=wrapped, master_key_fingerprint=current.fingerprint)
+            keys.append(key)
         return keys
 
     return _rewrite_all(rewrapped, dry_run=dry_run, resign=True)
-
-
-def _wrapped_by(master: MasterKey, key: BackupKey) -> bool:
-    try:
-        master.unwrap(key.key_id, key.wrapped_key or b"")
-    except InvalidTag:
-        return False
-    return True
 
 
 def _rewrite_all(

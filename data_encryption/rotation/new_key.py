@@ -13,14 +13,12 @@ import logging
 from datetime import datetime
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
 from django.db import transaction
 
 from ..backups import write_backup
-from ..exceptions import KeyConfigurationError
 from ..keys import PendingKey, create_data_key, generate_wrapped_key
-from ..master_key import master_keys, unwrap_with_any
-from ..models import DataKey, KeyState, RotationRun, format_key_id
+from ..master_key import master_keys, rewrapped_for
+from ..models import DataKey, KeyState, RotationRun
 from .census import undestroyed_key_ids
 from .ledger import RunLedger
 
@@ -37,19 +35,9 @@ def rewrapped_pending(pending: PendingKey) -> PendingKey:
     """``pending`` wrapped by the current master key (itself when it already is): a pending key
     made before ``rewrap_data_keys`` must not become a DataKey under the old master key."""
     current = master_keys()[0]
-    try:
-        current.unwrap(pending.key_id, pending.wrapped_key)
-        return pending
-    except InvalidTag:
-        pass
-    material = unwrap_with_any(pending.key_id, pending.wrapped_key, pending.master_key_fingerprint)
-    if material is None:
-        raise KeyConfigurationError(
-            f"No configured master key can unwrap the rotation's new data key "
-            f"{format_key_id(pending.key_id)} (it was wrapped by the master key with fingerprint "
-            f"{pending.master_key_fingerprint}). Put that key back in DB_ENCRYPTION_KEY_FALLBACKS."
-        )
-    return PendingKey(pending.key_id, current.wrap(pending.key_id, material), current.fingerprint)
+    key_id, wrapped = pending.key_id, pending.wrapped_key
+    rewrapped = rewrapped_for(current, key_id, wrapped, pending.master_key_fingerprint)
+    return pending if rewrapped is None else PendingKey(key_id, rewrapped, current.fingerprint)
 
 
 def back_up_new_key(ledger: RunLedger, run: RotationRun, *, now: datetime) -> Path:
