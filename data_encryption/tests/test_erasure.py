@@ -235,3 +235,20 @@ class PruneTests(FreshKeyRingMixin, TestCase):
         destroyed = self.destroy_two_keys()
         self.assertEqual(self.held(destroyed), [])
         self.assertIn("key backups pruned", RotationRun.objects.first().reason)
+
+    @rotation_settings(RETENTION_DAYS=0)
+    def test_prune_key_backups_asks_first(self):
+        from unittest.mock import patch
+
+        destroyed = self.destroy_two_keys()
+        held = self.held(destroyed)
+        out = StringIO()
+        with patch("builtins.input", return_value="no") as asked:
+            call_command("prune_key_backups", stdout=out)
+        self.assertIn("Type 'yes' to continue", asked.call_args[0][0])
+        self.assertIn("2 backup files will be rewritten, 1 deleted", out.getvalue())
+        self.assertIn("Pruning cancelled.", out.getvalue())
+        self.assertEqual(self.held(destroyed), held)
+        with patch("builtins.input", return_value="yes"):
+            call_command("prune_key_backups", stdout=StringIO())
+        self.assertEqual(self.held(destroyed), [])
