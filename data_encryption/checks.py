@@ -10,7 +10,7 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
 - E007 an entry of ``PAYLOAD_ENCRYPTION_KEY_FALLBACKS`` is malformed.
 - E008 ``ENCRYPTION_KEY_ROTATION`` has an unknown key.
 - E009 ``KEY_ROTATION_SCHEDULE`` is not daily, weekly or monthly.
-- E010 ``BACKUP_DIR`` is readable by group or others.
+- E010 ``BACKUP_DIR`` is not private: owned by another user, or open to group or others.
 - E011 ``BACKUP_DIR`` is not writable (or cannot be created).
 - E012 ``DATA_ENCRYPTION_SERVICE`` does not import.
 - E013 an index, unique constraint or unique_together includes an encrypted field (reported by
@@ -23,6 +23,7 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
   ``CHUNK_ROWS``.
 - E024 ``DATA_ENCRYPTION_NOTIFIER`` does not import or is not a notifier.
 - E025 ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER`` does not import or has no ``master_keys()``.
+- E026 ``ENCRYPTION_KEY_ROTATION["PRUNE_BACKUPS"]`` is not True or False.
 - E030 ``PAYLOAD_MAX_AGE_SECONDS`` is not a finite number of seconds greater than 0.
 - W001 the primary data key is older than ``KEY_ROTATION_SCHEDULE`` allows (database check).
 """
@@ -30,7 +31,6 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -202,7 +202,6 @@ def _backup_dir_errors(path: Path) -> list[Error]:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if existing == path:
-        mode = stat.S_IMODE(path.stat().st_mode)
         if not path.is_dir():
             return [
                 Error(
@@ -211,15 +210,13 @@ def _backup_dir_errors(path: Path) -> list[Error]:
                     id="data_encryption.E011",
                 )
             ]
-        errors = []
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            errors.append(
-                Error(
-                    f"BACKUP_DIR {path} is accessible by group or others (mode {mode:04o}).",
-                    hint=f"Run: chmod 700 {path}",
-                    id="data_encryption.E010",
-                )
-            )
+        from .backups import backup_dir_problems
+
+        # The rule the backup writer applies before writing: owned by this user, mode 0700.
+        errors = [
+            Error(problem, hint=fix, id="data_encryption.E010")
+            for problem, fix in backup_dir_problems(path)
+        ]
         if not os.access(path, os.W_OK | os.X_OK):
             errors.append(
                 Error(

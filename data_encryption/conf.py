@@ -110,6 +110,9 @@ ROTATION_OPTIONS: dict[str, RotationOption] = {option.key: option for option in 
     _option("NOTIFY_SKIPPED", False, 22, BOOLEAN),
     # Tables with more rows than this are split into chunks, for several Celery workers.
     _option("CHUNK_ROWS", 100_000, 23, WHOLE_FROM_ONE),
+    # After a rotation's retirement step, remove destroyed keys' material from the key backups
+    # (what `manage.py prune_key_backups` does): destroy is crypto-erasure only once they are.
+    _option("PRUNE_BACKUPS", False, 26, BOOLEAN),
 )}
 # fmt: on
 
@@ -276,6 +279,10 @@ class EncryptionSettings:
     @property
     def chunk_rows(self) -> int:
         return int(self.rotation_option("CHUNK_ROWS"))
+
+    @property
+    def prune_backups(self) -> bool:
+        return bool(self.rotation_option("PRUNE_BACKUPS"))
 
     # -- notifications --------------------------------------------------------------------------
 

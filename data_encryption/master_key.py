@@ -226,3 +226,23 @@ def unwrap_with_any(key_id: int, wrapped: bytes, fingerprint: str | None = None)
         except InvalidTag:
             continue
     return None
+
+
+def rewrapped_for(
+    master: MasterKey, key_id: int, wrapped: bytes, fingerprint: str | None = None
+) -> bytes | None:
+    """Data key ``wrapped`` wrapped by ``master`` instead; ``None`` when ``master`` already
+    wraps it. ``KeyConfigurationError`` when no configured master key unwraps it."""
+    try:
+        master.unwrap(key_id, wrapped)
+        return None
+    except InvalidTag:
+        pass
+    material = unwrap_with_any(key_id, wrapped, fingerprint)
+    if material is None:
+        raise KeyConfigurationError(
+            f"No configured master key can unwrap data key {key_id:08x} (it was wrapped by the "
+            f"master key with fingerprint {fingerprint}). Put that key back in "
+            "DB_ENCRYPTION_KEY or DB_ENCRYPTION_KEY_FALLBACKS."
+        )
+    return master.wrap(key_id, material)

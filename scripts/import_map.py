@@ -28,7 +28,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("key store", {"keys"}),
     ("values", {"encryptor", "payloads"}),
     ("fields", {"fields", "fields."}),
-    ("storage services", {"backups", "schedule"}),
+    ("storage services", {"backups", "backups.", "schedule"}),
     ("rotation", {"rotation", "rotation."}),
     ("alerts", {"notifications"}),
     ("service", {"services"}),

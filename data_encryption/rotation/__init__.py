@@ -4,7 +4,9 @@ one step or one concept. docs/rotation.md describes the protocol."""
 
 from .batch import Batch, examine_rows
 from .census import LEGACY, NULL, UNENCRYPTED, Census, census_label, census_totals
-from .ledger import HEARTBEAT_SECONDS, RUN_COUNTERS, LockLost, RunLedger, holder_is_alive
+from .ledger import HEARTBEAT_SECONDS, RUN_COUNTERS, RunLedger
+from .lock import LockLost, RotationRunning, holder_is_alive, rotation_lock
+from .new_key import pending_key, rewrap_stalled_pending, rewrapped_pending
 from .progress import Progress
 from .protocol import Rotation
 from .report import MAX_FAILURES_IN_REPORT, Notification, ReportedFailure, RotationReport
@@ -27,6 +29,7 @@ __all__ = [
     "ReportedFailure",
     "Rotation",
     "RotationReport",
+    "RotationRunning",
     "RunLedger",
     "Table",
     "census_label",
@@ -36,7 +39,11 @@ __all__ = [
     "discover_models",
     "examine_rows",
     "holder_is_alive",
+    "pending_key",
     "read_rows",
     "resolve_tables",
+    "rewrap_stalled_pending",
+    "rewrapped_pending",
+    "rotation_lock",
     "write_rows",
 ]

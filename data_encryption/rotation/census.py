@@ -1,19 +1,25 @@
 """The census: how many stored values sit under each key, read from their headers alone; and the
-key retirement it allows (an old key is retired only when no value is under it)."""
+key retirement it allows (an old key is retired only when no value is under it, its material
+destroyed after the retention period, then pruned from the key backups if the project says so)."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from ..backups import BackupError, prune_backups
+from ..conf import encryption_settings
 from ..envelope import ValueKind, classify, header_key_id
-from ..models import DataKey, KeyState, format_key_id
+from ..models import DataKey, KeyState, RotationRun, format_key_id
 from .progress import Progress
 from .rows import pages
 from .tables import Table
+
+logger = logging.getLogger(__name__)
 
 # Census labels for values that are not under a data key.
 NULL = "null"
@@ -44,9 +50,14 @@ def per_field(table: Table, counts: Counter[tuple[str, str]]) -> dict[str, dict[
 
 
 def count_census(
-    connection: Any, tables: Sequence[Table], batch_size: int, progress: Progress
+    connection: Any,
+    tables: Sequence[Table],
+    batch_size: int,
+    progress: Progress,
+    on_page: Callable[[], None] = lambda: None,
 ) -> Census:
-    """Values per key per model and field, from headers only (read-only, no decryption)."""
+    """Values per key per model and field, from headers only (read-only, no decryption).
+    ``on_page`` is called after each page (a rotation refreshes its heartbeat there)."""
     result: Census = {}
     for table in tables:
         progress.phase("census", table.label)
@@ -55,6 +66,7 @@ def count_census(
             for row in rows:
                 for (name, _column), raw in zip(table.columns, row[1:], strict=True):
                     counts[(name, census_label(raw))] += 1
+            on_page()
         result[table.label] = per_field(table, counts)
     return result
 
@@ -107,8 +119,31 @@ def retire_keys(
             key.state, key.destroyed_at, key.wrapped_key = KeyState.DESTROYED, now, None
             key.save(using=using, update_fields=["state", "destroyed_at", "wrapped_key"])
             done.destroyed.append(key.key_id)
+    # The DataKey row is the key's only copy in the database; a run row that still holds one
+    # (a run from before migration 0004) loses it with the key.
+    if done.destroyed:
+        runs = RotationRun.objects.using(using).filter(new_key_id__in=done.destroyed)
+        runs.exclude(new_wrapped_key=None).update(new_wrapped_key=None)
     if totals.get(LEGACY):
         done.notes.append(f"{totals[LEGACY]} legacy Fernet values remain")
     if totals.get(UNENCRYPTED):
         done.notes.append(f"{totals[UNENCRYPTED]} values are not encrypted")
     return done
+
+
+def prune_backups_after_retirement(using: str) -> str:
+    """With ``PRUNE_BACKUPS`` on, remove destroyed keys' material from every key backup; the
+    note for the run's reason ("" when there is nothing to say). A failure is a note too: the
+    keys are already retired or destroyed, and the next run (or ``prune_key_backups``) retries."""
+    if not encryption_settings.prune_backups:
+        return ""
+    try:
+        pruned = prune_backups(using=using)
+    except (BackupError, OSError) as exc:
+        logger.error("Pruning the key backups failed (%s); run prune_key_backups.", exc)
+        return f"key backups not pruned ({type(exc).__name__}): run prune_key_backups"
+    for path, why in pruned.left:
+        logger.warning("Key backup %s was not pruned: %s", path, why)
+    if pruned.rewritten or pruned.deleted or pruned.left:
+        return f"key backups pruned: {pruned.summary()}"
+    return ""

@@ -1,12 +1,10 @@
 """The ledger: the ``RotationRun`` row that is a rotation's lock, heartbeat and record, and the
-run's chunks and failures. Every write to the run row checks that this process still holds it."""
+run's chunks and failures. Every write to the run row checks that this process still holds it;
+a holder is alive while its heartbeat is fresh, whatever host or PID namespace it runs in."""
 
 from __future__ import annotations
 
 import logging
-import os
-import secrets
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -16,11 +14,10 @@ from typing import Any
 from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, QuerySet
 
-from ..conf import encryption_settings
-from ..exceptions import DataEncryptionError, describe_error
-from ..keys import PendingKey
+from ..exceptions import describe_error
 from ..models import RotationChunk, RotationFailure, RotationRun, RunStatus, format_key_id
 from .batch import Batch
+from .lock import LockLost, holder_is_alive
 from .report import MAX_FAILURES_IN_REPORT, ReportedFailure
 
 logger = logging.getLogger(__name__)
@@ -35,36 +32,6 @@ RUN_COUNTERS = {
     "records_reencrypted": "reencrypted",
     "failed_records": "failed",
 }
-
-
-class LockLost(DataEncryptionError):
-    """Another process took this run over (it judged this one dead); this one stops at once."""
-
-
-def this_holder() -> str:
-    """A holder for this process: ``host:pid:token`` (Celery's runs use ``celery:<token>``)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def holder_is_alive(holder: str, heartbeat_at: datetime, now: datetime) -> bool:
-    """Whether a run's holder may still be working. A process on this host is checked directly
-    (a killed rotation is taken over at once); elsewhere, by the age of its heartbeat."""
-    timeout = timedelta(seconds=encryption_settings.lock_timeout_seconds)
-    if now - heartbeat_at > timeout:
-        return False
-    host, _, rest = holder.partition(":")  # "celery:<token>" has no pid: heartbeat only
-    pid_text = rest.partition(":")[0]
-    if host == socket.gethostname() and pid_text.isdigit():
-        pid = int(pid_text)
-        if pid == os.getpid():
-            return True
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-    return True
 
 
 class RunLedger:
@@ -90,7 +57,7 @@ class RunLedger:
         now = self.clock()
         running = self.running()
         if running is not None:
-            if holder_is_alive(running.holder, running.heartbeat_at, now):
+            if holder_is_alive(running.heartbeat_at, now):
                 return None
             taken = self.runs.filter(
                 pk=running.pk, holder=running.holder, heartbeat_at=running.heartbeat_at
@@ -138,6 +105,12 @@ class RunLedger:
     def heartbeat(self, run: RotationRun) -> None:
         self.update(run)
 
+    def keep_alive(self, run: RotationRun) -> None:
+        """Heartbeat if the last one is ``HEARTBEAT_SECONDS`` old: for long phases (plan,
+        census) to call as often as they like. Call it outside a transaction, or no one sees it."""
+        if self.clock() - run.heartbeat_at >= timedelta(seconds=HEARTBEAT_SECONDS):
+            self.heartbeat(run)
+
     def claim_finish(self, run: RotationRun) -> bool:
         """Whether this caller is the one to finish the run (a final step delivered twice
         finishes it once)."""
@@ -147,12 +120,6 @@ class RunLedger:
         if claimed:
             run.phase = "finishing"
         return bool(claimed)
-
-    @staticmethod
-    def new_key(run: RotationRun) -> PendingKey:
-        """The run's new key as its backup step made it (wrapped; not yet a ``DataKey``)."""
-        assert run.new_key_id is not None and run.new_wrapped_key is not None
-        return PendingKey(run.new_key_id, bytes(run.new_wrapped_key), run.new_key_fingerprint)
 
     # -- chunks and their counts ----------------------------------------------------------------
 
@@ -305,7 +272,12 @@ class RunLedger:
             counters = self.exact_counters(run)[1]
         except DatabaseError:
             counters = {}
+        # A failed run is never resumed, so its pending key (if not yet a DataKey) is forgotten.
         self.runs.filter(pk=run.pk, holder=self.holder).update(
-            status=RunStatus.FAILED, finished_at=self.clock(), reason=reason, **counters
+            status=RunStatus.FAILED,
+            finished_at=self.clock(),
+            reason=reason,
+            new_wrapped_key=None,
+            **counters,
         )
         run.status, run.finished_at, run.reason = RunStatus.FAILED, self.clock(), reason

@@ -13,12 +13,14 @@ from django.utils import timezone
 
 from ..conf import encryption_settings
 from ..exceptions import describe_traceback
-from ..keys import cipher_for, create_data_key, generate_wrapped_key, key_database, reset_key_ring
-from ..models import DataKey, KeyState, RotationChunk, RotationRun, RunStatus, format_key_id
+from ..keys import cipher_for, key_database, reset_key_ring
+from ..models import DataKey, RotationChunk, RotationRun, RunStatus, format_key_id
 from .batch import examine_rows
-from .census import Census, census_totals, count_census, retire_keys, undestroyed_key_ids
+from .census import Census, census_totals, count_census, prune_backups_after_retirement, retire_keys
 from .dry_run import dry_run
-from .ledger import LockLost, RunLedger, this_holder
+from .ledger import RunLedger
+from .lock import LockLost, this_holder
+from .new_key import activate_new_key, back_up_new_key, forget_activated_copy
 from .progress import Progress
 from .report import RotationReport
 from .rows import _jsonable_pk, chunk_bounds, count_rows, read_rows, write_rows
@@ -98,6 +100,7 @@ class Rotation:
             rotation_started.send_robust(
                 sender=self.sender, run_id=run.pk, trigger=self.trigger, resumed=self.resumed
             )
+            forget_activated_copy(self.ledger, run)
             if run.phase == "backup":
                 self._backup(run)
             if run.phase == "activate":
@@ -121,6 +124,7 @@ class Rotation:
             if run.phase == "census":
                 self._census_and_retire(run)
             if run.status == RunStatus.RUNNING:
+                self._prune_backups(run)
                 self.ledger.record_outcome(run)
         except Exception as exc:
             return self._end_with_error(run, exc, started)
@@ -164,37 +168,13 @@ class Rotation:
         return self.ledger.acquire(self.trigger)
 
     def _backup(self, run: RotationRun) -> None:
-        if run.new_key_id is None:
-            pending = generate_wrapped_key(self.using)
-            self.ledger.update(
-                run,
-                new_key_id=pending.key_id,
-                new_wrapped_key=pending.wrapped_key,
-                new_key_fingerprint=pending.master_key_fingerprint,
-                old_key_ids=undestroyed_key_ids(self.using),
-            )
         self.progress.phase("backup", "writing the key backup")
-        from ..backups import write_backup
-
-        path = write_backup(now=self.clock(), pending=self.ledger.new_key(run), using=self.using)
-        self.ledger.update(run, key_backup_path=str(path), phase="activate")
-        logger.info("Rotation %s: key backup written to %s.", run.pk, path)
+        back_up_new_key(self.ledger, run, now=self.clock())
 
     def _activate(self, run: RotationRun) -> None:
         assert run.new_key_id is not None  # set by _backup, in the same run
         self.progress.phase("activate", f"new primary key {format_key_id(run.new_key_id)}")
-        now = self.clock()
-        with transaction.atomic(using=self.using):
-            self.ledger.heartbeat(run)  # write first: SQLite then takes its write lock up front
-            keys = DataKey.objects.using(self.using)
-            if not keys.filter(key_id=run.new_key_id).exists():
-                keys.filter(state=KeyState.PRIMARY).update(
-                    state=KeyState.DECRYPT_ONLY, decrypt_only_since=now
-                )
-                create_data_key(
-                    self.using, state=KeyState.PRIMARY, now=now, pending=self.ledger.new_key(run)
-                )
-            self.ledger.update(run, phase="wait")
+        activate_new_key(self.ledger, run, now=self.clock())
         reset_key_ring()
         logger.info("Rotation %s: data key %s is primary.", run.pk, format_key_id(run.new_key_id))
 
@@ -214,18 +194,20 @@ class Rotation:
         self.ledger.update(run, phase="plan")
 
     def _plan(self, run: RotationRun) -> None:
-        """Split every table into chunks (idempotent: a resumed plan starts over cleanly)."""
+        """Split every table into chunks (idempotent: a resumed plan starts over cleanly). The
+        bounds are read outside the transaction, so the heartbeats while reading are seen."""
         chunk_rows = encryption_settings.chunk_rows
+        bounds = {
+            table.label: chunk_bounds(self.connection, table, chunk_rows, self._keep_alive(run))
+            for table in self.tables
+        }
         with transaction.atomic(using=self.using):
             self.ledger.heartbeat(run)
-            self.ledger.plan(
-                run,
-                {
-                    table.label: chunk_bounds(self.connection, table, chunk_rows)
-                    for table in self.tables
-                },
-            )
+            self.ledger.plan(run, bounds)
             self.ledger.update(run, phase="reencrypt")
+
+    def _keep_alive(self, run: RotationRun) -> Callable[[], None]:
+        return lambda: self.ledger.keep_alive(run)
 
     # -- re-encrypting --------------------------------------------------------------------------
 
@@ -280,7 +262,9 @@ class Rotation:
     def _census_and_retire(self, run: RotationRun) -> None:
         run.refresh_from_db(using=self.using)
         progress, counters = self.ledger.exact_counters(run)
-        counts = self.census()
+        counts = count_census(
+            self.connection, self.tables, self.batch_size, self.progress, self._keep_alive(run)
+        )
         blocker = self._retirement_blocker(run)
         with transaction.atomic(using=self.using):
             self.ledger.heartbeat(run)  # write first: SQLite then takes its write lock up front
@@ -303,6 +287,11 @@ class Rotation:
                 progress=progress,
             )
         reset_key_ring()
+
+    def _prune_backups(self, run: RotationRun) -> None:
+        """``PRUNE_BACKUPS``: destroyed keys leave the key backups too (safe to redo on resume)."""
+        if run.phase == "done" and (note := prune_backups_after_retirement(self.using)):
+            self.ledger.update(run, reason="; ".join(filter(None, [run.reason, note])))
 
     def _retirement_blocker(self, run: RotationRun) -> str:
         """Why no old key may be retired by this run ("" when they may)."""

@@ -6,7 +6,7 @@ travel as parameters (hence the S608 waivers below).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from .tables import Table
@@ -58,11 +58,14 @@ def pages(
         after = rows[-1][0]
 
 
-def chunk_bounds(connection: Any, table: Table, chunk_rows: int) -> list[tuple[Any, Any]]:
+def chunk_bounds(
+    connection: Any, table: Table, chunk_rows: int, on_page: Callable[[], None] = lambda: None
+) -> list[tuple[Any, Any]]:
     """Split a table into ``(lower, upper]`` primary-key ranges of about ``chunk_rows`` rows.
 
     Reads only the primary key, one page of it at a time; the last range is open-ended, so rows
     inserted during the rotation are covered (they are written under the new key anyway).
+    ``on_page`` is called after each page (a rotation refreshes its heartbeat there).
     """
     bounds: list[tuple[Any, Any]] = []
     quoted_pk = _quote(connection, table.pk_column)
@@ -81,6 +84,7 @@ def chunk_bounds(connection: Any, table: Table, chunk_rows: int) -> list[tuple[A
         upper = _jsonable_pk(row[0])
         bounds.append((lower, upper))
         lower = upper
+        on_page()
 
 
 def write_rows(connection: Any, table: Table, batch: Rewrites) -> None:

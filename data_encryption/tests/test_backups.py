@@ -3,6 +3,7 @@
 import json
 import os
 import stat
+import tempfile
 from io import StringIO
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from django.core.management.base import CommandError
 from django.test import TestCase, override_settings
 
 from data_encryption.backups import BackupError, read_backup, restore_backup
-from data_encryption.keys import reset_key_ring
+from data_encryption.keys import cipher_for, reset_key_ring
 from data_encryption.models import (
     DataKey,
     KeyState,
@@ -129,6 +130,10 @@ class BackupTests(FreshKeyRingMixin, TestCase):
         self.assertIn("BACKUP_DIR", report["reason"])
 
 
+# Its own directory: the re-wrap rewrites every backup file it finds there.
+@override_settings(
+    ENCRYPTION_KEY_ROTATION={**FAST, "BACKUP_DIR": tempfile.mkdtemp(prefix="rewrap-")}
+)
 class MasterKeyRotationTests(FreshKeyRingMixin, TestCase):
     def test_rewrap_then_drop_the_fallback(self):
         ssns = make_customers(3)
@@ -152,3 +157,72 @@ class MasterKeyRotationTests(FreshKeyRingMixin, TestCase):
         with override_settings(DB_ENCRYPTION_KEY=new_fernet_key()):
             with self.assertRaisesMessage(CommandError, "No configured master key can unwrap"):
                 call_command("rewrap_data_keys", stdout=StringIO())
+
+
+def resigned(document):
+    """``document`` signed again with the current master key: a file written by a tool that
+    holds the master key, so only the restore's own checks stand between it and the table."""
+    from data_encryption.master_key import master_keys
+
+    body = {name: document[name] for name in ("format", "version", "created_at", "keys")}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return {**document, "signature": master_keys()[0].sign(canonical).hex()}
+
+
+@override_settings(ENCRYPTION_KEY_ROTATION=FAST)
+class RestoreValidationTests(FreshKeyRingMixin, TestCase):
+    def setUp(self):
+        super().setUp()
+        make_customers(2)
+        self.path = Path(KeyRotationService().rotate()["key_backup_path"])
+        self.document = json.loads(self.path.read_text())
+        # The old key (first entry) is lost from the table: restoring must insert it.
+        self.lost = self.document["keys"][0]["key_id"]
+        DataKey.objects.filter(key_id=self.lost).delete()
+
+    def restore(self, mutate):
+        document = json.loads(json.dumps(self.document))
+        mutate(document["keys"])
+        altered = self.path.with_name("altered.json")
+        altered.write_text(json.dumps(resigned(document)))
+        call_command("restore_encryption_keys", str(altered), stdout=StringIO())
+
+    def test_malformed_signed_files_are_refused_with_what_is_wrong(self):
+        # (exp12_restore_state) "A signed file with a duplicate id raises IntegrityError;
+        # missing fields raise KeyError; _insert trusts any state string."
+        def set_first(name, value):
+            return lambda keys: keys[0].__setitem__(name, value)
+
+        cases = {
+            "appears twice": lambda keys: keys.append(dict(keys[0])),
+            "lacks master_key_fingerprint": lambda keys: keys[0].pop("master_key_fingerprint"),
+            "has the unknown state 'superprimary'": set_first("state", "superprimary"),
+            "key_id must be a whole number": set_first("key_id", str(self.lost)),
+            "wrapped_key must be base64 text or null": set_first("wrapped_key", 12345),
+            "created_at must be an ISO 8601 date": set_first("created_at", "yesterday"),
+            "is not a JSON object": lambda keys: keys.append(["not", "a", "key"]),
+        }
+        for message, mutate in cases.items():
+            with self.subTest(message), self.assertRaisesMessage(CommandError, message):
+                self.restore(mutate)
+            self.assertFalse(DataKey.objects.filter(key_id=self.lost).exists())
+
+    def test_a_key_marked_destroyed_or_retired_with_its_material_intact_is_repaired(self):
+        # (exp12_restore_state) "a key tampered to destroyed with its material intact is
+        # reported 'unchanged' and stays unusable (UnknownKeyError)".
+        call_command("restore_encryption_keys", str(self.path), stdout=StringIO())
+        restored = DataKey.objects.get(key_id=self.lost)
+        for state in (KeyState.DESTROYED, KeyState.RETIRED):
+            with self.subTest(state):
+                restored.state = state
+                restored.save()
+                out = StringIO()
+                call_command("restore_encryption_keys", str(self.path), stdout=out)
+                self.assertIn(
+                    f"made decrypt-only (material intact): {self.lost:08x}", out.getvalue()
+                )
+                restored.refresh_from_db()
+                self.assertEqual(restored.state, KeyState.DECRYPT_ONLY)
+                self.assertIsNone(restored.destroyed_at)
+                reset_key_ring()
+                cipher_for(self.lost)  # in the ring again: its values read

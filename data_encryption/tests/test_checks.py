@@ -5,6 +5,7 @@ import tempfile
 from datetime import timedelta
 from io import StringIO
 from pathlib import Path
+from unittest import skipUnless
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -163,6 +164,7 @@ class RotationSettingsCheckTests(SimpleTestCase):
             "RETENTION_DAYS": "30",
             "NOTIFY_SKIPPED": "yes",
             "CHUNK_ROWS": 0,
+            "PRUNE_BACKUPS": "yes",
         }
         seen = set()
         for key, value in bad.items():
@@ -204,6 +206,38 @@ class RotationSettingsCheckTests(SimpleTestCase):
                 self.assertEqual(check_rotation_settings(), [])
             with self.rotation(BACKUP_DIR=Path(directory) / "not" / "yet"):
                 self.assertEqual(check_rotation_settings(), [])  # created at first rotation
+
+    def test_prune_backups_is_a_boolean_with_its_own_id(self):
+        with self.rotation(PRUNE_BACKUPS=True):
+            self.assertEqual(check_rotation_settings(), [])
+        with self.rotation(PRUNE_BACKUPS="yes"):
+            errors = check_rotation_settings()
+            self.assertEqual(ids(errors), ["data_encryption.E026"])
+            self.assertEqual(
+                errors[0].msg,
+                "ENCRYPTION_KEY_ROTATION['PRUNE_BACKUPS'] must be True or False, not 'yes'.",
+            )
+
+    @skipUnless(os.geteuid() == 0, "needs root to give a directory to another user")
+    def test_backup_dir_owned_by_another_user(self):
+        # (exp5_backups) A symlink to another user's 0700 directory passed the mode check.
+        with tempfile.TemporaryDirectory() as directory:
+            theirs = Path(directory) / "theirs"
+            theirs.mkdir(mode=0o700)
+            os.chown(theirs, 65534, 65534)
+            link = Path(directory) / "keys"
+            link.symlink_to(theirs)
+            with self.rotation(BACKUP_DIR=link):
+                errors = check_rotation_settings()
+            self.assertEqual(ids(errors), ["data_encryption.E010"])
+            self.assertEqual(
+                errors[0].msg,
+                f"BACKUP_DIR {link} is owned by uid 65534, not by the user this process runs as "
+                "(uid 0).",
+            )
+            self.assertEqual(
+                errors[0].hint, f"Run: chown 0 {link} (or use a directory that user owns)"
+            )
 
     def test_backup_dir_not_writable(self):
         with tempfile.TemporaryDirectory() as directory:

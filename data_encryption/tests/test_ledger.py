@@ -78,11 +78,15 @@ class LockAndResumeTests(FreshKeyRingMixin, TestCase):
         first_pk = batch.last_pk
         RotationChunk.objects.filter(pk=chunk.pk).update(cursor=first_pk, rows=1, reencrypted=1)
         first_value = raw(Customer, "_ssn")[first_pk]
+        # The dead holder's last heartbeat is older than the lock timeout: only the heartbeat
+        # tells that a holder died (its pid may belong to another PID namespace).
         RotationRun.objects.filter(pk=run.pk).update(
-            holder=f"{socket.gethostname()}:{dead.pid}:dead"
+            holder=f"{socket.gethostname()}:{dead.pid}:dead",
+            heartbeat_at=timezone.now() - timedelta(seconds=2),
         )
         keys_before = DataKey.objects.count()
-        report = KeyRotationService().rotate()
+        with override_settings(ENCRYPTION_KEY_ROTATION={**FAST, "LOCK_TIMEOUT_SECONDS": 1}):
+            report = KeyRotationService().rotate()
         self.assertTrue(report["resumed"])
         self.assertEqual(report["run_id"], run.pk)
         self.assertEqual(report["status"], "completed")
@@ -124,3 +128,66 @@ class LockAndResumeTests(FreshKeyRingMixin, TestCase):
             report = Rotation(tables, clock=clock, sleep=sleep).run()
         self.assertEqual(report["status"], "completed")
         self.assertEqual(slept, [5.0, 5.0, 2.0])
+
+
+@override_settings(ENCRYPTION_KEY_ROTATION=FAST)
+class HeartbeatTests(FreshKeyRingMixin, TestCase):
+    def test_a_holder_in_another_pid_namespace_is_alive_while_its_heartbeat_is_fresh(self):
+        # (exp11_lock) A holder on this hostname whose pid this process cannot see (another
+        # container, another PID namespace) was judged dead with a 1-second-old heartbeat.
+        import socket
+        import subprocess
+
+        make_customers(2)
+        before = raw(Customer, "_ssn")
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait()
+        beat = timezone.now() - timedelta(seconds=1)
+        RotationRun.objects.create(
+            started_at=beat, heartbeat_at=beat, holder=f"{socket.gethostname()}:{gone.pid}:ns2"
+        )
+        report = KeyRotationService().rotate()
+        self.assertEqual((report["status"], report["skipped"]), ("skipped", "already_running"))
+        self.assertEqual(raw(Customer, "_ssn"), before)
+
+    def test_the_census_refreshes_the_heartbeat(self):
+        # The census read every table without a heartbeat: one longer than LOCK_TIMEOUT_SECONDS
+        # was taken over and restarted. Here each clock reading is two seconds later.
+        from data_encryption.rotation import Progress
+        from data_encryption.tests.utils import make_patients
+
+        make_customers(3)
+        make_patients(3)
+        start = timezone.now()
+        ticks = iter(range(10**6))
+
+        def clock():
+            return start + timedelta(seconds=2 * next(ticks))
+
+        seen = []
+
+        class Watch(Progress):
+            def phase(self, name, detail=""):
+                if name == "census":  # at the start of each table's census
+                    seen.append(RotationRun.objects.get().heartbeat_at)
+
+        tables = resolve_tables(KeyRotationService()._load_model_configurations())
+        report = Rotation(tables, clock=clock, batch_size=1, progress=Watch()).run()
+        self.assertEqual(report.status, "completed")
+        # Customer, Patient and the empty Note: a heartbeat after each page of a table with rows.
+        self.assertEqual(len(seen), 3)
+        self.assertEqual(len(set(seen)), 2, "no heartbeat during the census")
+
+    def test_planning_refreshes_the_heartbeat(self):
+        from data_encryption.rotation import chunk_bounds
+
+        make_customers(5)
+        (table,) = [
+            table
+            for table in resolve_tables(KeyRotationService()._load_model_configurations())
+            if table.label == "data_encryption_tests.Customer"
+        ]
+        pages = []
+        bounds = chunk_bounds(connection, table, 2, on_page=lambda: pages.append(1))
+        self.assertEqual(len(bounds), 3)
+        self.assertEqual(len(pages), 2)  # after each page of the primary key but the last

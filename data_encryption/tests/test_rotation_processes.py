@@ -7,11 +7,13 @@ import random
 import signal
 import tempfile
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
-from django.test import TransactionTestCase
+from django.test import TransactionTestCase, override_settings
+from django.utils import timezone
 
 from data_encryption.keys import reset_key_ring
 from data_encryption.models import DataKey, KeyState, RotationRun, RunStatus
@@ -37,6 +39,17 @@ class ProcessTestCase(TransactionTestCase):
         self.assertEqual(set(totals) - {"null"}, {primary}, totals)
 
 
+# A killed rotation is taken over once its heartbeat is this old. Above HEARTBEAT_SECONDS (1 s),
+# so the live child's own run is never judged dead.
+LOCK_TIMEOUT = 2.5
+
+
+@override_settings(
+    ENCRYPTION_KEY_ROTATION={
+        **settings.ENCRYPTION_KEY_ROTATION,
+        "LOCK_TIMEOUT_SECONDS": LOCK_TIMEOUT,
+    }
+)
 class CrashTests(ProcessTestCase):
     def test_rotation_killed_at_random_points_resumes_and_loses_nothing(self):
         seed_rows(ROWS, ROWS // 3)
@@ -51,6 +64,10 @@ class CrashTests(ProcessTestCase):
             process.communicate()
             running = RotationRun.objects.filter(status=RunStatus.RUNNING).first()
             killed_in.append(running.phase if running else "(finished or not started)")
+            if running is not None:
+                # Only the heartbeat says the holder died: wait until it is LOCK_TIMEOUT old.
+                stale_at = running.heartbeat_at + timedelta(seconds=LOCK_TIMEOUT + 0.1)
+                time.sleep(max(0.0, (stale_at - timezone.now()).total_seconds()))
             # The next invocation resumes (or starts) and completes.
             report = KeyRotationService(batch_size=100).rotate()
             self.assertEqual(report["status"], "completed", (trial, report))

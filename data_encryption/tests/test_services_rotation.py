@@ -2,6 +2,8 @@
 skip_unless_due), the census, the master-key re-wrap with its backup, and the dry run, which
 must count what a real run then does."""
 
+import tempfile
+
 from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core import mail
@@ -98,26 +100,30 @@ class RewrapDoorTests(FreshKeyRingMixin, TestCase):
         seed_rows(2, 0)
         self.old_master, self.new_master = settings.DB_ENCRYPTION_KEY, new_fernet_key()
         self.keys = list(DataKey.objects.values_list("key_id", flat=True))
+        # Its own directory: the re-wrap rewrites every backup file it finds there.
+        self.backup_dir = tempfile.mkdtemp(prefix="rewrap-")
 
     def rewrap(self, **rotation):
         with override_settings(
             DB_ENCRYPTION_KEY=self.new_master,
             DB_ENCRYPTION_KEY_FALLBACKS=[self.old_master],
-            ENCRYPTION_KEY_ROTATION={**FAST, **rotation},
+            ENCRYPTION_KEY_ROTATION={**FAST, "BACKUP_DIR": self.backup_dir, **rotation},
         ):
             return KeyRotationService().rewrap_master_key()
 
-    def test_backs_up_under_the_old_wrapping_then_rewraps(self):
+    def test_backs_up_then_rewraps_the_keys_and_the_backup_files(self):
+        # The backup is written under the old wrapping before anything changes; once the keys
+        # are re-wrapped, so is every backup file, that one included (the old master key must
+        # open nothing the project keeps: see test_erasure).
         old_fingerprints = set(DataKey.objects.values_list("master_key_fingerprint", flat=True))
         done = self.rewrap()
         self.assertIsNotNone(done.backup_path)
         self.assertTrue(done.backup_path.is_file())
-        with override_settings(
-            DB_ENCRYPTION_KEY=self.new_master, DB_ENCRYPTION_KEY_FALLBACKS=[self.old_master]
-        ):
+        self.assertIn(done.backup_path, done.backups.rewritten)
+        with override_settings(DB_ENCRYPTION_KEY=self.new_master):
             backed_up = read_backup(done.backup_path)
         self.assertEqual(sorted(key.key_id for key in backed_up), sorted(self.keys))
-        self.assertEqual({key.master_key_fingerprint for key in backed_up}, old_fingerprints)
+        self.assertEqual({key.master_key_fingerprint for key in backed_up}, {done.fingerprint})
         self.assertEqual(sorted(done.rewrapped), sorted(self.keys))
         self.assertEqual(done.current, [])
         new_fingerprints = set(DataKey.objects.values_list("master_key_fingerprint", flat=True))

@@ -44,6 +44,8 @@ class Command(BaseCommand):
         ids = lambda values: ", ".join(format_key_id(v) for v in values) or "none"  # noqa: E731
         self.stdout.write(self.style.SUCCESS(f"Restored keys from {path}."))
         self.stdout.write(f"  restored:  {ids(report.restored)}")
+        if report.repaired:
+            self.stdout.write(f"  made decrypt-only (material intact): {ids(report.repaired)}")
         self.stdout.write(f"  unchanged: {ids(report.unchanged)}")
         if report.skipped:
             self.stdout.write(f"  skipped (destroyed in the backup): {ids(report.skipped)}")

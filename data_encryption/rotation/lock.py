@@ -1,0 +1,74 @@
+"""The rotation lock: who holds it, and whether that holder is alive. The lock is the one
+``RotationRun`` row with status ``running`` (a partial unique index allows one); its holder is
+alive while its heartbeat is fresh, whatever host, container or PID namespace it runs in. A
+maintenance step that must not run beside a rotation (re-wrapping the keys) holds it for one
+transaction (``rotation_lock``)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from ..conf import encryption_settings
+from ..exceptions import DataEncryptionError
+from ..models import RotationRun, RunStatus
+
+
+class LockLost(DataEncryptionError):
+    """Another process took this run over (it judged this one dead); this one stops at once."""
+
+
+def this_holder() -> str:
+    """A holder for this process: ``host:pid:token`` (Celery's runs use ``celery:<token>``)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def holder_is_alive(heartbeat_at: datetime, now: datetime) -> bool:
+    """Whether a run's holder may still be working: its heartbeat is younger than
+    ``LOCK_TIMEOUT_SECONDS``. The heartbeat is the only evidence: a process id says nothing
+    about a holder in another container or PID namespace that shares this hostname."""
+    return now - heartbeat_at <= timedelta(seconds=encryption_settings.lock_timeout_seconds)
+
+
+class RotationRunning(DataEncryptionError):
+    """A live rotation holds the lock, so a step that must not run beside one refuses."""
+
+
+@contextmanager
+def rotation_lock(
+    using: str, purpose: str, clock: Callable[[], datetime] = timezone.now
+) -> Iterator[RotationRun | None]:
+    """Hold the rotation lock for one transaction, for a step that must not interleave with a
+    rotation (re-wrapping the data keys). Yields the run a dead process left ``running`` (its
+    pending key may need the same work), else ``None``; raises ``RotationRunning`` while a live
+    rotation holds the lock."""
+    runs = RotationRun.objects.using(using)
+    now = clock()
+    with transaction.atomic(using=using):
+        running = runs.select_for_update().filter(status=RunStatus.RUNNING).first()
+        if running is None:
+            # A running row of our own: the partial unique index makes a rotation that starts
+            # meanwhile wait for this transaction, which deletes the row before it commits.
+            placeholder = runs.create(
+                started_at=now, heartbeat_at=now, holder=this_holder(), trigger=purpose
+            )
+            yield None
+            placeholder.delete()
+            return
+        if holder_is_alive(running.heartbeat_at, now):
+            age = (now - running.heartbeat_at).total_seconds()
+            timeout = encryption_settings.lock_timeout_seconds
+            raise RotationRunning(
+                f"Rotation {running.pk} is running (holder {running.holder}, last heartbeat "
+                f"{age:.0f}s ago), so {purpose} did nothing. Run it again once the rotation has "
+                "finished; if that rotation's process died, its lock frees when the heartbeat is "
+                f"older than LOCK_TIMEOUT_SECONDS ({timeout:.0f}s)."
+            )
+        yield running
