@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from django.db import DatabaseError, transaction
+
 from .tables import Table
 
 Rewrite = tuple[Any, Any, Any]  # (new value, pk, old value)
@@ -20,6 +22,9 @@ class Rewrites(Protocol):
 
     @property
     def updates(self) -> Mapping[str, Sequence[Rewrite]]: ...
+
+    def write_failed(self, pk: Any, column: str, reason: str) -> None:
+        """The database refused row ``pk``'s write (first in ``column``); drop its rewrites."""
 
 
 def _quote(connection: Any, name: str) -> str:
@@ -85,7 +90,20 @@ def chunk_bounds(connection: Any, table: Table, chunk_rows: int) -> list[tuple[A
 
 def write_rows(connection: Any, table: Table, batch: Rewrites) -> None:
     """Compare-and-swap every rewrite: a row the application changed since it was read keeps
-    the application's value."""
+    the application's value.
+
+    When the database refuses the batch (a CHECK constraint or a trigger on one row), it is
+    written again row by row, each row in its own savepoint; a row refused again keeps every
+    value it had and is reported to ``batch.write_failed``, the others are written.
+    """
+    try:
+        with transaction.atomic(using=connection.alias):
+            _write_batch(connection, table, batch)
+    except DatabaseError:
+        _write_row_by_row(connection, table, batch)
+
+
+def _write_batch(connection: Any, table: Table, batch: Rewrites) -> None:
     if connection.vendor == "postgresql":
         _write_rows_postgresql(connection, table, batch)
         return
@@ -99,6 +117,49 @@ def write_rows(connection: Any, table: Table, batch: Rewrites) -> None:
                 f"WHERE {quoted_pk} = %s AND {quoted} = %s",
                 params,
             )
+
+
+def _write_row_by_row(connection: Any, table: Table, batch: Rewrites) -> None:
+    rows: dict[Any, list[tuple[str, Rewrite]]] = {}
+    for column, params in batch.updates.items():
+        for rewrite in params:
+            rows.setdefault(rewrite[1], []).append((column, rewrite))
+    quoted_table = _quote(connection, table.table)
+    quoted_pk = _quote(connection, table.pk_column)
+    refused = []
+    for pk, writes in rows.items():
+        column = writes[0][0]
+        try:
+            with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+                for column, (new, _pk, old) in writes:
+                    quoted = _quote(connection, column)
+                    cursor.execute(
+                        f"UPDATE {quoted_table} SET {quoted} = %s "  # noqa: S608
+                        f"WHERE {quoted_pk} = %s AND {quoted} = %s",
+                        [new, pk, old],
+                    )
+        except DatabaseError as exc:
+            refused.append((pk, column, database_error_reason(exc)))
+    for pk, column, reason in refused:
+        batch.write_failed(pk, column, reason)
+
+
+def database_error_reason(exc: DatabaseError) -> str:
+    """What may be recorded of a database error: its class, and the SQLSTATE and constraint
+    name (PostgreSQL) or SQLite's error name. Never its text: PostgreSQL's DETAIL quotes the
+    failing row's values, plaintext columns included."""
+    driver_error = exc.__cause__
+    parts = [type(exc).__name__]
+    sqlstate = getattr(driver_error, "sqlstate", None) or getattr(driver_error, "pgcode", None)
+    if sqlstate:
+        parts.append(f"SQLSTATE {sqlstate}")
+    constraint = getattr(getattr(driver_error, "diag", None), "constraint_name", None)
+    if constraint:
+        parts.append(f"constraint {constraint}")
+    sqlite_name = getattr(driver_error, "sqlite_errorname", None)
+    if sqlite_name:
+        parts.append(sqlite_name)
+    return ", ".join(parts) + " when writing the re-encrypted row; the row was left as it was"
 
 
 def _write_rows_postgresql(connection: Any, table: Table, batch: Rewrites) -> None:
