@@ -10,7 +10,6 @@ without trying a key. The format only, no keys: ``encryptor`` seals and opens va
 from __future__ import annotations
 
 import base64
-import binascii
 import enum
 import re
 from dataclasses import dataclass
@@ -123,18 +122,35 @@ def parse(value: Binary | str) -> Envelope:
     )
 
 
+# The one spelling of each part of the ASCII form: 8 lowercase hex digits, then base64url with
+# no padding and nothing else (a length of 1 mod 4 is never valid base64).
+_ASCII_KEY_ID = re.compile(rb"[0-9a-f]{8}")
+_ASCII_SEALED = re.compile(rb"[A-Za-z0-9_-]*")
+
+
 def _parse_ascii(data: bytes) -> Envelope:
-    parts = data.split(b":")
-    if len(parts) != 3 or len(parts[1]) != 8:
-        raise DecryptionError("Malformed ASCII envelope: expected 'de1:<8 hex digits>:<base64>'.")
-    try:
-        key_id = int(parts[1], 16)
-        padded = parts[2] + b"=" * (-len(parts[2]) % 4)
-        sealed = base64.urlsafe_b64decode(padded)
-    except (ValueError, binascii.Error):
+    # Canonical parsing: a value has one spelling, so no other text (upper-case hex, a sign, a
+    # "0x", junk in the base64, padding, stray low bits) reaches the key lookup or a census.
+    parts = data.split(b":", 2)
+    if (
+        len(parts) != 3
+        or not _ASCII_KEY_ID.fullmatch(parts[1])
+        or not _ASCII_SEALED.fullmatch(parts[2])
+        or len(parts[2]) % 4 == 1
+    ):
         raise DecryptionError(
-            "Malformed ASCII envelope: the key id or the base64 part is invalid."
-        ) from None
+            "Malformed ASCII envelope: expected 'de1:<8 lowercase hex digits>:<base64url "
+            "without padding>'."
+        )
+    key_id = int(parts[1], 16)
+    # The pattern and length checks leave nothing b64decode could refuse.
+    sealed = base64.b64decode(parts[2] + b"=" * (-len(parts[2]) % 4), b"-_", validate=True)
+    if base64.urlsafe_b64encode(sealed).rstrip(b"=") != parts[2]:
+        raise DecryptionError(
+            f"Malformed ASCII envelope under key {format_key_id(key_id)}: the base64 part is "
+            "not in its canonical spelling.",
+            key_id=key_id,
+        )
     if len(sealed) < NONCE_SIZE + TAG_SIZE:
         raise DecryptionError(
             f"The encrypted value is truncated (key {format_key_id(key_id)}).", key_id=key_id
@@ -158,15 +174,19 @@ def header_for(key_id: int) -> bytes:
     return HEADER_V1 + key_id.to_bytes(4, "big")
 
 
-_ASCII_HEADER = re.compile(rb"de[0-9]+:([0-9a-f]{8}):")
-
-
 def header_key_id(value: Binary | str) -> int | None:
     """The key id that a value's header names, in either form, read without a key and without
-    raising; ``None`` when the value has no well-formed envelope header (a census counts such
-    values by kind, never by bytes copied out of them)."""
-    data = as_bytes(value)
-    if data[:3] == MAGIC and len(data) >= HEADER_SIZE:
+    raising; ``None`` when the value is not a well-formed envelope (a census counts such values
+    by kind, never by bytes copied out of them). An ASCII value is parsed whole, canonically."""
+    try:
+        data = as_bytes(value)
+    except TypeError:
+        return None
+    if data[:4] == HEADER_V1 and len(data) >= MIN_BINARY_SIZE:
         return int.from_bytes(data[KEY_ID_BYTES], "big")
-    match = _ASCII_HEADER.match(data)
-    return int(match.group(1), 16) if match else None
+    if data[:4] == ASCII_PREFIX_V1.encode():
+        try:
+            return _parse_ascii(data).key_id
+        except DecryptionError:
+            return None
+    return None

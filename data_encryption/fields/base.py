@@ -146,7 +146,10 @@ class EncryptedFieldMixin(models.Field):
         plaintext = open_value(value)
         try:
             return self.from_plaintext(plaintext)
-        except (ValueError, TypeError, ArithmeticError):
+        except Exception:
+            # Whatever the authentic plaintext is (JSON nested past the recursion limit, digits
+            # past int's limit, a custom decoder's own error), a read raises one documented
+            # error; the exception's text is dropped, since it may quote the plaintext.
             raise self._wrong_type() from None
 
     def _wrong_type(self) -> DecryptionError:

@@ -3,7 +3,7 @@ a census proves them unused. ``Rotation`` (in ``protocol``) runs the steps; each
 one step or one concept. docs/rotation.md describes the protocol."""
 
 from .batch import Batch, examine_rows
-from .census import LEGACY, NULL, UNENCRYPTED, Census, census_label, census_totals
+from .census import LEGACY, MALFORMED, NULL, UNENCRYPTED, Census, census_label, census_totals
 from .ledger import HEARTBEAT_SECONDS, RUN_COUNTERS, RunLedger
 from .lock import LockLost, RotationRunning, holder_is_alive, rotation_lock
 from .new_key import pending_key, rewrap_stalled_pending, rewrapped_pending
@@ -16,6 +16,7 @@ from .tables import ModelConfiguration, Table, discover_models, resolve_tables
 __all__ = [
     "HEARTBEAT_SECONDS",
     "LEGACY",
+    "MALFORMED",
     "MAX_FAILURES_IN_REPORT",
     "NULL",
     "RUN_COUNTERS",

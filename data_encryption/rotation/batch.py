@@ -9,7 +9,7 @@ from typing import Any
 
 from ..ciphers import AeadCipher
 from ..encryptor import open_value
-from ..envelope import HEADER_SIZE, KEY_ID_BYTES, MAGIC, header_for, parse
+from ..envelope import HEADER_SIZE, KEY_ID_BYTES, MAGIC, header_for, header_key_id, parse
 from ..exceptions import DecryptionError
 from ..models import format_key_id
 from .census import NULL, census_label
@@ -24,6 +24,8 @@ class Batch:
     updates: dict[str, list[tuple[Any, Any, Any]]] = field(default_factory=dict)
     failures: list[tuple[Any, str, int | None, str]] = field(default_factory=list)
     census: Counter[tuple[str, str]] = field(default_factory=Counter)
+    # Column name -> field name, to report a failed write by field.
+    fields: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed_rows(self) -> int:
@@ -32,6 +34,22 @@ class Batch:
     @property
     def rewrites(self) -> int:
         return sum(len(params) for params in self.updates.values())
+
+    def write_failed(self, pk: Any, column: str, reason: str) -> None:
+        """The database refused to write row ``pk`` (its ``column`` first): the row keeps every
+        value it had, so its rewrites are dropped and it becomes one failure."""
+        name = self.fields.get(column, column)
+        key_id = None
+        for updated, rewrites in self.updates.items():
+            for rewrite in [rewrite for rewrite in rewrites if rewrite[1] == pk]:
+                rewrites.remove(rewrite)
+                field_name = self.fields.get(updated, updated)
+                self.census[(field_name, census_label(rewrite[0]))] -= 1
+                self.census[(field_name, census_label(rewrite[2]))] += 1
+                if updated == column:
+                    key_id = header_key_id(rewrite[2])
+        self.updates = {column: rewrites for column, rewrites in self.updates.items() if rewrites}
+        self.failures.append((pk, name, key_id, reason))
 
 
 def examine_rows(
@@ -76,15 +94,17 @@ def examine_rows(
                 continue
             try:
                 plaintext = open_value(raw)
-            except DecryptionError as exc:
-                batch.failures.append((pk, name, exc.key_id, str(exc)[:300]))
+                if seal is None or header is None:
+                    counted[token] += 1
+                    continue
+                sealed = header + seal(plaintext, header)
+                new: Any = parse(sealed).to_ascii() if isinstance(raw, str) else sealed
+            except Exception as exc:
+                # Whatever one value does (garbage, a header no parser expected, a bug), it is
+                # that value's failure, never the run's; the row is left as it is.
+                batch.failures.append((pk, name, header_key_id(raw), failure_reason(exc)))
                 counted[token] += 1
                 continue
-            if seal is None or header is None:
-                counted[token] += 1
-                continue
-            sealed = header + seal(plaintext, header)
-            new: Any = parse(sealed).to_ascii() if isinstance(raw, str) else sealed
             rewrites.append((new, pk, raw))
             counted[target_label] += 1
         batch.last_pk = pk
@@ -95,4 +115,14 @@ def examine_rows(
             batch.census[(name, token)] += count
         if rewrites:
             batch.updates[column] = rewrites
+        batch.fields[column] = name
     return batch
+
+
+def failure_reason(exc: Exception) -> str:
+    """What a failure records of ``exc``: our ``DecryptionError`` text (written never to hold
+    key material or plaintext), else the exception's class alone, since its text may quote
+    the value."""
+    if isinstance(exc, DecryptionError):
+        return str(exc)[:300]
+    return f"{type(exc).__name__} while decrypting or re-encrypting the value"

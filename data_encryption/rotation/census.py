@@ -25,20 +25,27 @@ logger = logging.getLogger(__name__)
 NULL = "null"
 LEGACY = "legacy-fernet"
 UNENCRYPTED = "not-encrypted"
+# Starts like an envelope but is not one (bad version, truncated, a non-canonical ASCII form).
+MALFORMED = "malformed"
 
 #: Values per label (a key id, or one of the labels above) per field per model label.
 Census = dict[str, dict[str, dict[str, int]]]
 
 
 def census_label(raw: Any) -> str:
-    """The census label of a stored value, from its header alone: a key id, or a kind."""
+    """The census label of a stored value, from its header alone: a key id, or a kind. The key
+    id comes from parsing the value canonically, never from bytes copied out of it."""
     if raw is None:
         return NULL
+    if not isinstance(raw, (bytes, bytearray, memoryview, str)):
+        return UNENCRYPTED
     kind = classify(raw)
     if kind is ValueKind.LEGACY_FERNET:
         return LEGACY
-    key_id = header_key_id(raw) if kind is not ValueKind.UNKNOWN else None
-    return UNENCRYPTED if key_id is None else format_key_id(key_id)
+    if kind is ValueKind.UNKNOWN:
+        return UNENCRYPTED
+    key_id = header_key_id(raw)
+    return MALFORMED if key_id is None else format_key_id(key_id)
 
 
 def per_field(table: Table, counts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:

@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
+from django.db import DatabaseError, transaction
+
+from ..exceptions import describe_error
 from .tables import Table
 
 Rewrite = tuple[Any, Any, Any]  # (new value, pk, old value)
@@ -20,6 +23,9 @@ class Rewrites(Protocol):
 
     @property
     def updates(self) -> Mapping[str, Sequence[Rewrite]]: ...
+
+    def write_failed(self, pk: Any, column: str, reason: str) -> None:
+        """The database refused row ``pk``'s write (first in ``column``); drop its rewrites."""
 
 
 def _quote(connection: Any, name: str) -> str:
@@ -89,7 +95,20 @@ def chunk_bounds(
 
 def write_rows(connection: Any, table: Table, batch: Rewrites) -> None:
     """Compare-and-swap every rewrite: a row the application changed since it was read keeps
-    the application's value."""
+    the application's value.
+
+    When the database refuses the batch (a CHECK constraint or a trigger on one row), it is
+    written again row by row, each row in its own savepoint; a row refused again keeps every
+    value it had and is reported to ``batch.write_failed``, the others are written.
+    """
+    try:
+        with transaction.atomic(using=connection.alias):
+            _write_batch(connection, table, batch)
+    except DatabaseError:
+        _write_row_by_row(connection, table, batch)
+
+
+def _write_batch(connection: Any, table: Table, batch: Rewrites) -> None:
     if connection.vendor == "postgresql":
         _write_rows_postgresql(connection, table, batch)
         return
@@ -103,6 +122,37 @@ def write_rows(connection: Any, table: Table, batch: Rewrites) -> None:
                 f"WHERE {quoted_pk} = %s AND {quoted} = %s",
                 params,
             )
+
+
+def _write_row_by_row(connection: Any, table: Table, batch: Rewrites) -> None:
+    rows: dict[Any, list[tuple[str, Rewrite]]] = {}
+    for column, params in batch.updates.items():
+        for rewrite in params:
+            rows.setdefault(rewrite[1], []).append((column, rewrite))
+    quoted_table = _quote(connection, table.table)
+    quoted_pk = _quote(connection, table.pk_column)
+    refused = []
+    for pk, writes in rows.items():
+        column = writes[0][0]
+        try:
+            with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
+                for column, (new, _pk, old) in writes:
+                    quoted = _quote(connection, column)
+                    cursor.execute(
+                        f"UPDATE {quoted_table} SET {quoted} = %s "  # noqa: S608
+                        f"WHERE {quoted_pk} = %s AND {quoted} = %s",
+                        [new, pk, old],
+                    )
+        except DatabaseError as exc:
+            refused.append((pk, column, database_error_reason(exc)))
+    for pk, column, reason in refused:
+        batch.write_failed(pk, column, reason)
+
+
+def database_error_reason(exc: DatabaseError) -> str:
+    """What a failure row says of a refused write (``describe_error``: class, SQLSTATE,
+    constraint; never the text, whose DETAIL quotes the row's values)."""
+    return f"{describe_error(exc)} when writing the re-encrypted row; the row was left as it was"
 
 
 def _write_rows_postgresql(connection: Any, table: Table, batch: Rewrites) -> None:

@@ -144,11 +144,58 @@ class HeaderKeyIdTests(FreshKeyRingMixin, TestCase):
                 self.assertIsNone(header_key_id(junk))
 
     def test_census_labels_come_from_the_header_never_from_copied_bytes(self):
-        from data_encryption.rotation import UNENCRYPTED, census_label
+        from data_encryption.rotation import MALFORMED, census_label
 
         # A plaintext that merely starts like the ASCII form used to give the label "John Smi".
-        self.assertEqual(census_label("de1:John Smith, DOB 1970-01-01"), UNENCRYPTED)
+        self.assertEqual(census_label("de1:John Smith, DOB 1970-01-01"), MALFORMED)
         token = EncryptionService.encrypt("x")
         label = f"{key_id_of(token):08x}"
         self.assertEqual(census_label(token), label)
         self.assertEqual(census_label(EncryptionService.to_ascii(token).encode()), label)
+
+
+class CanonicalAsciiTests(FreshKeyRingMixin, TestCase):
+    """security.md I1 and M1: the ASCII form has one spelling per value; every other spelling of
+    the key id or the base64 part is refused (it used to decrypt, or raise OverflowError)."""
+
+    def setUp(self):
+        super().setUp()
+        material = bytes(range(32))
+        install_data_key(0x1F, material)
+        header = b"\xffDE\x01" + (0x1F).to_bytes(4, "big")
+        nonce = b"\xff" * 12  # base64url of 0xff bytes is "_", whose standard spelling is "/"
+        self.binary = header + nonce + AESGCM(material).encrypt(nonce, b"x", header)
+        self.canonical = EncryptionService.to_ascii(self.binary)
+
+    def test_the_canonical_spelling_decrypts(self):
+        self.assertTrue(self.canonical.startswith("de1:0000001f:____"))
+        self.assertEqual(EncryptionService.decrypt(self.canonical), "x")
+        self.assertEqual(header_key_id(self.canonical), 0x1F)
+
+    def test_other_spellings_of_the_key_id_are_refused(self):
+        sealed = self.canonical.split(":", 2)[2]
+        for key_id in ("0000001F", "0x00001f", " 000001f", "+000001f", "0_00001f", "-0000001"):
+            value = f"de1:{key_id}:{sealed}"
+            with self.subTest(key_id=key_id):
+                with self.assertRaisesMessage(DecryptionError, "Malformed ASCII envelope"):
+                    EncryptionService.decrypt(value)
+                self.assertIsNone(header_key_id(value))
+
+    def test_other_spellings_of_the_base64_part_are_refused(self):
+        prefix, sealed = self.canonical[:13], self.canonical[13:]
+        self.assertEqual(len(sealed) % 4, 3)  # 29 bytes: the last character carries 2 spare bits
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        last_with_spare_bit = alphabet[alphabet.index(sealed[-1]) | 1]
+        for spelling in (
+            sealed + "=",  # padding
+            sealed.replace("_", "/"),  # the standard alphabet
+            sealed[:10] + "*" + sealed[10:],  # junk
+            sealed[:10] + "\n" + sealed[10:],
+            sealed[:-1] + last_with_spare_bit,  # a spare bit set
+            sealed + ":" + sealed,
+        ):
+            with self.subTest(spelling=spelling):
+                self.assertNotEqual(spelling, sealed)
+                with self.assertRaises(DecryptionError):
+                    EncryptionService.decrypt(prefix + spelling)
+                self.assertIsNone(header_key_id(prefix + spelling))

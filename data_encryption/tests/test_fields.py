@@ -890,6 +890,20 @@ class JSONFieldTests(EncryptedFieldTestCase):
             field.from_plaintext(plaintext), {"when": "2024-01-02", "n": "1.5", "decoded": True}
         )
 
+    def test_json_nested_past_the_recursion_limit_is_a_decryption_error(self):
+        # security.md I5: an authentic value that json.loads cannot parse without recursing
+        # past Python's limit raised RecursionError out of the query.
+        patient = Patient.objects.create(name="Ada")
+        deep = "[" * 200_000 + "]" * 200_000
+        write_raw_column(
+            Patient,
+            patient.pk,
+            "profile",
+            Patient._meta.get_field("notes").get_db_prep_value(deep, connection),
+        )
+        with self.assertRaisesMessage(DecryptionError, "is not a valid EncryptedJSONField value"):
+            Patient.objects.get(pk=patient.pk)
+
     def test_encoder_and_decoder_must_be_callable(self):
         with self.assertRaisesMessage(ValueError, "The encoder parameter must be a callable"):
             fields.EncryptedJSONField(encoder=DjangoJSONEncoder())
