@@ -25,7 +25,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("ground", {"__init__", "exceptions", "conf", "signals", "ciphers"}),
     ("crypto", {"envelope", "master_key"}),
     ("tables", {"models"}),
-    ("key store", {"keys"}),
+    ("key store", {"keys", "key_audit", "missing_keys"}),
     ("values", {"encryptor", "payloads"}),
     ("fields", {"fields", "fields."}),
     ("storage services", {"backups", "schedule"}),

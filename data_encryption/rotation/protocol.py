@@ -184,9 +184,10 @@ class Rotation:
             self.ledger.heartbeat(run)  # write first: SQLite then takes its write lock up front
             keys = DataKey.objects.using(self.using)
             if not keys.filter(key_id=run.new_key_id).exists():
-                keys.filter(state=KeyState.PRIMARY).update(
-                    state=KeyState.DECRYPT_ONLY, decrypt_only_since=now
-                )
+                # One row at most; save() (not update()) re-authenticates its metadata.
+                for old in keys.select_for_update().filter(state=KeyState.PRIMARY):
+                    old.state, old.decrypt_only_since = KeyState.DECRYPT_ONLY, now
+                    old.save(using=self.using, update_fields=["state", "decrypt_only_since"])
                 create_data_key(
                     self.using, state=KeyState.PRIMARY, now=now, pending=self.ledger.new_key(run)
                 )
