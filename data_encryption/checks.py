@@ -22,6 +22,9 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
   ``CHUNK_ROWS``.
 - E024 ``DATA_ENCRYPTION_NOTIFIER`` does not import or is not a notifier.
 - E025 ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER`` does not import or has no ``master_keys()``.
+- E027, E030, E031, W003: the key table itself (``key_checks``; database checks): keys no
+  configured master key unwraps, key metadata that does not verify or is not authenticated, a
+  primary that is not the newest key.
 - W001 the primary data key is older than ``KEY_ROTATION_SCHEDULE`` allows (database check).
 """
 
