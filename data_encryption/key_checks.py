@@ -111,4 +111,4 @@ def _pinned_primary_warnings(audits: list[KeyAudit]) -> list[CheckMessage]:
 
 
 def _ids(audits: list[KeyAudit]) -> str:
-    return ", ".join(audit.hex_id for audit in audits)
+    return ", ".join(sorted(audit.hex_id for audit in audits))

@@ -64,3 +64,15 @@ class MasterKeyTests(FreshKeyRingMixin, TestCase):
                 KeyConfigurationError, "DB_ENCRYPTION_KEY_FALLBACKS[1] is not a Fernet key"
             ):
                 EncryptionService.encrypt("x")
+
+    def test_metadata_macs_have_their_own_key(self):
+        master, other = MasterKey(new_fernet_key()), MasterKey(new_fernet_key())
+        message = b"data_encryption/key-metadata/v1\n{}"
+        mac = master.sign_metadata(message)
+        self.assertTrue(master.verify_metadata(message, mac))
+        self.assertFalse(master.verify_metadata(message + b" ", mac))
+        self.assertFalse(other.verify_metadata(message, mac))
+        # Domain separation: a backup signature never passes for a key row's MAC, nor the reverse.
+        self.assertNotEqual(master.sign(message), mac)
+        self.assertFalse(master.verify_metadata(message, master.sign(message)))
+        self.assertFalse(master.verify(message, mac))
