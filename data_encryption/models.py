@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import models
+from django.db import DEFAULT_DB_ALIAS, connections, models, router
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
 from django.utils import timezone
 
@@ -83,7 +84,8 @@ class DataKey(models.Model):
         transition (create, activate, demote, retire, destroy, restore, rewrap) goes through
         here, so only an edit made outside the application leaves a MAC that does not verify.
         Write key rows with ``save()``, never ``QuerySet.update()``."""
-        self.metadata_mac = master_keys()[0].sign_metadata(key_metadata_message(self))
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        self.metadata_mac = master_keys()[0].sign_metadata(key_metadata_message(self, using))
         if kwargs.get("update_fields") is not None:
             kwargs["update_fields"] = {*kwargs["update_fields"], "metadata_mac"}
         super().save(**kwargs)
@@ -93,30 +95,34 @@ KEY_METADATA_V1 = b"data_encryption/key-metadata/v1\n"
 KEY_DATES = ("created_at", "primary_since", "decrypt_only_since", "retired_at", "destroyed_at")
 
 
-def key_metadata_message(row: Any) -> bytes:
+def key_metadata_message(row: Any, using: str | None = None) -> bytes:
     """The bytes a data key's ``metadata_mac`` authenticates: its id, state, wrapped key,
     master-key fingerprint and every date, in one canonical spelling (JSON, sorted keys, dates
     in UTC to the microsecond), whatever the database hands back.
 
     Takes any object with ``DataKey``'s fields, so migration 0005's historical rows can be
-    authenticated with the same bytes. A change to these bytes needs a new version prefix.
+    authenticated with the same bytes; ``using`` (default: the row's database) says how that
+    database hands back dates. A change to these bytes needs a new version prefix.
     """
+    connection = connections[using or row._state.db or DEFAULT_DB_ALIAS]
     wrapped = row.wrapped_key
     fields = {
         "key_id": row.key_id,
         "state": row.state,
         "wrapped_key": None if wrapped is None else bytes(wrapped).hex(),
         "master_key_fingerprint": row.master_key_fingerprint,
-        **{name: _canonical_date(getattr(row, name)) for name in KEY_DATES},
+        **{name: _canonical_date(getattr(row, name), connection) for name in KEY_DATES},
     }
     return KEY_METADATA_V1 + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _canonical_date(value: datetime | None) -> str | None:
+def _canonical_date(value: datetime | None, connection: BaseDatabaseWrapper) -> str | None:
     if value is None:
         return None
-    if settings.USE_TZ and timezone.is_naive(value):
-        # Django stores a naive value as the default time zone's time; read back, it is aware.
+    if timezone.is_naive(value) and (settings.USE_TZ or connection.features.supports_timezones):
+        # A wall-clock time in TIME_ZONE: what Django stores for a naive value with USE_TZ on,
+        # and what PostgreSQL hands back with USE_TZ off. (SQLite and MySQL with USE_TZ off
+        # hand back what was stored, UTC for rows written with it on: taken as it is.)
         value = timezone.make_aware(value, timezone.get_default_timezone())
     if timezone.is_aware(value):
         value = value.astimezone(UTC).replace(tzinfo=None)

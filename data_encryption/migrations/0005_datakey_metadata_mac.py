@@ -23,7 +23,7 @@ def authenticate_existing_keys(apps, schema_editor):
     DataKey = apps.get_model("data_encryption", "DataKey")
     db = schema_editor.connection.alias
     for row in DataKey.objects.using(db).filter(metadata_mac=None):
-        row.metadata_mac = signer.sign_metadata(key_metadata_message(row))
+        row.metadata_mac = signer.sign_metadata(key_metadata_message(row, db))
         row.save(using=db, update_fields=["metadata_mac"])
 
 

@@ -269,6 +269,21 @@ class MetadataMessageTests(TestCase):
             changed = DataKey(**{**{f: getattr(row, f) for f in _FIELDS}, name: value})
             self.assertNotEqual(key_metadata_message(changed), message, name)
 
+    def test_rows_verify_whatever_use_tz_and_time_zone_say_when_read(self):
+        # PostgreSQL hands dates back naive in TIME_ZONE with USE_TZ off, SQLite as stored.
+        primary = DataKey.objects.get(state=KeyState.PRIMARY)
+        primary.primary_since = timezone.now() - timedelta(days=200)  # another UTC offset
+        primary.save()
+        for use_tz, zone in [(False, "America/Chicago"), (False, "UTC"), (True, "Asia/Tokyo")]:
+            with (
+                self.subTest(use_tz=use_tz, zone=zone),
+                self.settings(USE_TZ=use_tz, TIME_ZONE=zone),
+            ):
+                reset_key_ring()
+                self.assertEqual(set(verdicts().values()), {Metadata.VERIFIED})
+                EncryptionService.encrypt("x")
+        reset_key_ring()
+
 
 _FIELDS = [
     "key_id",
