@@ -23,7 +23,7 @@ from data_encryption.exceptions import KeyConfigurationError
 from data_encryption.key_audit import Metadata, audit_data_keys, signed_by
 from data_encryption.keys import reset_key_ring
 from data_encryption.master_key import MasterKey, master_keys
-from data_encryption.models import DataKey, KeyState, key_metadata_message
+from data_encryption.models import KEY_DATES, DataKey, KeyState, key_metadata_message
 from data_encryption.services import EncryptionService, KeyRotationService
 from data_encryption.tests.test_keys import seal_with, store_key
 from data_encryption.tests.testapp.models import Customer
@@ -285,17 +285,7 @@ class MetadataMessageTests(TestCase):
         reset_key_ring()
 
 
-_FIELDS = [
-    "key_id",
-    "state",
-    "wrapped_key",
-    "master_key_fingerprint",
-    "created_at",
-    "primary_since",
-    "decrypt_only_since",
-    "retired_at",
-    "destroyed_at",
-]
+_FIELDS = ["key_id", "state", "wrapped_key", "master_key_fingerprint", *KEY_DATES]
 
 
 class MigrationTests(TransactionTestCase):
