@@ -14,7 +14,8 @@ class DataEncryptionConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, conf  # noqa: F401  (registers checks and the setting_changed hook)
+        # Registers the system checks and the setting_changed hook.
+        from . import checks, conf, key_checks  # noqa: F401
 
         post_migrate.connect(_make_first_data_key, sender=self)
 

@@ -25,6 +25,9 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
 - E025 ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER`` does not import or has no ``master_keys()``.
 - E026 ``ENCRYPTION_KEY_ROTATION["PRUNE_BACKUPS"]`` is not True or False.
 - E030 ``PAYLOAD_MAX_AGE_SECONDS`` is not a finite number of seconds greater than 0.
+- E027, E029, E031, W003: the key table itself (``key_checks``; database checks): keys no
+  configured master key unwraps, key metadata that does not verify or is not authenticated, a
+  primary that is not the newest key.
 - W001 the primary data key is older than ``KEY_ROTATION_SCHEDULE`` allows (database check).
 """
 

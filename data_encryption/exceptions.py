@@ -35,6 +35,11 @@ class UnknownKeyError(DecryptionError):
     """The value names a data key that is not in the key ring (even after one reload)."""
 
 
+class KeyUnavailableError(UnknownKeyError):
+    """The value names a data key the key table holds but no configured master key unwraps
+    (a removed fallback, an altered wrapped key). Only the values under that key fail."""
+
+
 class PayloadExpired(DecryptionError):
     """A payload token is authentic but older than the ``max_age`` it was checked against."""
 

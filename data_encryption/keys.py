@@ -3,7 +3,9 @@
 Each is stored in the ``DataKey`` table wrapped by the master key (see ``master_key``). The
 ``KeyRing`` is this process's cache of them, unwrapped: it is reloaded when older than
 ``KEY_CACHE_SECONDS`` (so a rotation made by another process is picked up in bounded time) and
-once when a value names a key id it does not hold.
+once when a value names a key id it does not hold. A key it cannot use (no master key unwraps
+it) costs only the values under it; a primary that is unusable or whose metadata does not verify
+(see ``key_audit``) refuses to encrypt, while every sound key still decrypts.
 """
 
 from __future__ import annotations
@@ -24,8 +26,17 @@ from django.views.decorators.debug import sensitive_variables
 from .ciphers import AeadCipher, generate_data_key
 from .conf import encryption_settings, register_cache
 from .envelope import format_key_id, header_for
-from .exceptions import KeyConfigurationError, UnknownKeyError
-from .master_key import master_keys, reset_master_keys, unwrap_with_any
+from .exceptions import KeyConfigurationError, KeyUnavailableError, UnknownKeyError
+from .key_audit import (
+    forget_reported_keys,
+    require_verified_metadata,
+    signed_by,
+    sort_key_rows,
+    unwrap_failure,
+    unwrap_material,
+)
+from .master_key import master_keys, reset_master_keys
+from .missing_keys import MissingKeyIds
 
 # Documented at these paths before the master key had its own module (README, recovery runbook);
 # they keep working for settings and scripts that name them.
@@ -39,15 +50,16 @@ logger = logging.getLogger("data_encryption")
 class KeyRing:
     """This process's unwrapped data keys: ``ciphers`` by key id, and the primary's id.
 
+    ``unusable``: the keys the table holds that no configured master key unwraps, each with what
+    a value under it is told. ``refusal``: why the primary may not encrypt ("" when it may).
     Built by ``load_key_ring``; treated as immutable once built, so readers need no lock.
     """
 
     ciphers: Mapping[int, AeadCipher]
     primary_id: int
     expires_at: float
-    # Ids a value named that the last reload did not find: not worth another query until the
-    # ring expires, or a corrupt column would cost one query per row.
-    missing: set[int] = field(default_factory=set)
+    unusable: Mapping[int, str] = field(default_factory=dict)
+    refusal: str = ""
     # The hot paths of the encryptor: each key's AESGCM ``decrypt`` (bound once) by the 8-byte
     # envelope header, and the primary's header and ``encrypt``, so a value costs one dict
     # lookup and one AEAD call.
@@ -62,11 +74,25 @@ class KeyRing:
             header_for(key_id): cipher.aead.decrypt for key_id, cipher in self.ciphers.items()
         }
         self.primary_header = header_for(self.primary_id)
-        self.primary_encrypt = self.ciphers[self.primary_id].aead.encrypt
+        if self.refusal:
+            # The refusal sits where the AEAD call would: the hot path checks nothing more.
+            self.primary_encrypt = _refuse(self.refusal)
+        else:
+            self.primary_encrypt = self.ciphers[self.primary_id].aead.encrypt
 
     def __repr__(self) -> str:
         ids = ", ".join(format_key_id(key_id) for key_id in sorted(self.ciphers))
-        return f"<KeyRing primary={format_key_id(self.primary_id)} keys=[{ids}]>"
+        unusable = ", ".join(format_key_id(key_id) for key_id in sorted(self.unusable))
+        return f"<KeyRing primary={format_key_id(self.primary_id)} keys=[{ids}]" + (
+            f" unusable=[{unusable}]>" if unusable else ">"
+        )
+
+
+def _refuse(message: str) -> Callable[[bytes, bytes, bytes], bytes]:
+    def refuse(nonce: bytes, data: bytes, associated_data: bytes) -> bytes:
+        raise KeyConfigurationError(message)
+
+    return refuse
 
 
 class RingCache:
@@ -80,6 +106,7 @@ class RingCache:
 
 
 ring_cache = RingCache()
+missing_key_ids = MissingKeyIds()
 _ring_lock = threading.Lock()
 
 
@@ -89,6 +116,8 @@ def reset_key_ring() -> None:
     global _uncommitted_key_id
     ring_cache.ring = None
     _uncommitted_key_id = None
+    missing_key_ids.clear()
+    forget_reported_keys()
     reset_master_keys()
 
 
@@ -101,17 +130,22 @@ def key_ring() -> KeyRing:
 
 
 def cipher_for(key_id: int) -> AeadCipher:
-    """The cipher of data key ``key_id``: from the ring, else after one reload, else an error."""
+    """The cipher of data key ``key_id``: from the ring, else after one reload (at most once
+    per id per ``KEY_CACHE_SECONDS``), else ``UnknownKeyError`` (``KeyUnavailableError`` for a
+    key the table holds but no configured master key unwraps)."""
     ring = ring_cache.ring or key_ring()
     cipher = ring.ciphers.get(key_id)
     if cipher is not None:
         return cipher
-    if key_id not in ring.missing:
+    if key_id not in ring.unusable and key_id not in missing_key_ids:
         ring = _reload()
         cipher = ring.ciphers.get(key_id)
         if cipher is not None:
             return cipher
-        ring.missing.add(key_id)
+        if key_id not in ring.unusable:
+            missing_key_ids.add(key_id, encryption_settings.key_cache_seconds)
+    if key_id in ring.unusable:
+        raise KeyUnavailableError(ring.unusable[key_id], key_id=key_id)
     raise UnknownKeyError(
         f"The value was encrypted with data key {format_key_id(key_id)}, which this database "
         "does not hold (or it was destroyed). Restore the key from a key backup with "
@@ -136,31 +170,35 @@ def key_database() -> str:
 # the frames they call); the per-value paths of the encryptor are not (docs/security.md).
 @sensitive_variables()
 def load_key_ring(using: str | None = None) -> KeyRing:
-    """Read and unwrap every usable data key; make the first primary key if there is none."""
+    """Read and unwrap every data key that is not destroyed, key by key: one that no master key
+    unwraps is left out (its values fail alone) and logged once; a tampered or unauthenticated
+    key still decrypts (its material is authenticated by the wrap) but is logged, and a primary
+    that is either refuses to encrypt. Makes the first primary key if there is none."""
+    global _uncommitted_key_id
     using = using or key_database()
     rows = list(DataKey.objects.using(using).exclude(state=KeyState.DESTROYED))
     if not any(row.state == KeyState.PRIMARY for row in rows):
         rows.append(ensure_primary_key(using))
-    ciphers = {row.key_id: AeadCipher(unwrap_data_key(row)) for row in rows}
-    primary_id = next(row.key_id for row in rows if row.state == KeyState.PRIMARY)
-    lifetime = encryption_settings.key_cache_seconds
-    if _uncommitted_key_id is not None:
-        lifetime = 0.0
-    return KeyRing(ciphers=ciphers, primary_id=primary_id, expires_at=monotonic() + lifetime)
+    keys = sort_key_rows(rows)
+    if _uncommitted_key_id is not None and (
+        all(row.key_id != _uncommitted_key_id for row in rows)
+        or not transaction.get_connection(using).in_atomic_block
+    ):
+        # Absent: its transaction rolled back. Present outside any transaction: committed.
+        _uncommitted_key_id = None
+    lifetime = 0.0 if _uncommitted_key_id is not None else encryption_settings.key_cache_seconds
+    return KeyRing(
+        keys.ciphers, keys.primary_id, monotonic() + lifetime, keys.unusable, keys.refusal
+    )
 
 
 @sensitive_variables()
 def unwrap_data_key(row: DataKey) -> bytes:
     """The material of ``row``, unwrapped by whichever configured master key wrapped it."""
-    wrapped = bytes(row.wrapped_key) if row.wrapped_key is not None else b""
-    material = unwrap_with_any(row.key_id, wrapped, row.master_key_fingerprint)
+    material = unwrap_material(row)
     if material is not None:
         return material
-    raise KeyConfigurationError(
-        f"No configured master key can unwrap data key {row.hex_id} (it was wrapped by the master "
-        f"key with fingerprint {row.master_key_fingerprint}). Put that key back in "
-        "DB_ENCRYPTION_KEY or DB_ENCRYPTION_KEY_FALLBACKS."
-    )
+    raise KeyConfigurationError(unwrap_failure(row))
 
 
 @dataclass(frozen=True)
@@ -249,27 +287,26 @@ def rewrap_data_keys(using: str | None = None) -> tuple[list[int], list[int]]:
 
     For a master-key change: with the new key in ``DB_ENCRYPTION_KEY`` and the old one in
     ``DB_ENCRYPTION_KEY_FALLBACKS``, this touches a handful of rows, not the data. Returns
-    ``(rewrapped ids, already current ids)``. Safe to rerun.
+    ``(rewrapped ids, already current ids)``. Safe to rerun. Every row's metadata (destroyed
+    keys' too) is re-authenticated under the current master key; a row whose metadata does not
+    verify stops it before anything is written (``key_audit.require_verified_metadata``).
     """
     using = using or key_database()
     current = master_keys()[0]
     rewrapped, current_ids = [], []
     with transaction.atomic(using=using):
-        rows = DataKey.objects.using(using).select_for_update().exclude(wrapped_key=None)
-        for row in rows.order_by("created_at", "key_id"):
-            wrapped = bytes(row.wrapped_key or b"")  # never None: excluded above
-            if row.master_key_fingerprint == current.fingerprint:
-                try:  # the fingerprint is a hint; prove it
-                    current.unwrap(row.key_id, wrapped)
-                    current_ids.append(row.key_id)
-                    continue
-                except InvalidTag:
-                    pass
-            material = unwrap_data_key(row)
-            row.wrapped_key = current.wrap(row.key_id, material)
-            row.master_key_fingerprint = current.fingerprint
-            row.save(using=using, update_fields=["wrapped_key", "master_key_fingerprint"])
-            rewrapped.append(row.key_id)
+        rows = DataKey.objects.using(using).select_for_update().order_by("created_at", "key_id")
+        for row in require_verified_metadata(rows, "re-wrap the data keys"):
+            if row.wrapped_key is not None and not _wrapped_by(current, row):
+                row.wrapped_key = current.wrap(row.key_id, unwrap_data_key(row))
+                row.master_key_fingerprint = current.fingerprint
+                row.save(using=using)  # save() authenticates under the current master key
+                rewrapped.append(row.key_id)
+                continue
+            if row.wrapped_key is not None:
+                current_ids.append(row.key_id)
+            if not signed_by(current, row):  # e.g. a destroyed key's, by the old master key
+                row.save(using=using)
     for key_id in rewrapped:
         logger.info(
             "Re-wrapped data key %s under master key %s.",
@@ -278,3 +315,13 @@ def rewrap_data_keys(using: str | None = None) -> tuple[list[int], list[int]]:
         )
     reset_key_ring()
     return rewrapped, current_ids
+
+
+def _wrapped_by(master: MasterKey, row: DataKey) -> bool:
+    if row.master_key_fingerprint != master.fingerprint:
+        return False
+    try:  # the fingerprint is a hint; prove it
+        master.unwrap(row.key_id, bytes(row.wrapped_key or b""))
+    except InvalidTag:
+        return False
+    return True

@@ -26,6 +26,7 @@ WRAP_FORMAT_V1 = b"\x01"
 _WRAP_INFO = b"data_encryption/key-wrap/v1"
 _FINGERPRINT_INFO = b"data_encryption/master-key-fingerprint/v1"
 _BACKUP_MAC_INFO = b"data_encryption/backup-mac/v1"
+_METADATA_MAC_INFO = b"data_encryption/key-metadata-mac/v1"
 
 
 GENERATE_KEY_HINT = (
@@ -77,7 +78,7 @@ class MasterKey:
     are never the bytes a legacy Fernet token was made with.
     """
 
-    __slots__ = ("_fernet", "_mac_key", "_wrapper", "fingerprint", "setting")
+    __slots__ = ("_fernet", "_mac_key", "_metadata_mac_key", "_wrapper", "fingerprint", "setting")
 
     @sensitive_variables()
     def __init__(self, value: str | bytes, setting: str = "DB_ENCRYPTION_KEY") -> None:
@@ -97,6 +98,8 @@ class MasterKey:
         self.fingerprint = _hkdf(raw, _FINGERPRINT_INFO)[:8].hex()
         self._fernet = Fernet(base64.urlsafe_b64encode(raw))
         self._mac_key = _hkdf(raw, _BACKUP_MAC_INFO)
+        # Its own key, so a backup signature can never pass for a key row's MAC or the reverse.
+        self._metadata_mac_key = _hkdf(raw, _METADATA_MAC_INFO)
 
     def __repr__(self) -> str:
         return f"<MasterKey {self.setting} fingerprint={self.fingerprint}>"
@@ -116,13 +119,17 @@ class MasterKey:
         return mac.finalize()
 
     def verify(self, data: bytes, signature: bytes) -> bool:
-        mac = hmac.HMAC(self._mac_key, hashes.SHA256())
-        mac.update(data)
-        try:
-            mac.verify(signature)
-        except InvalidSignature:
-            return False
-        return True
+        return _verify_hmac(self._mac_key, data, signature)
+
+    def sign_metadata(self, message: bytes) -> bytes:
+        """HMAC-SHA256 of a data key's metadata (``models.key_metadata_message``), under a key
+        derived from this master key for that purpose alone."""
+        mac = hmac.HMAC(self._metadata_mac_key, hashes.SHA256())
+        mac.update(message)
+        return mac.finalize()
+
+    def verify_metadata(self, message: bytes, mac: bytes) -> bool:
+        return _verify_hmac(self._metadata_mac_key, message, mac)
 
     def unwrap(self, key_id: int, wrapped: bytes) -> bytes:
         """Raise ``InvalidTag`` when this master key did not wrap it, or it was altered."""
@@ -133,6 +140,16 @@ class MasterKey:
 
 def _hkdf(raw: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(raw)
+
+
+def _verify_hmac(key: bytes, data: bytes, signature: bytes) -> bool:
+    mac = hmac.HMAC(key, hashes.SHA256())
+    mac.update(data)
+    try:
+        mac.verify(signature)  # constant time
+    except InvalidSignature:
+        return False
+    return True
 
 
 def _wrap_context(key_id: int) -> bytes:
@@ -246,3 +263,9 @@ def rewrapped_for(
             "DB_ENCRYPTION_KEY or DB_ENCRYPTION_KEY_FALLBACKS."
         )
     return master.wrap(key_id, material)
+
+
+def verify_metadata_with_any(message: bytes, mac: bytes) -> bool:
+    """Whether any configured master key (current or fallback) made ``mac`` over ``message``:
+    a master-key change does not make every key row look tampered before it is re-wrapped."""
+    return any(master.verify_metadata(message, mac) for master in master_keys())

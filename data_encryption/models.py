@@ -3,10 +3,18 @@ chunks, the values they could not decrypt)."""
 
 from __future__ import annotations
 
-from django.db import models
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, connections, models, router
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Q
+from django.utils import timezone
 
 from .envelope import format_key_id
+from .master_key import master_keys
 
 
 class KeyState:
@@ -45,6 +53,11 @@ class DataKey(models.Model):
     decrypt_only_since = models.DateTimeField(null=True, blank=True)
     retired_at = models.DateTimeField(null=True, blank=True)
     destroyed_at = models.DateTimeField(null=True, blank=True)
+    # HMAC of every field above under a key derived from the master key (see
+    # key_metadata_message): a row edited in the database (a retired key made primary again, a
+    # key marked destroyed, dates moved) no longer verifies. Null: written before migration 0005
+    # without a master key, or by hand; see docs/security.md.
+    metadata_mac = models.BinaryField(null=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -65,6 +78,55 @@ class DataKey(models.Model):
     @property
     def hex_id(self) -> str:
         return format_key_id(self.key_id)
+
+    def save(self, **kwargs: Any) -> None:
+        """Save, authenticating the metadata under the current master key: every legitimate
+        transition (create, activate, demote, retire, destroy, restore, rewrap) goes through
+        here, so only an edit made outside the application leaves a MAC that does not verify.
+        Write key rows with ``save()``, never ``QuerySet.update()``."""
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        self.metadata_mac = master_keys()[0].sign_metadata(key_metadata_message(self, using))
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "metadata_mac"}
+        super().save(**kwargs)
+
+
+KEY_METADATA_V1 = b"data_encryption/key-metadata/v1\n"
+KEY_DATES = ("created_at", "primary_since", "decrypt_only_since", "retired_at", "destroyed_at")
+
+
+def key_metadata_message(row: Any, using: str | None = None) -> bytes:
+    """The bytes a data key's ``metadata_mac`` authenticates: its id, state, wrapped key,
+    master-key fingerprint and every date, in one canonical spelling (JSON, sorted keys, dates
+    in UTC to the microsecond), whatever the database hands back.
+
+    Takes any object with ``DataKey``'s fields, so migration 0005's historical rows can be
+    authenticated with the same bytes; ``using`` (default: the row's database) says how that
+    database hands back dates. A change to these bytes needs a new version prefix.
+    """
+    connection = connections[using or row._state.db or DEFAULT_DB_ALIAS]
+    wrapped = row.wrapped_key
+    fields = {
+        "key_id": row.key_id,
+        "state": row.state,
+        "wrapped_key": None if wrapped is None else bytes(wrapped).hex(),
+        "master_key_fingerprint": row.master_key_fingerprint,
+        **{name: _canonical_date(getattr(row, name), connection) for name in KEY_DATES},
+    }
+    return KEY_METADATA_V1 + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _canonical_date(value: datetime | None, connection: BaseDatabaseWrapper) -> str | None:
+    if value is None:
+        return None
+    if timezone.is_naive(value) and (settings.USE_TZ or connection.features.supports_timezones):
+        # A wall-clock time in TIME_ZONE: what Django stores for a naive value with USE_TZ on,
+        # and what PostgreSQL hands back with USE_TZ off. (SQLite and MySQL with USE_TZ off
+        # hand back what was stored, UTC for rows written with it on: taken as it is.)
+        value = timezone.make_aware(value, timezone.get_default_timezone())
+    if timezone.is_aware(value):
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat(timespec="microseconds")
 
 
 class RunStatus:

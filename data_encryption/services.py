@@ -23,7 +23,8 @@ from . import envelope, payloads
 from .backups import BackupRewrite, prune_backups, rewrap_backups, write_backup
 from .conf import encryption_settings, load_class
 from .encryptor import decrypt_text, encrypt_text, open_value, seal
-from .keys import key_database, rewrap_data_keys
+from .key_audit import Authentication, KeyAudit, audit_data_keys, authenticate_data_keys
+from .keys import key_database, reset_key_ring, rewrap_data_keys
 from .master_key import master_keys
 from .models import DataKey, KeyState, RunStatus
 from .rotation import (
@@ -206,6 +207,18 @@ class KeyRotationService:
         keys = DataKey.objects.using(self.using or key_database())
         primary = keys.filter(state=KeyState.PRIMARY).first()
         return primary.hex_id if primary else None
+
+    def key_audit(self) -> list[KeyAudit]:
+        """Each data key's verdicts, newest first: whether a configured master key unwraps it
+        and whether its metadata MAC verifies (what ``encryption_status`` shows)."""
+        return audit_data_keys(self.using or key_database())
+
+    def authenticate_keys(self, key_ids: list[int] | None = None) -> Authentication:
+        """Sign key rows' metadata as they stand (see ``key_audit.authenticate_data_keys``):
+        without ``key_ids``, the rows that have no MAC; with them, those rows."""
+        done = authenticate_data_keys(self.using or key_database(), key_ids)
+        reset_key_ring()
+        return done
 
     def census(self) -> Census:
         """Values per key id per model and field, from the headers alone (read-only)."""

@@ -25,7 +25,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("ground", {"__init__", "exceptions", "conf", "signals", "ciphers"}),
     ("crypto", {"envelope", "master_key"}),
     ("tables", {"models"}),
-    ("key store", {"keys"}),
+    ("key store", {"keys", "key_audit", "missing_keys"}),
     ("values", {"encryptor", "payloads"}),
     ("fields", {"fields", "fields."}),
     ("storage services", {"backups", "backups.", "schedule"}),
@@ -33,7 +33,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("alerts", {"notifications"}),
     ("service", {"services"}),
     ("doors", {"tasks", "admin", "management", "management."}),
-    ("top", {"checks", "apps"}),
+    ("top", {"checks", "key_checks", "apps"}),
 ]
 
 

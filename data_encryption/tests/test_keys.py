@@ -2,22 +2,31 @@
 master-key fallbacks, legacy Fernet tokens."""
 
 import time
+from datetime import timedelta
 
-from django.db import IntegrityError, transaction
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
 from django.test import TestCase, TransactionTestCase, override_settings
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from data_encryption import keys
 from data_encryption.ciphers import AeadCipher, generate_data_key
 from data_encryption.envelope import HEADER_V1, key_id_of
-from data_encryption.exceptions import KeyConfigurationError, UnknownKeyError
+from data_encryption.exceptions import KeyConfigurationError, KeyUnavailableError, UnknownKeyError
 from data_encryption.keys import key_ring, reset_key_ring
+from data_encryption.master_key import MasterKey, master_keys
+from data_encryption.missing_keys import MissingKeyIds
 from data_encryption.models import DataKey, KeyState
 from data_encryption.services import EncryptionService
 from data_encryption.tests.utils import (
     FreshKeyRingMixin,
     install_data_key,
     make_primary,
+    new_fernet_key,
 )
+
+CACHED = {**settings.ENCRYPTION_KEY_ROTATION, "KEY_CACHE_SECONDS": 3600}
 
 
 def seal_with(key_id, material, plaintext):
@@ -146,6 +155,20 @@ class CommittedFirstKeyTests(TransactionTestCase):
         self.assertNotEqual(key_id_of(value), lost)
         self.assertEqual(DataKey.objects.get().key_id, key_id_of(value))
 
+    @override_settings(ENCRYPTION_KEY_ROTATION=CACHED)
+    def test_a_rolled_back_first_key_does_not_reload_the_ring_on_every_encrypt(self):
+        # L10 (exp13_uncommitted): the hold on caching outlived the rollback, so every encrypt
+        # reloaded the ring for the rest of the process's life.
+        DataKey.objects.all().delete()
+        with transaction.atomic():
+            EncryptionService.encrypt("x")
+            transaction.set_rollback(True)
+        EncryptionService.encrypt("makes and caches a new first key")
+        with CaptureQueriesContext(connection) as queries:
+            for _ in range(100):
+                EncryptionService.encrypt("y")
+        self.assertEqual(len(queries), 0)
+
 
 class ConcurrentFirstKeyTests(TransactionTestCase):
     """Two processes making the first key at once: the partial unique index lets one win."""
@@ -162,3 +185,159 @@ class ConcurrentFirstKeyTests(TransactionTestCase):
             keys.create_data_key("default", state=KeyState.PRIMARY)
         self.assertEqual(keys.ensure_primary_key().key_id, winner.key_id)
         self.assertEqual(DataKey.objects.count(), 1)
+
+
+def store_key(key_id, material, *, master=None, state=KeyState.DECRYPT_ONLY, wrapped=None):
+    """An older key's row written through save() (so its metadata verifies), wrapped by
+    ``master`` (any MasterKey, configured or not) or holding ``wrapped`` bytes as they are."""
+    master = master or master_keys()[0]
+    row = DataKey(
+        key_id=key_id,
+        state=state,
+        wrapped_key=master.wrap(key_id, material) if wrapped is None else wrapped,
+        master_key_fingerprint=master.fingerprint,
+        created_at=timezone.now() - timedelta(days=1),  # older than the primary, as usual
+    )
+    row.save(force_insert=True)
+    return row
+
+
+@override_settings(ENCRYPTION_KEY_ROTATION=CACHED)
+class PerKeyDegradationTests(FreshKeyRingMixin, TestCase):
+    """M2: one data-key row that no master key unwraps costs only the values under it."""
+
+    def setUp(self):
+        super().setUp()
+        self.sound = generate_data_key()
+        store_key(0x50000001, self.sound)
+        self.under_sound = seal_with(0x50000001, self.sound, "sound")
+        self.under_primary = EncryptionService.encrypt("primary")
+
+    def assert_only_that_key_fails(self, key_id, value):
+        self.assertEqual(EncryptionService.decrypt(self.under_sound), "sound")
+        self.assertEqual(EncryptionService.decrypt(self.under_primary), "primary")
+        self.assertEqual(EncryptionService.decrypt(EncryptionService.encrypt("new")), "new")
+        with self.assertRaisesMessage(KeyUnavailableError, f"data key {key_id:08x}") as caught:
+            EncryptionService.decrypt(value)
+        self.assertIsInstance(caught.exception, UnknownKeyError)  # what callers already catch
+        self.assertEqual(caught.exception.key_id, key_id)
+        return str(caught.exception)
+
+    def test_a_junk_wrapped_key_fails_only_its_own_values(self):
+        # exp3_keys #5: one junk `retired` row used to stop every encrypt and decrypt.
+        material = generate_data_key()
+        store_key(0x50000002, material, state=KeyState.RETIRED, wrapped=b"\x01" + b"j" * 60)
+        reset_key_ring()
+        message = self.assert_only_that_key_fails(0x50000002, seal_with(0x50000002, material, "x"))
+        self.assertIn("restore_encryption_keys", message)
+
+    def test_swapped_wrapped_keys_fail_only_their_own_values(self):
+        # exp3_keys #4: the wrap is bound to the key id, so a swap fails closed, per key.
+        first, second = generate_data_key(), generate_data_key()
+        store_key(0x50000003, first, wrapped=master_keys()[0].wrap(0x50000004, second))
+        store_key(0x50000004, second, wrapped=master_keys()[0].wrap(0x50000003, first))
+        reset_key_ring()
+        self.assert_only_that_key_fails(0x50000003, seal_with(0x50000003, first, "x"))
+        self.assert_only_that_key_fails(0x50000004, seal_with(0x50000004, second, "y"))
+
+    def test_a_key_wrapped_by_a_removed_fallback_names_that_master_key(self):
+        gone = MasterKey(new_fernet_key(), "DB_ENCRYPTION_KEY_FALLBACKS[0]")
+        material = generate_data_key()
+        store_key(0x50000005, material, master=gone)
+        reset_key_ring()
+        message = self.assert_only_that_key_fails(0x50000005, seal_with(0x50000005, material, "x"))
+        self.assertIn(f"fingerprint {gone.fingerprint}", message)
+        self.assertIn("DB_ENCRYPTION_KEY_FALLBACKS", message)
+
+    def test_an_unusable_key_is_logged_once_not_per_value(self):
+        material = generate_data_key()
+        store_key(0x50000006, material, wrapped=b"\x01" + b"j" * 60)
+        reset_key_ring()
+        value = seal_with(0x50000006, material, "x")
+        with self.assertLogs("data_encryption", "ERROR") as logs:
+            for _ in range(50):
+                with self.assertRaises(KeyUnavailableError):
+                    EncryptionService.decrypt(value)
+            reset_key_ring()  # an operator's fix that changed nothing: said once more
+            with self.assertRaises(KeyUnavailableError):
+                EncryptionService.decrypt(value)
+        about_it = [line for line in logs.output if "50000006" in line]
+        self.assertEqual(len(about_it), 2, logs.output)
+        self.assertIn("manage.py check --database default", about_it[0])
+
+    def test_values_under_an_unusable_key_cost_no_reload(self):
+        material = generate_data_key()
+        store_key(0x50000007, material, wrapped=b"\x01" + b"j" * 60)
+        reset_key_ring()
+        value = seal_with(0x50000007, material, "x")
+        EncryptionService.encrypt("load the ring")
+        with CaptureQueriesContext(connection) as queries:
+            for _ in range(20):
+                with self.assertRaises(KeyUnavailableError):
+                    EncryptionService.decrypt(value)
+        self.assertEqual(len(queries), 0)
+
+    def test_an_unusable_primary_refuses_to_encrypt_and_the_rest_still_decrypts(self):
+        primary = DataKey.objects.get(state=KeyState.PRIMARY)
+        primary.wrapped_key = b"\x01" + b"j" * 60
+        primary.save()
+        reset_key_ring()
+        with self.assertRaisesMessage(KeyConfigurationError, f"data key {primary.hex_id}") as err:
+            EncryptionService.encrypt("x")
+        self.assertIn(f"fingerprint {primary.master_key_fingerprint}", str(err.exception))
+        self.assertIn("DB_ENCRYPTION_KEY_FALLBACKS", str(err.exception))
+        self.assertEqual(EncryptionService.decrypt(self.under_sound), "sound")
+        with self.assertRaises(KeyUnavailableError):
+            EncryptionService.decrypt(self.under_primary)
+
+
+class MissingKeyIdCacheTests(FreshKeyRingMixin, TestCase):
+    """L10 (exp7_dos): unknown key ids are remembered across reloads, within bounds."""
+
+    def unknown_values(self, count):
+        return [
+            seal_with(0x60000000 + number, generate_data_key(), "lost") for number in range(count)
+        ]
+
+    def decrypt_all(self, values):
+        with CaptureQueriesContext(connection) as queries:
+            for value in values:
+                with self.assertRaises(UnknownKeyError):
+                    EncryptionService.decrypt(value)
+        return len(queries)
+
+    @override_settings(ENCRYPTION_KEY_ROTATION=CACHED)
+    def test_alternating_unknown_ids_cost_one_reload_each(self):
+        EncryptionService.encrypt("load the ring")
+        first, second = self.unknown_values(2)
+        self.assertEqual(self.decrypt_all([first, second] * 100), 2)
+
+    @override_settings(ENCRYPTION_KEY_ROTATION=CACHED)
+    def test_distinct_unknown_ids_cost_one_reload_per_id_per_cache_period(self):
+        EncryptionService.encrypt("load the ring")
+        values = self.unknown_values(200)
+        self.assertEqual(self.decrypt_all(values), 200)
+        self.assertEqual(self.decrypt_all(values), 0)
+
+    @override_settings(ENCRYPTION_KEY_ROTATION={**CACHED, "KEY_CACHE_SECONDS": 0.2})
+    def test_a_key_restored_after_a_miss_is_found_once_the_cache_period_ends(self):
+        material = generate_data_key()
+        value = seal_with(0x61000000, material, "back")
+        EncryptionService.encrypt("load the ring")
+        self.assertEqual(self.decrypt_all([value]), 1)
+        install_data_key(0x61000000, material)
+        self.assertEqual(self.decrypt_all([value]), 0)  # still remembered as missing
+        time.sleep(0.25)
+        self.assertEqual(EncryptionService.decrypt(value), "back")
+
+    def test_the_cache_is_bounded_and_forgets_the_least_recently_seen(self):
+        missing = MissingKeyIds(capacity=3)
+        for key_id in (1, 2, 3):
+            missing.add(key_id, 60)
+        self.assertIn(1, missing)  # 1 is now the most recently seen
+        missing.add(4, 60)
+        self.assertEqual(
+            (len(missing), 2 in missing, 1 in missing, 4 in missing), (3, False, True, True)
+        )
+        missing.add(5, 0)
+        self.assertNotIn(5, missing)  # its time is up at once

@@ -2,7 +2,7 @@
 
 from django.test import TestCase, override_settings
 
-from data_encryption.exceptions import KeyConfigurationError
+from data_encryption.exceptions import KeyConfigurationError, KeyUnavailableError
 from data_encryption.master_key import MasterKey
 from data_encryption.models import DataKey, KeyState
 from data_encryption.services import EncryptionService
@@ -51,8 +51,12 @@ class MasterKeyTests(FreshKeyRingMixin, TestCase):
         value = EncryptionService.encrypt("x")
         row = DataKey.objects.get(state=KeyState.PRIMARY)
         with override_settings(DB_ENCRYPTION_KEY=new_fernet_key()):
-            with self.assertRaisesMessage(KeyConfigurationError, row.master_key_fingerprint):
+            # Only the values under that key fail, as a DecryptionError (M2); encrypting under
+            # a primary no master key unwraps is a configuration error.
+            with self.assertRaisesMessage(KeyUnavailableError, row.master_key_fingerprint):
                 EncryptionService.decrypt(value)
+            with self.assertRaisesMessage(KeyConfigurationError, row.master_key_fingerprint):
+                EncryptionService.encrypt("x")
 
     def test_malformed_fallback_is_named_by_index(self):
         with override_settings(DB_ENCRYPTION_KEY_FALLBACKS=[new_fernet_key(), "nope"]):
@@ -60,3 +64,15 @@ class MasterKeyTests(FreshKeyRingMixin, TestCase):
                 KeyConfigurationError, "DB_ENCRYPTION_KEY_FALLBACKS[1] is not a Fernet key"
             ):
                 EncryptionService.encrypt("x")
+
+    def test_metadata_macs_have_their_own_key(self):
+        master, other = MasterKey(new_fernet_key()), MasterKey(new_fernet_key())
+        message = b"data_encryption/key-metadata/v1\n{}"
+        mac = master.sign_metadata(message)
+        self.assertTrue(master.verify_metadata(message, mac))
+        self.assertFalse(master.verify_metadata(message + b" ", mac))
+        self.assertFalse(other.verify_metadata(message, mac))
+        # Domain separation: a backup signature never passes for a key row's MAC, nor the reverse.
+        self.assertNotEqual(master.sign(message), mac)
+        self.assertFalse(master.verify_metadata(message, master.sign(message)))
+        self.assertFalse(master.verify(message, mac))

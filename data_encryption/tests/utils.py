@@ -32,7 +32,9 @@ def install_data_key(key_id, material, state=KeyState.DECRYPT_ONLY):
 
 def make_primary(row):
     """Demote the current primary and promote ``row``, as a rotation in another process does."""
-    DataKey.objects.filter(state=KeyState.PRIMARY).update(state=KeyState.DECRYPT_ONLY)
+    for old in DataKey.objects.filter(state=KeyState.PRIMARY):  # save(): keeps the MAC current
+        old.state = KeyState.DECRYPT_ONLY
+        old.save(update_fields=["state"])
     row.state = KeyState.PRIMARY
     row.save(update_fields=["state"])
     return row

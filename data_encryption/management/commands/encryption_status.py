@@ -5,35 +5,44 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
+from data_encryption.exceptions import KeyConfigurationError
 from data_encryption.models import DataKey, RunStatus
 from data_encryption.rotation import census_totals
 from data_encryption.rotation.history import recent_runs
 from data_encryption.services import get_rotation_service_class
 
+OK = ("verified", None)  # None: a key made while the report was read
+
 
 def status_report(using: str, *, census: bool = True, runs: int = 5) -> dict[str, Any]:
     """What ``encryption_status`` shows, as data. Read-only."""
     now = timezone.now()
-    keys = [
-        {
-            "key_id": key.hex_id,
-            "state": key.state,
-            "age_days": (now - key.created_at).days,
-            "created_at": key.created_at.isoformat(),
-            "primary_since": key.primary_since.isoformat() if key.primary_since else None,
-            "retired_at": key.retired_at.isoformat() if key.retired_at else None,
-            "destroyed_at": key.destroyed_at.isoformat() if key.destroyed_at else None,
-            "master_key_fingerprint": key.master_key_fingerprint,
-        }
-        for key in DataKey.objects.using(using).order_by("-created_at")
-    ]
+    service = get_rotation_service_class()(using=using)
+    audits = {audit.key_id: audit for audit in service.key_audit()}
+    keys = []
+    for key in DataKey.objects.using(using).order_by("-created_at"):
+        audit = audits.get(key.key_id)  # None: a key made between the two reads
+        keys.append(
+            {
+                "key_id": key.hex_id,
+                "state": key.state,
+                "age_days": (now - key.created_at).days,
+                "created_at": key.created_at.isoformat(),
+                "primary_since": key.primary_since.isoformat() if key.primary_since else None,
+                "retired_at": key.retired_at.isoformat() if key.retired_at else None,
+                "destroyed_at": key.destroyed_at.isoformat() if key.destroyed_at else None,
+                "master_key_fingerprint": key.master_key_fingerprint,
+                "metadata": audit.metadata if audit else None,
+                "unwraps": audit.unwraps if audit else None,
+            }
+        )
     report: dict[str, Any] = {"keys": keys}
     if census:
-        counts = get_rotation_service_class()(using=using).census()
+        counts = service.census()
         report["census"] = counts
         report["values_per_key"] = census_totals(counts)
     report["runs"] = recent_runs(using, runs)
@@ -54,17 +63,27 @@ class Command(BaseCommand):
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        report = status_report(options["database"], census=options["census"])
+        using = options["database"]
+        try:
+            report = status_report(using, census=options["census"])
+        except KeyConfigurationError as exc:
+            raise CommandError(str(exc)) from None
         if options["json"]:
             self.stdout.write(json.dumps(report, indent=2))
             return
         write, style = self.stdout.write, self.style
         write(style.MIGRATE_HEADING("Data keys"))
         for key in report["keys"]:
+            problems = [f"metadata {key['metadata']}"] if key["metadata"] not in OK else []
+            if key["unwraps"] is False:
+                problems.append(f"no master key unwraps it ({key['master_key_fingerprint']})")
             write(
                 f"  {key['key_id']}  {key['state']:<12} {key['age_days']:>4} days old  "
                 f"created {key['created_at'][:19]}"
+                + (style.ERROR(f"  [{'; '.join(problems)}]") if problems else "")
             )
+        if any(key["metadata"] not in OK or key["unwraps"] is False for key in report["keys"]):
+            write(style.ERROR(f"  See 'manage.py check --database {using}' for what to do."))
         if "census" in report:
             write(style.MIGRATE_HEADING("Values per key"))
             for label, fields in report["census"].items():

@@ -1,0 +1,114 @@
+"""System checks of the key table: what the audit (``key_audit``) finds about each data key.
+
+Database checks, so they run with ``manage.py check --database default`` and during ``migrate``.
+Ids (the catalogue is in ``checks``):
+
+- E027 data keys no configured master key unwraps, per master-key fingerprint.
+- E029 data keys whose metadata (state, dates, wrapped key, fingerprint) does not verify.
+- E031 data keys whose metadata is not authenticated (no MAC).
+- W003 the primary data key is not the newest key (a key pinned by hand).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
+
+from .key_audit import (
+    TAMPERED_ADVICE,
+    UNAUTHENTICATED_ADVICE,
+    KeyAudit,
+    Metadata,
+    audit_data_keys,
+)
+from .keys import key_database
+from .models import KeyState
+
+
+@register(Tags.database, Tags.security)
+def check_data_keys(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E027, E029, E031, W003: what the key table says about each data key (needs the
+    database: ``manage.py check --database default``, and ``migrate``)."""
+    using = key_database()
+    if not databases or using not in databases:
+        return []
+    try:
+        audits = audit_data_keys(using)
+    except DatabaseError:  # not migrated yet: nothing to say
+        return []
+    except ImproperlyConfigured:  # no usable master key: E001, E002 or E025 say why
+        return []
+    return _key_audit_messages(audits)
+
+
+def _key_audit_messages(audits: list[KeyAudit]) -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    unwrappable: dict[str, list[KeyAudit]] = {}
+    for audit in audits:
+        if audit.unwraps is False:
+            unwrappable.setdefault(audit.master_key_fingerprint, []).append(audit)
+    for fingerprint, lost in unwrappable.items():
+        primary = [audit.hex_id for audit in lost if audit.state == KeyState.PRIMARY]
+        messages.append(
+            Error(
+                f"No configured master key can unwrap data keys {_ids(lost)}; they were wrapped "
+                f"by the master key with fingerprint {fingerprint}. Values under them cannot be "
+                "decrypted"
+                + (f", and nothing can be encrypted (primary: {primary[0]})." if primary else "."),
+                hint=f"Put the master key with fingerprint {fingerprint} back in "
+                "DB_ENCRYPTION_KEY_FALLBACKS, then run 'manage.py rewrap_data_keys'; or, if the "
+                "rows were altered, restore them with 'manage.py restore_encryption_keys <file>'.",
+                id="data_encryption.E027",
+            )
+        )
+    for verdict, advice, error_id in (
+        (Metadata.TAMPERED, TAMPERED_ADVICE, "data_encryption.E029"),
+        (Metadata.UNAUTHENTICATED, UNAUTHENTICATED_ADVICE, "data_encryption.E031"),
+    ):
+        # A key that does not unwrap is E027's: its master key is gone, and its MAC with it.
+        bad = [a for a in audits if a.metadata == verdict and a.unwraps is not False]
+        if bad:
+            messages.append(
+                Error(
+                    f"The metadata of data keys {_ids(bad)} "
+                    + (
+                        "does not verify under any configured master key: the rows were "
+                        "changed outside the application (state, dates, wrapped key or "
+                        "fingerprint), or signed by a master key no longer configured."
+                        if verdict == Metadata.TAMPERED
+                        else "is not authenticated (no MAC): migrated without "
+                        "DB_ENCRYPTION_KEY, or the MAC was removed."
+                    ),
+                    hint=advice,
+                    id=error_id,
+                )
+            )
+    return messages + _pinned_primary_warnings(audits)
+
+
+def _pinned_primary_warnings(audits: list[KeyAudit]) -> list[CheckMessage]:
+    live = [audit for audit in audits if audit.state != KeyState.DESTROYED]
+    primary = next((audit for audit in live if audit.state == KeyState.PRIMARY), None)
+    newer = [audit for audit in live if primary and audit.created_at > primary.created_at]
+    if primary is None or not newer:
+        return []
+    newest = max(newer, key=lambda audit: audit.created_at)
+    return [
+        Warning(
+            f"Data key {primary.hex_id} is primary, but data key {newest.hex_id} "
+            f"({newest.state}) was made after it, on {newest.created_at:%Y-%m-%d %H:%M}.",
+            hint="A rotation always makes its new key primary, so an older primary was most "
+            "likely set by hand, to pin encryption to it. Check the key table against your "
+            "latest key backup, then run 'manage.py rotate_encryption_key'.",
+            id="data_encryption.W003",
+        )
+    ]
+
+
+def _ids(audits: list[KeyAudit]) -> str:
+    return ", ".join(sorted(audit.hex_id for audit in audits))
