@@ -29,6 +29,10 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
   configured master key unwraps, key metadata that does not verify or is not authenticated, a
   primary that is not the newest key.
 - W001 the primary data key is older than ``KEY_ROTATION_SCHEDULE`` allows (database check).
+- E028 ``ACCEPT_LEGACY_TOKENS`` is not True or False (``conf.ROTATION_OPTIONS``).
+- E029 ``bind_to_pk=True`` on a model whose primary key the database assigns (by the field).
+- W004 the last completed rotation's census found no legacy Fernet value, but
+  ``ACCEPT_LEGACY_TOKENS`` is still on (database check).
 """
 
 from __future__ import annotations
@@ -312,5 +316,47 @@ def check_rotation_overdue(
             f"Key rotation is overdue: {reminder}",
             hint="Run 'manage.py rotate_encryption_key', then fix the schedule.",
             id="data_encryption.W001",
+        )
+    ]
+
+
+@register(Tags.database, Tags.security)
+def check_legacy_tokens_still_accepted(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[Warning]:
+    """W004: no legacy Fernet value is left (by the last completed rotation's census), yet
+    legacy tokens are still read, so a token planted from an old dump would be too."""
+    from django.db import DatabaseError
+
+    from .keys import key_database
+    from .models import RotationRun, RunStatus
+    from .rotation.census import LEGACY, census_totals
+
+    using = key_database()
+    if not databases or using not in databases:
+        return []
+    try:
+        if not encryption_settings.accept_legacy_tokens:
+            return []
+    except ImproperlyConfigured:  # E028 says so
+        return []
+    try:
+        last = (
+            RotationRun.objects.using(using)
+            .filter(status=RunStatus.COMPLETED)
+            .order_by("-finished_at", "-pk")
+            .first()
+        )
+    except DatabaseError:  # not migrated yet: nothing to say
+        return []
+    if last is None or not last.census or census_totals(last.census).get(LEGACY, 0):
+        return []
+    return [
+        Warning(
+            "The last completed key rotation found no legacy Fernet token, but "
+            "ENCRYPTION_KEY_ROTATION['ACCEPT_LEGACY_TOKENS'] is still True, so a legacy token "
+            "written into the database (from an old dump, say) would still be read.",
+            hint="Set ENCRYPTION_KEY_ROTATION['ACCEPT_LEGACY_TOKENS'] = False.",
+            id="data_encryption.W004",
         )
     ]

@@ -48,17 +48,27 @@ FILE_NAME = Rule(
     lambda v: isinstance(v, str) and "{timestamp}" in v and "/" not in v,
 )
 SCHEDULE = Rule("'daily', 'weekly' or 'monthly'", lambda v: v in SCHEDULES)
+
+
+def _model_columns(value: Any) -> bool:
+    def columns(names: Any) -> bool:
+        if isinstance(names, Mapping):  # {"_ssn": "customer.ssn"}: the column's context
+            return all(
+                isinstance(name, str)
+                and (context is None or (isinstance(context, str) and context))
+                for name, context in names.items()
+            )
+        return isinstance(names, (list, tuple)) and all(isinstance(name, str) for name in names)
+
+    return isinstance(value, Mapping) and all(
+        isinstance(label, str) and columns(names) for label, names in value.items()
+    )
+
+
 MODEL_COLUMNS = Rule(
-    "a dict of 'app_label.Model' to a list of field names",
-    lambda v: (
-        isinstance(v, Mapping)
-        and all(
-            isinstance(label, str)
-            and isinstance(names, (list, tuple))
-            and all(isinstance(name, str) for name in names)
-            for label, names in v.items()
-        )
-    ),
+    "a dict of 'app_label.Model' to a list of field names, or to a dict of field name to the "
+    "context its values are bound to (or None)",
+    _model_columns,
 )
 
 
@@ -97,7 +107,9 @@ ROTATION_OPTIONS: dict[str, RotationOption] = {option.key: option for option in 
     _option("KEY_ROTATION_SCHEDULE", "monthly", 9, SCHEDULE,
             "Use 'daily', 'weekly' or 'monthly'."),
     # Raw columns of the hand-written property pattern.
-    _option("MODELS", {}, 17, MODEL_COLUMNS, "For example {'yourapp.Customer': ['_ssn']}."),
+    _option("MODELS", {}, 17, MODEL_COLUMNS,
+            "For example {'yourapp.Customer': ['_ssn']}, or {'yourapp.Customer': "
+            "{'_ssn': 'customer.ssn'}} when its values are encrypted with context='customer.ssn'."),
     # Rows per batch; each batch is one transaction holding its rows' locks.
     _option("BATCH_SIZE", 5000, 18, WHOLE_FROM_ONE),
     # How long a process may keep encrypting with a primary key that is no longer primary.
@@ -113,6 +125,10 @@ ROTATION_OPTIONS: dict[str, RotationOption] = {option.key: option for option in 
     # After a rotation's retirement step, remove destroyed keys' material from the key backups
     # (what `manage.py prune_key_backups` does): destroy is crypto-erasure only once they are.
     _option("PRUNE_BACKUPS", False, 26, BOOLEAN),
+    # Whether plain Fernet tokens made with DB_ENCRYPTION_KEY (before this app) are still read.
+    # Turn it off once a rotation's census shows none left: a planted old token is then refused.
+    _option("ACCEPT_LEGACY_TOKENS", True, 28, BOOLEAN,
+            "Leave it True until the census shows no 'legacy-fernet' values, then set False."),
 )}
 # fmt: on
 
@@ -257,6 +273,17 @@ class EncryptionSettings:
         return {label: list(names) for label, names in self.rotation_option("MODELS").items()}
 
     @property
+    def rotation_contexts(self) -> dict[str, dict[str, str]]:
+        """The contexts of ``MODELS`` raw columns given in its dict form (``{"app.Model":
+        {"_ssn": "customer.ssn"}}``): what ``EncryptionService.encrypt(..., context=)`` binds
+        their values to, so a rotation rewrites them bound the same way."""
+        return {
+            label: {name: context for name, context in names.items() if context}
+            for label, names in self.rotation_option("MODELS").items()
+            if isinstance(names, Mapping)
+        }
+
+    @property
     def batch_size(self) -> int:
         return int(self.rotation_option("BATCH_SIZE"))
 
@@ -283,6 +310,10 @@ class EncryptionSettings:
     @property
     def prune_backups(self) -> bool:
         return bool(self.rotation_option("PRUNE_BACKUPS"))
+
+    @property
+    def accept_legacy_tokens(self) -> bool:
+        return bool(self.rotation_option("ACCEPT_LEGACY_TOKENS"))
 
     # -- notifications --------------------------------------------------------------------------
 

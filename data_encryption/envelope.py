@@ -1,10 +1,11 @@
 """The stored value's format: a self-describing envelope around AES-256-GCM ciphertext.
 
 A value is ``ff 44 45 | version | key id (4) | nonce | ciphertext | tag`` (binary form) or
-``de1:<key id hex>:<base64url>`` (ASCII form); the 8-byte header is the AEAD's associated data,
-so it cannot be edited. Its first bytes tell an envelope from a legacy Fernet token or plaintext
-without trying a key. The format only, no keys: ``encryptor`` seals and opens values, and
-``docs/format.md`` has the full specification and test vectors.
+``de<version>:<key id hex>:<base64url>`` (ASCII form); the 8-byte header is the AEAD's associated
+data, so it cannot be edited. Version 2 is bound to a context (the column it lives in): the
+associated data is the header followed by the context, which is not stored. Its first bytes tell
+an envelope from a legacy Fernet token or plaintext without trying a key. The format only, no
+keys: ``encryptor`` seals and opens values; ``docs/format.md`` has the specification and vectors.
 """
 
 from __future__ import annotations
@@ -18,14 +19,18 @@ from .ciphers import NONCE_SIZE, TAG_SIZE
 from .exceptions import DecryptionError
 
 MAGIC = b"\xffDE"
-VERSION_1 = 1
+VERSION_1 = 1  # unbound: the associated data is the header alone
+VERSION_2 = 2  # bound: the associated data is the header, then the context's UTF-8 bytes
 HEADER_V1 = MAGIC + bytes([VERSION_1])
+HEADER_V2 = MAGIC + bytes([VERSION_2])
 HEADER_SIZE = len(HEADER_V1) + 4
 SEALED_OFFSET = HEADER_SIZE + NONCE_SIZE
 # Where the binary header keeps the key id (4 bytes, big-endian), after the magic and version.
 KEY_ID_BYTES = slice(len(HEADER_V1), HEADER_SIZE)
 MIN_BINARY_SIZE = HEADER_SIZE + NONCE_SIZE + TAG_SIZE
 ASCII_PREFIX_V1 = "de1:"
+ASCII_PREFIX_V2 = "de2:"
+_ASCII_PREFIXES = {ASCII_PREFIX_V1.encode(): VERSION_1, ASCII_PREFIX_V2.encode(): VERSION_2}
 FERNET_TEXT_PREFIX = b"gAAAAA"
 
 Binary = bytes | bytearray | memoryview
@@ -60,6 +65,11 @@ class Envelope:
     def header(self) -> bytes:
         return MAGIC + bytes([self.version]) + self.key_id.to_bytes(4, "big")
 
+    @property
+    def bound(self) -> bool:
+        """Whether the value is bound to a context (version 2), so only that context opens it."""
+        return self.version == VERSION_2
+
     def to_bytes(self) -> bytes:
         return self.header + self.sealed
 
@@ -87,7 +97,7 @@ def classify(value: Binary | str) -> ValueKind:
     data = as_bytes(value)
     if data[:3] == MAGIC:
         return ValueKind.ENVELOPE_BINARY
-    if data[:4] == ASCII_PREFIX_V1.encode():
+    if data[:4] in _ASCII_PREFIXES:
         return ValueKind.ENVELOPE_ASCII
     if data[:6] == FERNET_TEXT_PREFIX:
         return ValueKind.LEGACY_FERNET
@@ -103,7 +113,7 @@ def parse(value: Binary | str) -> Envelope:
     kind = classify(data)
     if kind is ValueKind.ENVELOPE_BINARY:
         version = data[3] if len(data) > 3 else -1
-        if version != VERSION_1:
+        if version not in (VERSION_1, VERSION_2):
             raise DecryptionError(
                 f"Unsupported envelope version {version}; upgrade django-data-encryption."
             )
@@ -112,7 +122,7 @@ def parse(value: Binary | str) -> Envelope:
                 f"The encrypted value is truncated ({len(data)} bytes; at least "
                 f"{MIN_BINARY_SIZE} expected)."
             )
-        return Envelope(VERSION_1, int.from_bytes(data[KEY_ID_BYTES], "big"), data[HEADER_SIZE:])
+        return Envelope(version, int.from_bytes(data[KEY_ID_BYTES], "big"), data[HEADER_SIZE:])
     if kind is ValueKind.ENVELOPE_ASCII:
         return _parse_ascii(data)
     if kind is ValueKind.LEGACY_FERNET:
@@ -139,7 +149,7 @@ def _parse_ascii(data: bytes) -> Envelope:
         or len(parts[2]) % 4 == 1
     ):
         raise DecryptionError(
-            "Malformed ASCII envelope: expected 'de1:<8 lowercase hex digits>:<base64url "
+            "Malformed ASCII envelope: expected 'de<version>:<8 lowercase hex digits>:<base64url "
             "without padding>'."
         )
     key_id = int(parts[1], 16)
@@ -155,7 +165,7 @@ def _parse_ascii(data: bytes) -> Envelope:
         raise DecryptionError(
             f"The encrypted value is truncated (key {format_key_id(key_id)}).", key_id=key_id
         )
-    return Envelope(VERSION_1, key_id, sealed)
+    return Envelope(_ASCII_PREFIXES[data[:4]], key_id, sealed)
 
 
 def key_id_of(value: Binary | str) -> int | None:
@@ -169,24 +179,38 @@ def key_id_of(value: Binary | str) -> int | None:
     return parse(value).key_id
 
 
-def header_for(key_id: int) -> bytes:
-    """The 8-byte binary header (and associated data) of a version 1 value under ``key_id``."""
-    return HEADER_V1 + key_id.to_bytes(4, "big")
+def header_for(key_id: int, version: int = VERSION_1) -> bytes:
+    """The 8-byte binary header of a value under ``key_id`` (version 1: unbound; 2: bound)."""
+    return MAGIC + bytes([version]) + key_id.to_bytes(4, "big")
 
 
-def header_key_id(value: Binary | str) -> int | None:
-    """The key id that a value's header names, in either form, read without a key and without
-    raising; ``None`` when the value is not a well-formed envelope (a census counts such values
-    by kind, never by bytes copied out of them). An ASCII value is parsed whole, canonically."""
+def associated_data(header: bytes, context: bytes | None) -> bytes:
+    """What the AEAD authenticates besides the plaintext: the header, then for a bound value
+    (version 2) its context. The header is fixed-size, so the two never run into each other."""
+    return header if context is None else header + context
+
+
+def read_header(value: Binary | str) -> tuple[int, int] | None:
+    """``(version, key id)`` of a well-formed envelope in either form, read without a key and
+    without raising; ``None`` for anything else (a census counts such values by kind, never by
+    bytes copied out of them). An ASCII value is parsed whole, canonically."""
     try:
         data = as_bytes(value)
     except TypeError:
         return None
-    if data[:4] == HEADER_V1 and len(data) >= MIN_BINARY_SIZE:
-        return int.from_bytes(data[KEY_ID_BYTES], "big")
-    if data[:4] == ASCII_PREFIX_V1.encode():
+    if data[:3] == MAGIC and data[3:4] in (b"\x01", b"\x02") and len(data) >= MIN_BINARY_SIZE:
+        return data[3], int.from_bytes(data[KEY_ID_BYTES], "big")
+    if data[:4] in _ASCII_PREFIXES:
         try:
-            return _parse_ascii(data).key_id
+            envelope = _parse_ascii(data)
         except DecryptionError:
             return None
+        return envelope.version, envelope.key_id
     return None
+
+
+def header_key_id(value: Binary | str) -> int | None:
+    """The key id that a well-formed envelope's header names (see ``read_header``), else
+    ``None``."""
+    header = read_header(value)
+    return None if header is None else header[1]

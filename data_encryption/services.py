@@ -22,7 +22,7 @@ from django.views.decorators.debug import sensitive_variables
 from . import envelope, payloads
 from .backups import BackupRewrite, prune_backups, rewrap_backups, write_backup
 from .conf import encryption_settings, load_class
-from .encryptor import decrypt_text, encrypt_text, open_value, seal
+from .encryptor import context_bytes, decrypt_text, encrypt_text, open_value, seal
 from .key_audit import Authentication, KeyAudit, audit_data_keys, authenticate_data_keys
 from .keys import key_database, reset_key_ring, rewrap_data_keys
 from .master_key import master_keys
@@ -47,23 +47,28 @@ class EncryptionService:
     """Encrypt and decrypt values. Every method is a classmethod: call it on the class."""
 
     # The contract's two verbs are the encryptor's functions themselves, not wrappers: these are
-    # the per-value hot path, and a wrapper would cost a Python call per value.
+    # the per-value hot path, and a wrapper would cost a Python call per value. Both take an
+    # optional ``context=`` (a str naming where the value lives, e.g. "customers.Customer.ssn"):
+    # a value encrypted with one decrypts only with the same, so a copy moved elsewhere fails.
     encrypt = staticmethod(encrypt_text)
     decrypt = staticmethod(decrypt_text)
 
     @classmethod
-    def encrypt_bytes(cls, value: bytes) -> bytes:
-        """Encrypt raw bytes; the binary counterpart of ``encrypt``."""
+    def encrypt_bytes(cls, value: bytes, context: str | None = None) -> bytes:
+        """Encrypt raw bytes; the binary counterpart of ``encrypt`` (``context`` binds the
+        value to where it lives, as there)."""
         if not isinstance(value, (bytes, bytearray, memoryview)):
             raise TypeError(
                 f"encrypt_bytes() takes bytes, not {type(value).__name__}; use encrypt() for text."
             )
-        return seal(bytes(value))
+        return seal(bytes(value), None if context is None else context_bytes(context))
 
     @classmethod
-    def decrypt_bytes(cls, value: bytes | bytearray | memoryview | str) -> bytes:
-        """Decrypt to raw bytes, whatever the plaintext is."""
-        return open_value(value)
+    def decrypt_bytes(
+        cls, value: bytes | bytearray | memoryview | str, context: str | None = None
+    ) -> bytes:
+        """Decrypt to raw bytes, whatever the plaintext is (``context``: as ``decrypt``)."""
+        return open_value(value, None if context is None else context_bytes(context))
 
     @classmethod
     def to_ascii(cls, value: bytes | bytearray | memoryview) -> str:

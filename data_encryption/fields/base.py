@@ -9,9 +9,12 @@ from typing import Any
 from django.core import checks, exceptions
 from django.db import models
 from django.db.models import lookups
+from django.db.models.expressions import Col
+from django.utils.functional import cached_property
 
-from ..encryptor import open_value, seal
+from ..encryptor import context_bytes, open_value, seal
 from ..exceptions import DecryptionError, EncryptedLookupError
+from .binding import ColumnBinding, RowBoundAttribute, RowBoundValue, SealedValue
 from .messages import error_without_value
 
 _REFUSED_OPTIONS = {
@@ -48,7 +51,39 @@ def _lookup_error(field: models.Field, lookup: str) -> EncryptedLookupError:
 
 class EncryptedFieldMixin(models.Field):
     """Turns a Django field into its encrypted counterpart. Subclasses say how their Python value
-    becomes bytes (``to_plaintext``) and back (``from_plaintext``)."""
+    becomes bytes (``to_plaintext``) and back (``from_plaintext``).
+
+    Values are bound to their column (see ``binding``): ``context`` pins the column's name (set
+    it to the old ``app_label.Model.field`` after renaming a model or field, or values written
+    before the rename no longer decrypt); ``bind_to_pk`` binds each value to its row as well.
+    """
+
+    def __init__(
+        self, *args: Any, context: str | None = None, bind_to_pk: bool = False, **kwargs: Any
+    ) -> None:
+        if context is not None:
+            context_bytes(context)  # refuses a non-str or empty context here, not at first save
+        # Not "self.context": DecimalField has one (its decimal context).
+        self.context_name, self.bind_to_pk = context, bind_to_pk
+        if bind_to_pk:
+            self.descriptor_class = RowBoundAttribute
+        super().__init__(*args, **kwargs)
+
+    @cached_property
+    def binding(self) -> ColumnBinding | None:
+        """What this column's values are bound to; ``None`` for a field on no model."""
+        model = getattr(self, "model", None)
+        if model is None:
+            return None
+        name = self.context_name or f"{model._meta.concrete_model._meta.label}.{self.name}"
+        pk_field = model._meta.pk if self.bind_to_pk else None
+        return ColumnBinding(context_bytes(name), pk_field)
+
+    @cached_property
+    def binding_context(self) -> bytes | None:
+        """The context of every value of this column (``None`` with ``bind_to_pk``: per row)."""
+        binding = self.binding
+        return None if binding is None or self.bind_to_pk else binding.context
 
     def contribute_to_class(
         self, cls: type[models.Model], name: str, private_only: bool = False, **kwargs: Any
@@ -69,9 +104,16 @@ class EncryptedFieldMixin(models.Field):
                 "is encrypted on save."
             )
         super().contribute_to_class(cls, name, private_only=private_only, **kwargs)
+        # A field copied from an abstract model may carry the abstract model's binding.
+        self.__dict__.pop("binding", None)
+        self.__dict__.pop("binding_context", None)
 
     def deconstruct(self) -> Any:
         name, path, args, kwargs = super().deconstruct()
+        if self.context_name is not None:
+            kwargs["context"] = self.context_name
+        if self.bind_to_pk:
+            kwargs["bind_to_pk"] = True
         # Migrations name our fields by the package (data_encryption.fields.EncryptedCharField),
         # not the module that defines them, so moving a field between modules changes none.
         if path.startswith("data_encryption.fields."):
@@ -110,12 +152,34 @@ class EncryptedFieldMixin(models.Field):
             error = error_without_value(self, exc)
         raise error
 
+    def pre_save(self, model_instance: models.Model, add: bool) -> Any:
+        value = super().pre_save(model_instance, add)
+        if not self.bind_to_pk or value is None:
+            return value
+        if model_instance.pk is None:
+            raise ValueError(
+                f"{self.model.__name__}.{self.name} is bound to its row's primary key "
+                "(bind_to_pk=True), which is not set before this save. Give the primary key a "
+                "default, such as UUIDField(primary_key=True, default=uuid.uuid4)."
+            )
+        assert self.binding is not None
+        return RowBoundValue(value, self.binding.for_row(model_instance.pk))
+
     def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> Any:
+        context = self.binding_context
+        if isinstance(value, RowBoundValue):
+            value, context = value.value, value.context
+        elif self.bind_to_pk and value is not None:
+            raise exceptions.FieldError(
+                f"{self.model.__name__}.{self.name} is bound to its row's primary key "
+                "(bind_to_pk=True), so it is written only by save() or bulk_create(), which "
+                "know the row; not by update(), bulk_update(), a Value() or a raw save."
+            )
         if not prepared:
             value = self.get_prep_value(value)
         if value is None:
             return None
-        return connection.Database.Binary(seal(self.to_plaintext(value)))
+        return connection.Database.Binary(seal(self.to_plaintext(value), context))
 
     def get_db_prep_save(self, value: Any, connection: Any) -> Any:
         # The SQL compilers hand resolved expressions here too (the Case of bulk_update, an F() in
@@ -130,6 +194,13 @@ class EncryptedFieldMixin(models.Field):
         """Refuse an expression whose SQL would write anything but ciphertext or NULL
         (``F("name")``, ``Value("x")``, ``F("visits") + 1``, ``Cast(Value("x"), ...)``): the
         database would store its result as is."""
+        elsewhere = _column_bound_elsewhere(expression, self)
+        if elsewhere is not None:
+            raise exceptions.FieldError(
+                f"{self.model.__name__}.{self.name} is encrypted and its values are bound to "
+                f"their column, so it cannot be set to the ciphertext of {elsewhere}: the copy "
+                "would not decrypt. Load the values and assign them in Python."
+            )
         plain = _plaintext_part(expression)
         if plain is not None:
             # The expression's repr is left out: it may hold the plaintext.
@@ -143,7 +214,12 @@ class EncryptedFieldMixin(models.Field):
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         if value is None:
             return None
-        plaintext = open_value(value)
+        if self.bind_to_pk:  # the row's pk is not known here: the model attribute opens it
+            return SealedValue(bytes(value) if not isinstance(value, str) else value.encode())
+        return self.from_plaintext_checked(open_value(value, self.binding_context))
+
+    def from_plaintext_checked(self, plaintext: bytes) -> Any:
+        """``from_plaintext``, with any error turned into the documented ``DecryptionError``."""
         try:
             return self.from_plaintext(plaintext)
         except Exception:
@@ -173,6 +249,20 @@ class EncryptedFieldMixin(models.Field):
         model = getattr(self, "model", None)
         if model is not None:
             errors.extend(self._index_errors(model._meta))
+            if self.bind_to_pk and isinstance(
+                model._meta.pk, models.AutoField | models.BigAutoField | models.SmallAutoField
+            ):
+                errors.append(
+                    checks.Error(
+                        f"{model.__name__}.{self.name} is bound to its row's primary key "
+                        "(bind_to_pk=True), but the database assigns that key on insert, so "
+                        "no value could be saved.",
+                        hint="Give the model a primary key set before insert, such as "
+                        "UUIDField(primary_key=True, default=uuid.uuid4), or remove bind_to_pk.",
+                        obj=self,
+                        id="data_encryption.E029",
+                    )
+                )
         return errors
 
     def _index_errors(self, opts: Any) -> list[checks.CheckMessage]:
@@ -226,4 +316,21 @@ def _plaintext_part(expression: Any) -> str | None:
         plain = None if source is None else _plaintext_part(source)
         if plain is not None:
             return plain
+    return None
+
+
+def _column_bound_elsewhere(expression: Any, target: EncryptedFieldMixin) -> str | None:
+    """The name of a column in ``expression`` whose values are bound to another context than
+    ``target``'s (``F("other_field")``), or ``None``."""
+    if isinstance(expression, Col):
+        source = expression.target
+        if isinstance(source, EncryptedFieldMixin) and (
+            source.bind_to_pk or target.bind_to_pk or source.binding != target.binding
+        ):
+            return f"{source.model.__name__}.{source.name}"
+        return None
+    for part in expression.get_source_expressions():
+        found = None if part is None else _column_bound_elsewhere(part, target)
+        if found is not None:
+            return found
     return None

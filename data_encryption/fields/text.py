@@ -17,8 +17,10 @@ class _EncryptedTextMixin(EncryptedFieldMixin):
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         if value is None:
             return None
+        if self.bind_to_pk:
+            return super().from_db_value(value, expression, connection)
         try:
-            return open_value(value).decode()
+            return open_value(value, self.binding_context).decode()
         except UnicodeDecodeError:
             raise self._wrong_type() from None
 

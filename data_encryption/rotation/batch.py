@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..ciphers import AeadCipher
 from ..encryptor import open_value
-from ..envelope import HEADER_SIZE, KEY_ID_BYTES, MAGIC, header_for, header_key_id, parse
+from ..envelope import (
+    HEADER_SIZE,
+    HEADER_V1,
+    HEADER_V2,
+    MIN_BINARY_SIZE,
+    VERSION_1,
+    VERSION_2,
+    associated_data,
+    header_for,
+    header_key_id,
+    parse,
+)
 from ..exceptions import DecryptionError
+from ..fields.binding import ColumnBinding
 from ..models import format_key_id
-from .census import NULL, census_label
+from .census import NULL, UNBOUND, census_label
 
 
 @dataclass
@@ -24,8 +36,9 @@ class Batch:
     updates: dict[str, list[tuple[Any, Any, Any]]] = field(default_factory=dict)
     failures: list[tuple[Any, str, int | None, str]] = field(default_factory=list)
     census: Counter[tuple[str, str]] = field(default_factory=Counter)
-    # Column name -> field name, to report a failed write by field.
+    # Column name -> field name, to report a failed write by field; the bound fields' names.
     fields: dict[str, str] = field(default_factory=dict)
+    bound: set[str] = field(default_factory=set)
 
     @property
     def failed_rows(self) -> int:
@@ -45,7 +58,8 @@ class Batch:
                 rewrites.remove(rewrite)
                 field_name = self.fields.get(updated, updated)
                 self.census[(field_name, census_label(rewrite[0]))] -= 1
-                self.census[(field_name, census_label(rewrite[2]))] += 1
+                old_label = census_label(rewrite[2], bound=field_name in self.bound)
+                self.census[(field_name, old_label)] += 1
                 if updated == column:
                     key_id = header_key_id(rewrite[2])
         self.updates = {column: rewrites for column, rewrites in self.updates.items() if rewrites}
@@ -59,64 +73,88 @@ def examine_rows(
     cipher: AeadCipher | None,
     *,
     rewrite: bool,
+    bindings: Mapping[str, ColumnBinding] | None = None,
 ) -> Batch:
     """Decide, row by row, what rotation does with each value (pure: no database access).
 
-    Values under ``key_id`` are counted and left. Others are decrypted; with ``rewrite`` they
-    are re-sealed under ``key_id`` in the form they were stored in (ASCII for text columns). A
-    value that does not decrypt becomes a failure and is left as it is.
+    Values under ``key_id`` in their column's form (bound to the column's context when
+    ``bindings`` names one, by field) are counted and left. Others are decrypted; with
+    ``rewrite`` they are re-sealed under ``key_id``, bound as their column says, in the form they
+    were stored in (ASCII for text columns). A value that does not decrypt becomes a failure
+    and is left as it is.
     """
     # This runs once per stored value, so the common value, a binary envelope, takes a short
-    # path: it is counted under its 4 key id bytes (each distinct id is formatted once, at the
-    # end, into the label census_label gives it) and sealed with one bound call. Anything
-    # else gets its label from census_label. The decisions are the same for both.
+    # path: it is counted under its 8 header bytes (each distinct header is turned into its
+    # label once, at the end) and sealed with one bound call. Anything else gets its label from
+    # census_label. The decisions are the same for both.
     batch = Batch()
     target_label = format_key_id(key_id)
-    target_id = None if key_id is None else key_id.to_bytes(4, "big")
-    header = None if key_id is None else header_for(key_id)
     seal = cipher.seal if rewrite and cipher is not None and key_id is not None else None
-    names = [name for name, _ in columns]
-    counts: list[Counter[bytes | str]] = [Counter() for _ in columns]
-    updates: list[list[tuple[Any, Any, Any]]] = [[] for _ in columns]
+    plans = [_Column(name, column, (bindings or {}).get(name), key_id) for name, column in columns]
     for row in rows:
         pk = row[0]
         batch.rows += 1
-        for name, counted, rewrites, raw in zip(names, counts, updates, row[1:], strict=True):
+        for plan, raw in zip(plans, row[1:], strict=True):
+            if type(raw) is memoryview:
+                raw = bytes(raw)
             token: bytes | str
-            if type(raw) is bytes and raw[:3] == MAGIC and len(raw) >= HEADER_SIZE:
-                token = raw[KEY_ID_BYTES]
+            if type(raw) is bytes and raw[:4] in _HEADERS and len(raw) >= MIN_BINARY_SIZE:
+                token = raw[:HEADER_SIZE]
             else:
-                if isinstance(raw, memoryview):
-                    raw = bytes(raw)
-                token = census_label(raw)
-            if token in (target_id, NULL, target_label):
-                counted[token] += 1
+                token = census_label(raw, bound=plan.binding is not None)
+            if token in (plan.target_header, NULL, target_label):
+                plan.counts[token] += 1
                 continue
             try:
-                plaintext = open_value(raw)
-                if seal is None or header is None:
-                    counted[token] += 1
+                context = None if plan.binding is None else plan.binding.for_row(pk)
+                plaintext = open_value(raw, context)
+                if seal is None or plan.target_header is None:
+                    plan.counts[token] += 1
                     continue
-                sealed = header + seal(plaintext, header)
+                header = plan.target_header
+                sealed = header + seal(plaintext, associated_data(header, context))
                 new: Any = parse(sealed).to_ascii() if isinstance(raw, str) else sealed
             except Exception as exc:
                 # Whatever one value does (garbage, a header no parser expected, a bug), it is
                 # that value's failure, never the run's; the row is left as it is.
-                batch.failures.append((pk, name, header_key_id(raw), failure_reason(exc)))
-                counted[token] += 1
+                batch.failures.append((pk, plan.name, header_key_id(raw), failure_reason(exc)))
+                plan.counts[token] += 1
                 continue
-            rewrites.append((new, pk, raw))
-            counted[target_label] += 1
+            plan.rewrites.append((new, pk, raw))
+            plan.counts[target_label] += 1
         batch.last_pk = pk
-    for name, (_, column), counted, rewrites in zip(names, columns, counts, updates, strict=True):
-        for token, count in counted.items():
-            if isinstance(token, bytes):
-                token = format_key_id(int.from_bytes(token, "big"))
-            batch.census[(name, token)] += count
-        if rewrites:
-            batch.updates[column] = rewrites
-        batch.fields[column] = name
+    for plan in plans:
+        for token, count in plan.counts.items():
+            batch.census[(plan.name, plan.label(token))] += count
+        if plan.rewrites:
+            batch.updates[plan.column] = plan.rewrites
+        batch.fields[plan.column] = plan.name
+        if plan.binding is not None:
+            batch.bound.add(plan.name)
     return batch
+
+
+_HEADERS = (HEADER_V1, HEADER_V2)
+
+
+class _Column:
+    """One column's part of a batch: where its values should end up, and what was found."""
+
+    def __init__(
+        self, name: str, column: str, binding: ColumnBinding | None, key_id: int | None
+    ) -> None:
+        self.name, self.column, self.binding = name, column, binding
+        version = VERSION_1 if binding is None else VERSION_2
+        self.target_header = None if key_id is None else header_for(key_id, version)
+        self.counts: Counter[bytes | str] = Counter()
+        self.rewrites: list[tuple[Any, Any, Any]] = []
+
+    def label(self, token: bytes | str) -> str:
+        """The census label of a token: a label already, or a binary value's 8 header bytes."""
+        if isinstance(token, str):
+            return token
+        unbound = self.binding is not None and token[3] == VERSION_1
+        return (UNBOUND if unbound else "") + format_key_id(int.from_bytes(token[4:], "big"))
 
 
 def failure_reason(exc: Exception) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..backups import BackupError, prune_backups
 from ..conf import encryption_settings
-from ..envelope import ValueKind, classify, header_key_id
+from ..envelope import VERSION_1, ValueKind, classify, read_header
 from ..models import DataKey, KeyState, RotationRun, format_key_id
 from .progress import Progress
 from .rows import pages
@@ -27,14 +27,19 @@ LEGACY = "legacy-fernet"
 UNENCRYPTED = "not-encrypted"
 # Starts like an envelope but is not one (bad version, truncated, a non-canonical ASCII form).
 MALFORMED = "malformed"
+# Prefix of the label of an unbound value (format version 1, written before values were bound)
+# in a column whose values are bound: "unbound:<key id>". It is still under that key.
+UNBOUND = "unbound:"
 
 #: Values per label (a key id, or one of the labels above) per field per model label.
 Census = dict[str, dict[str, dict[str, int]]]
 
 
-def census_label(raw: Any) -> str:
+def census_label(raw: Any, *, bound: bool = False) -> str:
     """The census label of a stored value, from its header alone: a key id, or a kind. The key
-    id comes from parsing the value canonically, never from bytes copied out of it."""
+    id comes from parsing the value canonically, never from bytes copied out of it. In a
+    ``bound`` column, an unbound value is labelled ``unbound:<key id>`` (the next rotation
+    binds it)."""
     if raw is None:
         return NULL
     if not isinstance(raw, (bytes, bytearray, memoryview, str)):
@@ -44,8 +49,16 @@ def census_label(raw: Any) -> str:
         return LEGACY
     if kind is ValueKind.UNKNOWN:
         return UNENCRYPTED
-    key_id = header_key_id(raw)
-    return MALFORMED if key_id is None else format_key_id(key_id)
+    header = read_header(raw)
+    if header is None:
+        return MALFORMED
+    version, key_id = header
+    return (UNBOUND if bound and version == VERSION_1 else "") + format_key_id(key_id)
+
+
+def values_under_key(totals: dict[str, int], hex_id: str) -> int:
+    """How many values a census found under key ``hex_id``, bound or not."""
+    return totals.get(hex_id, 0) + totals.get(UNBOUND + hex_id, 0)
 
 
 def per_field(table: Table, counts: Counter[tuple[str, str]]) -> dict[str, dict[str, int]]:
@@ -72,7 +85,7 @@ def count_census(
         for rows in pages(connection, table, batch_size):
             for row in rows:
                 for (name, _column), raw in zip(table.columns, row[1:], strict=True):
-                    counts[(name, census_label(raw))] += 1
+                    counts[(name, census_label(raw, bound=name in table.bindings))] += 1
             on_page()
         result[table.label] = per_field(table, counts)
     return result
@@ -111,7 +124,7 @@ def retire_keys(
     done = Retirement()
     keys = DataKey.objects.using(using).select_for_update()
     for key in keys.exclude(state__in=[KeyState.PRIMARY, KeyState.DESTROYED]):
-        in_use = totals.get(key.hex_id, 0)
+        in_use = values_under_key(totals, key.hex_id)
         if blocker or in_use:
             done.notes.append(
                 f"key {key.hex_id} stays {key.state}: "

@@ -42,7 +42,9 @@ def dry_run(rotation: Walk) -> RotationReport:
         tally = {"rows": 0, "reencrypted": 0, "failed": 0}
         for rows in pages(rotation.connection, table, rotation.batch_size):
             # No new key exists yet: every value would be rewritten, so every one is opened.
-            batch = examine_rows(rows, table.columns, None, None, rewrite=False)
+            batch = examine_rows(
+                rows, table.columns, None, None, rewrite=False, bindings=table.bindings
+            )
             counts.update(batch.census)
             tally["rows"] += batch.rows
             tally["reencrypted"] += _would_rewrite(batch)

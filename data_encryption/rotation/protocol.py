@@ -245,7 +245,9 @@ class Rotation:
                 self.ledger.end_chunk(chunk)
                 self.ledger.write_counts(run)
                 break
-            batch = examine_rows(rows, table.columns, run.new_key_id, cipher, rewrite=True)
+            batch = examine_rows(
+                rows, table.columns, run.new_key_id, cipher, rewrite=True, bindings=table.bindings
+            )
             with transaction.atomic(using=self.using):
                 write_rows(self.connection, table, batch)
                 self.ledger.record_failures(run, table.label, batch)

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.apps import apps
 from django.core.exceptions import ImproperlyConfigured
 from django.db import models
 
 from ..conf import encryption_settings
+from ..encryptor import context_bytes
+from ..fields.binding import ColumnBinding
 
 ModelConfiguration = Sequence[tuple[type[models.Model], Sequence[str]]]
 
 
 @dataclass
 class Table:
-    """One table to walk: its primary key and the encrypted columns to rewrite."""
+    """One table to walk: its primary key and the encrypted columns to rewrite, with what each
+    column's values are bound to (a column absent from ``bindings`` holds unbound values)."""
 
     label: str
     table: str
     pk_column: str
     columns: list[tuple[str, str]]  # (field name, column name)
+    bindings: dict[str, ColumnBinding] = field(default_factory=dict)  # by field name
 
     def __repr__(self) -> str:
         return f"<Table {self.label}: {', '.join(name for name, _ in self.columns)}>"
@@ -55,7 +59,12 @@ def discover_models() -> list[tuple[type[models.Model], list[str]]]:
 
 
 def resolve_tables(configuration: ModelConfiguration) -> list[Table]:
-    """Turn ``[(Model, ["field", ...]), ...]`` into tables, checking every name."""
+    """Turn ``[(Model, ["field", ...]), ...]`` into tables, checking every name. An encrypted
+    field's values are bound as the field binds them; a raw column's as the dict form of
+    ``ENCRYPTION_KEY_ROTATION["MODELS"]`` says (unbound when it says nothing)."""
+    from ..fields import EncryptedFieldMixin
+
+    raw_contexts = _raw_column_contexts()
     tables: dict[str, Table] = {}
     for model, names in configuration:
         for name in names:
@@ -78,7 +87,31 @@ def resolve_tables(configuration: ModelConfiguration) -> list[Table]:
             entry = (model_field.name, model_field.column)
             if entry not in table.columns:
                 table.columns.append(entry)
+            if isinstance(model_field, EncryptedFieldMixin):
+                binding = model_field.binding
+            else:
+                context = raw_contexts.get(owner, {}).get(model_field.name)
+                binding = None if context is None else ColumnBinding(context_bytes(context))
+            if binding is not None:
+                table.bindings[model_field.name] = binding
     return list(tables.values())
+
+
+def _raw_column_contexts() -> dict[type[models.Model], dict[str, str]]:
+    """``ENCRYPTION_KEY_ROTATION["MODELS"]``'s contexts by concrete model (its labels may be
+    spelled in any case)."""
+    contexts: dict[type[models.Model], dict[str, str]] = {}
+    for label, names in encryption_settings.rotation_contexts.items():
+        try:
+            model = apps.get_model(label)._meta.concrete_model
+        except (LookupError, ValueError):
+            raise ImproperlyConfigured(
+                f"ENCRYPTION_KEY_ROTATION['MODELS'] names {label!r}, which is not an "
+                "installed model. Use 'app_label.ModelName'."
+            ) from None
+        assert model is not None
+        contexts.setdefault(model, {}).update(names)
+    return contexts
 
 
 def table_named(tables: Sequence[Table], label: str) -> Table:

@@ -24,9 +24,12 @@ class VectorTests(FreshKeyRingMixin, TestCase):
             with self.subTest(vector["name"]):
                 key = bytes.fromhex(vector["data_key_hex"])
                 nonce = bytes.fromhex(vector["nonce_hex"])
-                header = b"\xff\x44\x45\x01" + vector["key_id"].to_bytes(4, "big")
+                # Version 2 when bound: the context's UTF-8 bytes follow the header in the AAD.
+                version = b"\x02" if "context" in vector else b"\x01"
+                header = b"\xff\x44\x45" + version + vector["key_id"].to_bytes(4, "big")
+                aad = header + vector.get("context", "").encode("utf-8")
                 sealed = nonce + AESGCM(key).encrypt(
-                    nonce, vector["plaintext"].encode("utf-8"), header
+                    nonce, vector["plaintext"].encode("utf-8"), aad
                 )
                 self.assertEqual((header + sealed).hex(), vector["binary_hex"])
                 self.assertEqual(len(header + sealed), 36 + len(vector["plaintext"].encode()))
@@ -38,8 +41,15 @@ class VectorTests(FreshKeyRingMixin, TestCase):
         for vector in VECTORS:
             with self.subTest(vector["name"]):
                 binary = bytes.fromhex(vector["binary_hex"])
-                self.assertEqual(EncryptionService.decrypt(binary), vector["plaintext"])
-                self.assertEqual(EncryptionService.decrypt(vector["ascii"]), vector["plaintext"])
+                context = vector.get("context")
+                self.assertEqual(EncryptionService.decrypt(binary, context), vector["plaintext"])
+                self.assertEqual(
+                    EncryptionService.decrypt(vector["ascii"], context=context), vector["plaintext"]
+                )
+                self.assertEqual(
+                    EncryptionService.decrypt_bytes(binary, context=context),
+                    vector["plaintext"].encode(),
+                )
                 self.assertEqual(EncryptionService.to_ascii(binary), vector["ascii"])
                 self.assertEqual(parse(vector["ascii"]).to_bytes(), binary)
 
@@ -56,6 +66,7 @@ class VectorTests(FreshKeyRingMixin, TestCase):
                     vector["binary_hex"],
                     vector["ascii"],
                     json.dumps(vector["plaintext"], ensure_ascii=False),
+                    *([json.dumps(vector["context"])] if "context" in vector else []),
                 ):
                     self.assertIn(value, doc)
 
@@ -69,7 +80,7 @@ class ClassifyTests(FreshKeyRingMixin, TestCase):
         self.assertIs(classify(EncryptionService.to_ascii(binary)), ValueKind.ENVELOPE_ASCII)
         self.assertIs(classify(legacy), ValueKind.LEGACY_FERNET)
         self.assertIs(classify(legacy.decode()), ValueKind.LEGACY_FERNET)
-        for plaintext in ("123-45-6789", b"", "", b"\x00\x01", "de2:abc", "gAAA"):
+        for plaintext in ("123-45-6789", b"", "", b"\x00\x01", "de3:abc", "gAAA"):
             self.assertIs(classify(plaintext), ValueKind.UNKNOWN, plaintext)
 
     def test_classify_refuses_other_types(self):
@@ -106,10 +117,10 @@ class HeaderTests(FreshKeyRingMixin, TestCase):
 
     def test_unsupported_version(self):
         value = bytearray.fromhex(VECTORS[0]["binary_hex"])
-        value[3] = 2
-        with self.assertRaisesMessage(DecryptionError, "Unsupported envelope version 2"):
+        value[3] = 3
+        with self.assertRaisesMessage(DecryptionError, "Unsupported envelope version 3"):
             parse(bytes(value))
-        with self.assertRaisesMessage(DecryptionError, "Unsupported envelope version 2"):
+        with self.assertRaisesMessage(DecryptionError, "Unsupported envelope version 3"):
             EncryptionService.decrypt(bytes(value))
 
     def test_truncated(self):

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase as HypothesisTestCase
 
 from data_encryption import fields
-from data_encryption.encryptor import open_value
+from data_encryption.encryptor import open_value, seal
 from data_encryption.envelope import key_id_of
 from data_encryption.exceptions import DecryptionError, EncryptedLookupError
 from data_encryption.fields import ENCRYPTED_FIELD_TYPES
@@ -40,7 +40,7 @@ from data_encryption.models import DataKey, KeyState
 from data_encryption.tests.testapp.models import Note, Patient
 
 UTC = datetime.UTC
-ENVELOPE_PREFIX = b"\xffDE\x01"
+ENVELOPE_PREFIX = b"\xffDE\x02"  # field values are bound to their column (version 2)
 
 # One value of every encrypted field of Patient, and a second, different set for updates.
 SAMPLE = {
@@ -112,6 +112,12 @@ def write_raw_column(model, pk, field_name, value):
             f"WHERE {quote(model._meta.pk.column)} = %s",
             [value, pk],
         )
+
+
+def open_column(model, pk, field_name):
+    """The plaintext bytes of one stored column, opened in the field's context."""
+    field = model._meta.get_field(field_name)
+    return open_value(raw_column(model, pk, field_name), field.binding_context)
 
 
 def primary_key_id():
@@ -342,9 +348,7 @@ class CiphertextAtRestTests(EncryptedFieldTestCase):
                 "seen_at": datetime.datetime(2024, 3, 5, 14, 30, tzinfo=ZoneInfo("Europe/Paris")),
             },
         )
-        opened = {
-            name: open_value(raw_column(Patient, patient.pk, name)) for name in ENCRYPTED_FIELDS
-        }
+        opened = {name: open_column(Patient, patient.pk, name) for name in ENCRYPTED_FIELDS}
         self.assertEqual(
             opened,
             {
@@ -401,13 +405,25 @@ class ExpressionWriteTests(EncryptedFieldTestCase):
             "Value(value, output_field=...)."
         )
 
-    def test_f_of_an_encrypted_field_copies_the_ciphertext(self):
+    def test_f_of_another_encrypted_field_is_refused(self):
+        # Its ciphertext is bound to its own column, so the copy would not decrypt here.
         patient = Patient.objects.create(name="Ada", notes="copied", code="A-1")
-        Patient.objects.update(code=F("notes"))
-        self.assertDecrypted(patient.pk, {"notes": "copied", "code": "copied"})
-        self.assertEqual(
-            raw_column(Patient, patient.pk, "code"), raw_column(Patient, patient.pk, "notes")
-        )
+        with (
+            self.assertRaisesMessage(
+                FieldError,
+                "Patient.code is encrypted and its values are bound to their column, so it cannot "
+                "be set to the ciphertext of Patient.notes: the copy would not decrypt. Load the "
+                "values and assign them in Python.",
+            ),
+            transaction.atomic(),
+        ):
+            Patient.objects.update(code=F("notes"))
+        self.assertDecrypted(patient.pk, {"notes": "copied", "code": "A-1"})
+
+    def test_f_of_the_same_field_is_accepted(self):
+        patient = Patient.objects.create(name="Ada", notes="kept")
+        Patient.objects.update(notes=F("notes"))
+        self.assertDecrypted(patient.pk, {"notes": "kept"})
 
     def test_value_with_the_encrypted_output_field_is_encrypted(self):
         patient = Patient.objects.create(name="Ada")
@@ -530,10 +546,11 @@ class WrongFieldTypeTests(EncryptedFieldTestCase):
         for source, value, target in self.CASES:
             with self.subTest(source=source, target=target):
                 patient = Patient.objects.create(name="Ada", **{source: value})
-                write_raw_column(
-                    Patient, patient.pk, target, raw_column(Patient, patient.pk, source)
-                )
                 target_field = Patient._meta.get_field(target)
+                plaintext = open_column(Patient, patient.pk, source)
+                write_raw_column(
+                    Patient, patient.pk, target, seal(plaintext, target_field.binding_context)
+                )
                 expected = (
                     f"A value of Patient.{target} decrypted, but is not a valid "
                     f"{type(target_field).__name__} value; it was written by a different field "
@@ -546,7 +563,10 @@ class WrongFieldTypeTests(EncryptedFieldTestCase):
 
     def test_message_does_not_carry_the_plaintext(self):
         patient = Patient.objects.create(name="Ada", notes="secret-diagnosis")
-        write_raw_column(Patient, patient.pk, "visits", raw_column(Patient, patient.pk, "notes"))
+        visits = Patient._meta.get_field("visits").binding_context
+        write_raw_column(
+            Patient, patient.pk, "visits", seal(open_column(Patient, patient.pk, "notes"), visits)
+        )
         with self.assertRaises(DecryptionError) as caught:
             Patient.objects.get(pk=patient.pk)
         self.assertNotIn("secret-diagnosis", str(caught.exception))
@@ -604,7 +624,7 @@ class NullTests(EncryptedFieldTestCase):
         self.assertEqual(note.body, "")
         raw = raw_column(Note, note.pk, "body")
         self.assertEqual(raw[:4], ENVELOPE_PREFIX)
-        self.assertEqual(open_value(raw), b"")
+        self.assertEqual(open_column(Note, note.pk, "body"), b"")
 
     def test_full_clean_refuses_none_in_non_null_field(self):
         with self.assertRaisesMessage(ValidationError, "This field cannot be null."):
@@ -895,11 +915,9 @@ class JSONFieldTests(EncryptedFieldTestCase):
         # past Python's limit raised RecursionError out of the query.
         patient = Patient.objects.create(name="Ada")
         deep = "[" * 200_000 + "]" * 200_000
+        profile = Patient._meta.get_field("profile")
         write_raw_column(
-            Patient,
-            patient.pk,
-            "profile",
-            Patient._meta.get_field("notes").get_db_prep_value(deep, connection),
+            Patient, patient.pk, "profile", seal(deep.encode(), profile.binding_context)
         )
         with self.assertRaisesMessage(DecryptionError, "is not a valid EncryptedJSONField value"):
             Patient.objects.get(pk=patient.pk)
@@ -926,7 +944,7 @@ class BinaryFieldTests(EncryptedFieldTestCase):
 
     def test_empty_bytes_are_not_null(self):
         patient = Patient.objects.create(name="Ada", photo=b"")
-        self.assertEqual(open_value(raw_column(Patient, patient.pk, "photo")), b"")
+        self.assertEqual(open_column(Patient, patient.pk, "photo"), b"")
         self.assertDecrypted(patient.pk, {"photo": b""})
 
     def test_update_with_memoryview(self):
@@ -1355,7 +1373,7 @@ class ModelFormTests(EncryptedFieldTestCase):
         patient = form.save()
         for name in ENCRYPTED_FIELDS:
             if name == "notes":  # a blank TextField saves "", as the plain field's form does
-                self.assertEqual(open_value(raw_column(Patient, patient.pk, name)), b"")
+                self.assertEqual(open_column(Patient, patient.pk, name), b"")
                 continue
             with self.subTest(field=name):
                 self.assertIsNone(raw_column(Patient, patient.pk, name))
