@@ -15,7 +15,7 @@ class DataEncryptionConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the system checks and the setting_changed hook.
-        from . import checks, conf, key_checks  # noqa: F401
+        from . import checks, conf  # noqa: F401
 
         post_migrate.connect(_make_first_data_key, sender=self)
 

@@ -33,7 +33,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("alerts", {"notifications"}),
     ("service", {"services"}),
     ("doors", {"tasks", "admin", "management", "management."}),
-    ("top", {"checks", "key_checks", "apps"}),
+    ("top", {"checks", "checks.", "apps"}),
 ]
 
 

@@ -1,7 +1,7 @@
 """System checks of the key table: what the audit (``key_audit``) finds about each data key.
 
 Database checks, so they run with ``manage.py check --database default`` and during ``migrate``.
-Ids (the catalogue is in ``checks``):
+Ids (the catalogue is in ``checks``, the package):
 
 - E027 data keys no configured master key unwraps, per master-key fingerprint.
 - E029 data keys whose metadata (state, dates, wrapped key, fingerprint) does not verify.
@@ -17,15 +17,15 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
-from .key_audit import (
+from ..key_audit import (
     TAMPERED_ADVICE,
     UNAUTHENTICATED_ADVICE,
     KeyAudit,
     Metadata,
     audit_data_keys,
 )
-from .keys import key_database
-from .models import KeyState
+from ..keys import key_database
+from ..models import KeyState
 
 
 @register(Tags.database, Tags.security)

@@ -1,0 +1,57 @@
+"""System checks: the configuration mistakes we can see before any data is touched.
+
+Ids are stable; each message says what is wrong and each hint what to do. Catalogue:
+
+- E001 ``DB_ENCRYPTION_KEY`` is missing.           - E002 ``DB_ENCRYPTION_KEY`` is malformed.
+- E003 ``PAYLOAD_ENCRYPTION_KEY`` is missing.      - E004 ``PAYLOAD_ENCRYPTION_KEY`` is malformed.
+- E005 a key is used for both roles (any of ``DB_ENCRYPTION_KEY`` and its fallbacks is also one
+  of ``PAYLOAD_ENCRYPTION_KEY`` and its fallbacks; the colliding entries are named).
+- E006 an entry of ``DB_ENCRYPTION_KEY_FALLBACKS`` is malformed (its index is named).
+- E007 an entry of ``PAYLOAD_ENCRYPTION_KEY_FALLBACKS`` is malformed.
+- E008 ``ENCRYPTION_KEY_ROTATION`` has an unknown key.
+- E009 ``KEY_ROTATION_SCHEDULE`` is not daily, weekly or monthly.
+- E010 ``BACKUP_DIR`` is not private: owned by another user, or open to group or others.
+- E011 ``BACKUP_DIR`` is not writable (or cannot be created).
+- E012 ``DATA_ENCRYPTION_SERVICE`` does not import.
+- E013 an index, unique constraint or unique_together includes an encrypted field (reported by
+  the field itself).
+- E014 ``ENCRYPTION_KEY_ROTATION`` is not a dict.
+- E015 to E023: one ``ENCRYPTION_KEY_ROTATION`` key breaks its rule (the id is the key's, in
+  ``conf.ROTATION_OPTIONS``; E009 is the schedule's): E015 ``BACKUP_DIR``, E016
+  ``BACKUP_FILENAME_FORMAT``, E017 ``MODELS``, E018 ``BATCH_SIZE``, E019 ``KEY_CACHE_SECONDS``,
+  E020 ``LOCK_TIMEOUT_SECONDS``, E021 ``RETENTION_DAYS``, E022 ``NOTIFY_SKIPPED``, E023
+  ``CHUNK_ROWS``.
+- E024 ``DATA_ENCRYPTION_NOTIFIER`` does not import or is not a notifier.
+- E025 ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER`` does not import or has no ``master_keys()``.
+- E026 ``ENCRYPTION_KEY_ROTATION["PRUNE_BACKUPS"]`` is not True or False.
+- E030 ``PAYLOAD_MAX_AGE_SECONDS`` is not a finite number of seconds greater than 0.
+- E027, E029, E031, W003: the key table itself (``checks.key_table``; database checks): keys no
+  configured master key unwraps, key metadata that does not verify or is not authenticated, a
+  primary that is not the newest key.
+- W001 the primary data key is older than ``KEY_ROTATION_SCHEDULE`` allows (database check).
+- E028 ``ACCEPT_LEGACY_TOKENS`` is not True or False (``conf.ROTATION_OPTIONS``).
+- E029 ``bind_to_pk=True`` on a model whose primary key the database assigns (by the field).
+- W004 the last completed rotation's census found no legacy Fernet value, but
+  ``ACCEPT_LEGACY_TOKENS`` is still on (database check).
+"""
+
+from __future__ import annotations
+
+# Importing the modules registers their checks with Django.
+from .database import check_legacy_tokens_still_accepted, check_rotation_overdue
+from .extension_points import check_master_key_provider, check_notifier_class, check_service_class
+from .key_settings import check_keys, check_payload_settings
+from .key_table import check_data_keys
+from .rotation_settings import check_rotation_settings
+
+__all__ = [
+    "check_data_keys",
+    "check_keys",
+    "check_legacy_tokens_still_accepted",
+    "check_master_key_provider",
+    "check_notifier_class",
+    "check_payload_settings",
+    "check_rotation_overdue",
+    "check_rotation_settings",
+    "check_service_class",
+]
