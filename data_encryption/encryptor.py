@@ -47,26 +47,53 @@ def context_bytes(context: str) -> bytes:
     return context.encode()
 
 
-class BoundPaths:
-    """The ring's hot paths for bound values (version 2): each key's ``decrypt`` by its version 2
-    header, and the primary's version 2 header. Derived from the ring the first time a bound
-    value meets it, and again whenever the ring is replaced, so ``keys`` knows nothing of them
-    and the unbound paths pay nothing for them."""
+class BoundKey:
+    """One data key's bound path: its AEAD ``decrypt``, its version 2 header, and the associated
+    data (header + context) of each context met so far."""
 
-    __slots__ = ("decrypt_by_header", "primary_header", "ring")
+    __slots__ = ("aad_by_context", "decrypt", "header")
+
+    # Contexts are column names, a handful; a caller that makes one per row is not cached.
+    MAX_CONTEXTS = 256
+
+    def __init__(self, header: bytes, decrypt: Callable[[bytes, bytes, bytes], bytes]) -> None:
+        self.header, self.decrypt = header, decrypt
+        self.aad_by_context: dict[str, bytes] = {}
+
+    def aad(self, context: str) -> bytes:
+        """The associated data of this key's values in ``context`` (checked, then cached)."""
+        aad = self.header + context_bytes(context)
+        if len(self.aad_by_context) < self.MAX_CONTEXTS:
+            self.aad_by_context[context] = aad
+        return aad
+
+
+class BoundPaths:
+    """The ring's hot paths for bound values (version 2): each key's ``BoundKey`` by its version
+    2 header, and the primary's. Derived from the ring the first time a bound value meets it,
+    and again whenever the ring is replaced, so ``keys`` knows nothing of them and the unbound
+    paths pay nothing for them."""
+
+    __slots__ = ("by_header", "primary", "ring")
 
     def __init__(self) -> None:
         self.ring: KeyRing | None = None
-        self.decrypt_by_header: dict[bytes, Callable[[bytes, bytes, bytes], bytes]] = {}
-        self.primary_header = b""
+        self.by_header: dict[bytes, BoundKey] = {}
+        self.primary = BoundKey(b"", _no_key)
 
     def follow(self, ring: KeyRing) -> BoundPaths:
-        self.decrypt_by_header = {
-            HEADER_V2 + header[4:]: decrypt for header, decrypt in ring.decrypt_by_header.items()
-        }
-        self.primary_header = HEADER_V2 + ring.primary_header[4:]
+        by_header = {}
+        for header, decrypt in ring.decrypt_by_header.items():
+            bound_header = HEADER_V2 + header[4:]
+            by_header[bound_header] = BoundKey(bound_header, decrypt)
+        self.by_header = by_header
+        self.primary = by_header[HEADER_V2 + ring.primary_header[4:]]
         self.ring = ring
         return self
+
+
+def _no_key(nonce: bytes, data: bytes, associated_data: bytes) -> bytes:
+    raise InvalidTag  # BoundPaths before its first ring: never called
 
 
 bound_paths = BoundPaths()
@@ -84,8 +111,8 @@ def seal(plaintext: bytes, context: bytes | None = None) -> bytes:
     if context is None:
         header = ring.primary_header
         return header + nonce + ring.primary_encrypt(nonce, plaintext, header)
-    bound = bound_paths if bound_paths.ring is ring else bound_paths.follow(ring)
-    header = bound.primary_header
+    primary = (bound_paths if bound_paths.ring is ring else bound_paths.follow(ring)).primary
+    header = primary.header
     return header + nonce + ring.primary_encrypt(nonce, plaintext, header + context)
 
 
@@ -106,15 +133,11 @@ def encrypt_text(value: str | None, context: str | None = None) -> bytes | None:
         if context is None:
             header = ring.primary_header
             return header + nonce + ring.primary_encrypt(nonce, value.encode(), header)
-        if type(context) is str and context:
-            bound = bound_paths if bound_paths.ring is ring else bound_paths.follow(ring)
-            header = bound.primary_header
-            return (
-                header
-                + nonce
-                + ring.primary_encrypt(nonce, value.encode(), header + context.encode())
-            )
-        return seal(value.encode(), context_bytes(context))
+        # A bound value: the associated data (version 2 header + context) is cached per context
+        # while the ring lasts; the first use of a context checks it (context_bytes).
+        primary = (bound_paths if bound_paths.ring is ring else bound_paths.follow(ring)).primary
+        aad = primary.aad_by_context.get(context) or primary.aad(context)
+        return primary.header + nonce + ring.primary_encrypt(nonce, value.encode(), aad)
     if value is None:
         return None
     if isinstance(value, str):  # a str subclass
@@ -139,6 +162,16 @@ def decrypt_text(value: Binary | str | None, context: str | None = None) -> str 
     try:
         if ring is not None and type(value) is bytes:
             header = value[:HEADER_SIZE]
+            if context is not None:  # a bound value, usually: its path first
+                bound = bound_paths if bound_paths.ring is ring else bound_paths.follow(ring)
+                key = bound.by_header.get(header)
+                if key is not None and len(value) >= MIN_BINARY_SIZE:
+                    aad = key.aad_by_context.get(context) or key.aad(context)
+                    try:
+                        sealed = value[SEALED_OFFSET:]
+                        return key.decrypt(value[HEADER_SIZE:SEALED_OFFSET], sealed, aad).decode()
+                    except InvalidTag:
+                        raise _tampered(int.from_bytes(value[KEY_ID_BYTES], "big")) from None
             decrypt = ring.decrypt_by_header.get(header)
             if decrypt is not None and len(value) >= MIN_BINARY_SIZE:
                 try:
@@ -146,19 +179,6 @@ def decrypt_text(value: Binary | str | None, context: str | None = None) -> str 
                     return decrypt(value[HEADER_SIZE:SEALED_OFFSET], sealed, header).decode()
                 except InvalidTag:
                     raise _tampered(int.from_bytes(value[KEY_ID_BYTES], "big")) from None
-            if context is not None:
-                bound = bound_paths if bound_paths.ring is ring else bound_paths.follow(ring)
-                decrypt = bound.decrypt_by_header.get(header)
-                if decrypt is not None and len(value) >= MIN_BINARY_SIZE:
-                    try:
-                        aad = header + context.encode()
-                        sealed = value[SEALED_OFFSET:]
-                        return decrypt(value[HEADER_SIZE:SEALED_OFFSET], sealed, aad).decode()
-                    except InvalidTag:
-                        raise _tampered(int.from_bytes(value[KEY_ID_BYTES], "big")) from None
-                    except AttributeError:  # not a str: context_bytes says what it must be
-                        context_bytes(context)
-                        raise
         if value is None:
             return None
         return open_value(value, None if context is None else context_bytes(context)).decode()
@@ -180,11 +200,11 @@ def open_value(value: Binary | str, context: bytes | None = None) -> bytes:
         header = value[:HEADER_SIZE]
         if context is not None:  # a bound column's value, usually bound
             bound = bound_paths if bound_paths.ring is ring else bound_paths.follow(ring)
-            decrypt = bound.decrypt_by_header.get(header)
-            if decrypt is not None and len(value) >= MIN_BINARY_SIZE:
+            key = bound.by_header.get(header)
+            if key is not None and len(value) >= MIN_BINARY_SIZE:
                 try:
                     sealed = value[SEALED_OFFSET:]
-                    return decrypt(value[HEADER_SIZE:SEALED_OFFSET], sealed, header + context)
+                    return key.decrypt(value[HEADER_SIZE:SEALED_OFFSET], sealed, header + context)
                 except InvalidTag:
                     raise _tampered(int.from_bytes(value[KEY_ID_BYTES], "big")) from None
         decrypt = ring.decrypt_by_header.get(header)

@@ -24,13 +24,14 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
 - E024 ``DATA_ENCRYPTION_NOTIFIER`` does not import or is not a notifier.
 - E025 ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER`` does not import or has no ``master_keys()``.
 - E026 ``ENCRYPTION_KEY_ROTATION["PRUNE_BACKUPS"]`` is not True or False.
-- E030 ``PAYLOAD_MAX_AGE_SECONDS`` is not a finite number of seconds greater than 0.
-- E027, E029, E031, W003: the key table itself (``checks.key_table``; database checks): keys no
-  configured master key unwraps, key metadata that does not verify or is not authenticated, a
-  primary that is not the newest key.
-- W001 the primary data key is older than ``KEY_ROTATION_SCHEDULE`` allows (database check).
-- E028 ``ACCEPT_LEGACY_TOKENS`` is not True or False (``conf.ROTATION_OPTIONS``).
+- E027 data keys no configured master key unwraps (database check, ``key_table``).
+- E028 ``ENCRYPTION_KEY_ROTATION["ACCEPT_LEGACY_TOKENS"]`` is not True or False.
 - E029 ``bind_to_pk=True`` on a model whose primary key the database assigns (by the field).
+- E030 ``PAYLOAD_MAX_AGE_SECONDS`` is not a finite number of seconds greater than 0.
+- E031 data keys whose metadata is not authenticated (database check, ``key_table``).
+- E032 data keys whose metadata does not verify: edited outside the app (``key_table``).
+- W001 the primary data key is older than ``KEY_ROTATION_SCHEDULE`` allows (database check).
+- W003 the primary data key is not the newest key: pinned by hand (``key_table``).
 - W004 the last completed rotation's census found no legacy Fernet value, but
   ``ACCEPT_LEGACY_TOKENS`` is still on (database check).
 """

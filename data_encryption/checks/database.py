@@ -1,5 +1,5 @@
 """Checks that read the database (``manage.py check --database default``, and ``migrate``): an
-overdue primary key (W001), legacy tokens still accepted when none are left (W002)."""
+overdue primary key (W001), legacy tokens still accepted when none are left (W004)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Database checks, so they run with ``manage.py check --database default`` and dur
 Ids (the catalogue is in ``checks``, the package):
 
 - E027 data keys no configured master key unwraps, per master-key fingerprint.
-- E029 data keys whose metadata (state, dates, wrapped key, fingerprint) does not verify.
+- E032 data keys whose metadata (state, dates, wrapped key, fingerprint) does not verify.
 - E031 data keys whose metadata is not authenticated (no MAC).
 - W003 the primary data key is not the newest key (a key pinned by hand).
 """
@@ -32,7 +32,7 @@ from ..models import KeyState
 def check_data_keys(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[CheckMessage]:
-    """E027, E029, E031, W003: what the key table says about each data key (needs the
+    """E027, E032, E031, W003: what the key table says about each data key (needs the
     database: ``manage.py check --database default``, and ``migrate``)."""
     using = key_database()
     if not databases or using not in databases:
@@ -67,7 +67,7 @@ def _key_audit_messages(audits: list[KeyAudit]) -> list[CheckMessage]:
             )
         )
     for verdict, advice, error_id in (
-        (Metadata.TAMPERED, TAMPERED_ADVICE, "data_encryption.E029"),
+        (Metadata.TAMPERED, TAMPERED_ADVICE, "data_encryption.E032"),
         (Metadata.UNAUTHENTICATED, UNAUTHENTICATED_ADVICE, "data_encryption.E031"),
     ):
         # A key that does not unwrap is E027's: its master key is gone, and its MAC with it.

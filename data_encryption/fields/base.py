@@ -8,13 +8,13 @@ from typing import Any
 
 from django.core import checks, exceptions
 from django.db import models
-from django.db.models import lookups
 from django.db.models.expressions import Col
 from django.utils.functional import cached_property
 
 from ..encryptor import context_bytes, open_value, seal
-from ..exceptions import DecryptionError, EncryptedLookupError
+from ..exceptions import DecryptionError
 from .binding import ColumnBinding, RowBoundAttribute, RowBoundValue, SealedValue
+from .lookups import EncryptedExact, lookup_error
 from .messages import error_without_value
 
 _REFUSED_OPTIONS = {
@@ -28,25 +28,6 @@ _UNIQUE_HINT = (
     "Ciphertext differs on every save, so uniqueness over it enforces nothing; remove the field "
     "from it, or make a keyed hash of the value in a separate field unique."
 )
-
-
-class _EncryptedExact(lookups.Exact):
-    """``field=None`` becomes ``isnull`` (Django does that after building this); anything else
-    cannot be answered on ciphertext."""
-
-    def __init__(self, lhs: Any, rhs: Any) -> None:
-        if rhs is not None:
-            raise _lookup_error(lhs.output_field, "exact")
-        super().__init__(lhs, rhs)
-
-
-def _lookup_error(field: models.Field, lookup: str) -> EncryptedLookupError:
-    return EncryptedLookupError(
-        f"{field.model.__name__}.{field.name} is encrypted, so the database cannot answer the "
-        f"'{lookup}' lookup on it (every value is random-looking ciphertext). Only 'isnull' "
-        "works. Filter on another field, or load the rows and compare in Python; for exact-match "
-        "search, store a keyed hash of the value in a separate indexed field."
-    )
 
 
 class EncryptedFieldMixin(models.Field):
@@ -238,11 +219,11 @@ class EncryptedFieldMixin(models.Field):
         if lookup_name == "isnull":
             return super().get_lookup(lookup_name)
         if lookup_name == "exact":
-            return _EncryptedExact
-        raise _lookup_error(self, lookup_name)
+            return EncryptedExact
+        raise lookup_error(self, lookup_name)
 
     def get_transform(self, lookup_name: str) -> Any:
-        raise _lookup_error(self, lookup_name)
+        raise lookup_error(self, lookup_name)
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         errors = super().check(**kwargs)

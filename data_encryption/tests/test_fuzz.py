@@ -1,6 +1,7 @@
 """Property-based tests: random and mutated input to every entry point that reads stored bytes
-(``EncryptionService.decrypt``, ``decrypt_bytes`` and each encrypted field's ``from_db_value``).
-Only the documented exceptions may come out (``DecryptionError``); a valid value always returns.
+(``EncryptionService.decrypt`` with and without a context, ``decrypt_bytes`` and each encrypted
+field's ``from_db_value``). Only the documented exceptions may come out (``DecryptionError``);
+a valid value always returns, and a bound value only in its own context.
 
 Each entry point gets ``DATA_ENCRYPTION_FUZZ_EXAMPLES`` examples (300 by default, so one module
 runs in seconds; ``scripts/test.sh`` sets 10,000 in one of its configurations). Every example
@@ -29,15 +30,18 @@ except ImportError:  # hypothesis is a test extra; a host project may run withou
 EXAMPLES = int(os.environ.get("DATA_ENCRYPTION_FUZZ_EXAMPLES", "300"))
 FIELDS = [field for field in Patient._meta.get_fields() if isinstance(field, ENCRYPTED_FIELD_TYPES)]
 PREFIXES = [b"gAAAAA", b"de1:", b"de1:0000001f:", b"de2:", b"\xffDE\x01", b"\xffDE\x02", b"\xffDE"]
+# Bound values in the examples are bound to the notes field's column, so that field opens them.
+CONTEXT = "data_encryption_tests.Patient.notes"
 # Plaintexts each field type can read (and some it cannot), for valid values to mutate.
 PLAINTEXTS = ["", "x", "Zoë — 東京", "123-45-6789", "42", "-7", "12.50", "1", "0", "inf"]
 PLAINTEXTS += ["2024-02-29", "2024-02-29T13:45:00+00:00", '{"a": [1, null]}', "[" * 3000]
 
 
-def mutate(text, spec):
-    """A valid envelope of ``text``, changed as ``spec`` says: its first byte picks truncation,
-    an appended tail and the ASCII form; then (position, mask) pairs flip bits."""
-    value = bytearray(EncryptionService.encrypt(text))
+def mutate(text, spec, context=None):
+    """A valid envelope of ``text`` (bound to ``context``, if given), changed as ``spec`` says: its
+    first byte picks truncation, an appended tail and the ASCII form; then (position, mask) pairs
+    flip bits."""
+    value = bytearray(EncryptionService.encrypt(text, context=context))
     flags, body = (spec[0], spec[1:]) if spec else (0, b"")
     flips, rest = body[:8], body[8:]
     for position, mask in zip(flips[::2], flips[1::2], strict=False):
@@ -72,17 +76,20 @@ if given is not None:
             )
         ),
         st.tuples(st.just("m"), st.sampled_from(PLAINTEXTS), st.binary(max_size=24)),
+        st.tuples(st.just("b"), st.sampled_from(PLAINTEXTS), st.binary(max_size=24)),
         st.binary(max_size=60).map(bytearray),
         st.binary(max_size=60).map(memoryview),
     )
 
 
 def materialize(example):
-    """The stored value an example stands for, and the plaintext it gives if it decrypts."""
+    """The stored value an example stands for, the plaintext it gives if it decrypts, and the
+    context it is bound to (``None``: unbound)."""
     if isinstance(example, tuple):
-        _tag, text, spec = example
-        return mutate(text, spec), text
-    return example, None
+        tag, text, spec = example
+        context = CONTEXT if tag == "b" else None
+        return mutate(text, spec, context), text, context
+    return example, None, None
 
 
 def _fuzz(examine):
@@ -102,23 +109,42 @@ def _fuzz(examine):
     return test
 
 
-def _decrypt(test, value, plaintext):
+def _decrypt(test, value, plaintext, context):
     try:
         result = EncryptionService.decrypt(value)
     except DecryptionError:
         return
-    test.assertEqual(result, plaintext)  # only an unchanged value (or its ASCII copy) decrypts
+    # Only an unchanged value (or its ASCII copy) decrypts, and never a bound one here.
+    test.assertIsNone(context)
+    test.assertEqual(result, plaintext)
 
 
-def _decrypt_bytes(test, value, plaintext):
+def _decrypt_in_context(test, value, plaintext, context):
     try:
-        result = EncryptionService.decrypt_bytes(value)
+        result = EncryptionService.decrypt(value, context=CONTEXT)
+    except DecryptionError:
+        return
+    test.assertEqual(result, plaintext)  # unbound values open in any context, bound in theirs
+
+
+def _decrypt_in_another_context(test, value, plaintext, context):
+    try:
+        result = EncryptionService.decrypt(value, context=CONTEXT + "#1")
+    except DecryptionError:
+        return
+    test.assertIsNone(context)  # a value bound elsewhere never opens here
+    test.assertEqual(result, plaintext)
+
+
+def _decrypt_bytes(test, value, plaintext, context):
+    try:
+        result = EncryptionService.decrypt_bytes(value, context=context)
     except DecryptionError:
         return
     test.assertEqual(result, plaintext.encode())
 
 
-def _from_db_value(test, value, plaintext):
+def _from_db_value(test, value, plaintext, context):
     for field in FIELDS:
         try:
             field.from_db_value(value, None, connection)
@@ -128,9 +154,14 @@ def _from_db_value(test, value, plaintext):
 
 class DecryptFuzzTests(FreshKeyRingMixin, TestCase):
     test_decrypt_raises_only_decryption_error = _fuzz(_decrypt)
+    test_decrypt_in_a_context_raises_only_decryption_error = _fuzz(_decrypt_in_context)
+    test_decrypt_in_another_context_raises_only_decryption_error = _fuzz(
+        _decrypt_in_another_context
+    )
     test_decrypt_bytes_raises_only_decryption_error = _fuzz(_decrypt_bytes)
 
 
 class FieldFuzzTests(FreshKeyRingMixin, TestCase):
-    # Every example goes through all 12 field types: each from_db_value gets EXAMPLES values.
+    # Every example goes through all 12 field types: each from_db_value gets EXAMPLES values
+    # (bound ones are bound to notes, so they are valid there and moved values elsewhere).
     test_from_db_value_raises_only_decryption_error = _fuzz(_from_db_value)

@@ -1,5 +1,5 @@
 """Key metadata that cannot be edited unseen (L7): the MAC on each DataKey row, what the ring does
-with a row that fails it, the key-table checks (E027, E029, E031, W003), encryption_status,
+with a row that fails it, the key-table checks (E027, E032, E031, W003), encryption_status,
 authenticate_data_keys, and migration 0005."""
 
 import json
@@ -35,7 +35,7 @@ from data_encryption.tests.utils import (
     primary_id,
 )
 
-KEY_CHECKS = {"data_encryption.E027", "data_encryption.E029", "data_encryption.E031"}
+KEY_CHECKS = {"data_encryption.E027", "data_encryption.E032", "data_encryption.E031"}
 KEY_CHECKS |= {"data_encryption.W003"}
 
 
@@ -121,9 +121,9 @@ class TamperingTests(FreshKeyRingMixin, TestCase):
         self.assertIn("restore_encryption_keys", str(err.exception))
         self.assertEqual({c.pk: c.ssn for c in Customer.objects.all()}, ssns)  # reads go on
         found = key_checks()
-        self.assertEqual(set(found), {"data_encryption.E029", "data_encryption.W003"})
-        self.assertIn(pinned.hex_id, found["data_encryption.E029"].msg)
-        self.assertIn(sound.hex_id, found["data_encryption.E029"].msg)
+        self.assertEqual(set(found), {"data_encryption.E032", "data_encryption.W003"})
+        self.assertIn(pinned.hex_id, found["data_encryption.E032"].msg)
+        self.assertIn(sound.hex_id, found["data_encryption.E032"].msg)
         self.assertIn(f"Data key {pinned.hex_id} is primary", found["data_encryption.W003"].msg)
         # The documented way out: a rotation from here makes a sound primary, and its demotion
         # and retirement re-authenticate the rows it moves.
@@ -150,9 +150,9 @@ class TamperingTests(FreshKeyRingMixin, TestCase):
                 tamper(self.key.key_id, **changes)
                 self.assertEqual(verdicts()[self.key.key_id], Metadata.TAMPERED)
                 found = key_checks()
-                self.assertEqual(set(found), {"data_encryption.E029"})
-                self.assertIn(self.key.hex_id, found["data_encryption.E029"].msg)
-                self.assertIn("authenticate_data_keys", found["data_encryption.E029"].hint)
+                self.assertEqual(set(found), {"data_encryption.E032"})
+                self.assertIn(self.key.hex_id, found["data_encryption.E032"].msg)
+                self.assertIn("authenticate_data_keys", found["data_encryption.E032"].hint)
                 self.assertEqual(status()[self.key.hex_id]["metadata"], Metadata.TAMPERED)
                 tamper(self.key.key_id, **original)  # the MAC is over values: put back, it verifies
                 self.assertEqual(key_checks(), {})

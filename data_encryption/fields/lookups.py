@@ -1,0 +1,31 @@
+"""The lookups of an encrypted field: the database cannot compare ciphertext, so only ``isnull``
+(and ``= None``) is answered; any other lookup is an ``EncryptedLookupError`` that says what to
+do instead of silently matching nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.db.models import lookups
+
+from ..exceptions import EncryptedLookupError
+
+
+class EncryptedExact(lookups.Exact):
+    """``field=None`` becomes ``isnull`` (Django does that after building this); anything else
+    cannot be answered on ciphertext."""
+
+    def __init__(self, lhs: Any, rhs: Any) -> None:
+        if rhs is not None:
+            raise lookup_error(lhs.output_field, "exact")
+        super().__init__(lhs, rhs)
+
+
+def lookup_error(field: models.Field, lookup: str) -> EncryptedLookupError:
+    return EncryptedLookupError(
+        f"{field.model.__name__}.{field.name} is encrypted, so the database cannot answer the "
+        f"'{lookup}' lookup on it (every value is random-looking ciphertext). Only 'isnull' "
+        "works. Filter on another field, or load the rows and compare in Python; for exact-match "
+        "search, store a keyed hash of the value in a separate indexed field."
+    )
