@@ -36,6 +36,46 @@ print(json.dumps(KeyRotationService().rotate(), default=str))
 """
 
 
+def add_filler_keys(count=2000):
+    """Enough decrypt-only keys that a key backup outgrows what the database itself writes."""
+    master = master_keys()[0]
+    DataKey.objects.bulk_create(
+        DataKey(
+            key_id=key_id,
+            state=KeyState.DECRYPT_ONLY,
+            wrapped_key=master.wrap(key_id, os.urandom(32)),
+            master_key_fingerprint=master.fingerprint,
+            created_at=timezone.now(),
+        )
+        for key_id in range(1000, 1000 + count)
+    )
+
+
+def database_file_size():
+    """The SQLite file's size once compacted (earlier tests leave free pages behind); 0 for a
+    server database, whose files this process does not write."""
+    if connection.vendor != "sqlite":
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM")
+    return os.path.getsize(connection.settings_dict["NAME"])
+
+
+def rotate_on_a_full_disk(case, limit, directory):
+    """Run a rotation in a child process whose files may not grow past ``limit`` bytes, with
+    ``directory`` as BACKUP_DIR; return its report."""
+    env = {**child_environment(), "DATA_ENCRYPTION_TEST_BACKUP_DIR": directory}
+    child = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_ROTATION, str(limit)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    case.assertEqual(child.returncode, 0, child.stderr)
+    return json.loads(child.stdout.splitlines()[-1])
+
+
 class FullDiskTests(FreshKeyRingMixin, TransactionTestCase):
     def setUp(self):
         super().setUp()
@@ -46,35 +86,14 @@ class FullDiskTests(FreshKeyRingMixin, TransactionTestCase):
         # (exp14_shortwrite) "write_backup returned a 2048-byte file with no error", and the
         # rotation went on with a truncated backup.
         make_customers(3)
-        master = master_keys()[0]
-        DataKey.objects.bulk_create(  # enough keys that the backup outgrows the database
-            DataKey(
-                key_id=key_id,
-                state=KeyState.DECRYPT_ONLY,
-                wrapped_key=master.wrap(key_id, os.urandom(32)),
-                master_key_fingerprint=master.fingerprint,
-                created_at=timezone.now(),
-            )
-            for key_id in range(1000, 3000)
-        )
+        add_filler_keys()
         values, keys = raw(Customer, "_ssn"), set(DataKey.objects.values_list("key_id", "state"))
-        database = 0
-        if connection.vendor == "sqlite":
-            database = os.path.getsize(connection.settings_dict["NAME"])
-        limit = database + 256 * 1024  # room for the database's own writes and its journal
+        # Room for the database's own writes and its journal, not for the backup.
+        limit = database_file_size() + 256 * 1024
         backup = backup_document(DataKey.objects.all(), now=timezone.now())
         self.assertGreater(len(json.dumps(backup, indent=2)), limit + 64 * 1024)
         directory = tempfile.mkdtemp(prefix="full-disk-")
-        env = {**child_environment(), "DATA_ENCRYPTION_TEST_BACKUP_DIR": directory}
-        child = subprocess.run(
-            [sys.executable, "-c", FULL_DISK_ROTATION, str(limit)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        self.assertEqual(child.returncode, 0, child.stderr)
-        report = json.loads(child.stdout.splitlines()[-1])
+        report = rotate_on_a_full_disk(self, limit, directory)
         self.assertEqual(report["status"], "failed")
         self.assertIn("Could not write the key backup", report["reason"])
         self.assertIn("File too large", report["reason"])

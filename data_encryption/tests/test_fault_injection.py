@@ -4,23 +4,21 @@ finishes, every bad row is reported by pk and left byte-for-byte, every good row
 and still reads back, and nothing else is lost (docs/security.md, the threat model)."""
 
 import base64
-import json
 import os
-import subprocess
-import sys
 import tempfile
 
 from django.db import connection
 from django.test import TestCase, TransactionTestCase, override_settings
-from django.utils import timezone
 
 from data_encryption.envelope import HEADER_SIZE, key_id_of
 from data_encryption.keys import reset_key_ring
-from data_encryption.master_key import master_keys
 from data_encryption.models import DataKey, KeyState, RotationRun
 from data_encryption.services import EncryptionService, KeyRotationService
-from data_encryption.tests.processes import child_environment
-from data_encryption.tests.test_backup_files import FULL_DISK_ROTATION
+from data_encryption.tests.test_backup_files import (
+    add_filler_keys,
+    database_file_size,
+    rotate_on_a_full_disk,
+)
 from data_encryption.tests.test_rows import refuse_updates
 from data_encryption.tests.testapp.models import Customer, Patient
 from data_encryption.tests.utils import FAST, FreshKeyRingMixin, primary_id, raw
@@ -157,33 +155,11 @@ class FullDiskTests(FreshKeyRingMixin, TransactionTestCase):
 
     def test_a_full_disk_stops_the_run_before_any_key_or_row_changes_then_a_rerun_completes(self):
         seed(300, 0)
-        master = master_keys()[0]
-        DataKey.objects.bulk_create(  # enough keys that the backup outgrows the database's writes
-            DataKey(
-                key_id=key_id,
-                state=KeyState.DECRYPT_ONLY,
-                wrapped_key=master.wrap(key_id, os.urandom(32)),
-                master_key_fingerprint=master.fingerprint,
-                created_at=timezone.now(),
-            )
-            for key_id in range(1000, 3000)
-        )
+        add_filler_keys()
         values = column_values(Customer, "_ssn")
         keys = set(DataKey.objects.values_list("key_id", "state"))
-        database = 0
-        if connection.vendor == "sqlite":
-            database = os.path.getsize(connection.settings_dict["NAME"])
         directory = tempfile.mkdtemp(prefix="fault-full-disk-")
-        env = {**child_environment(), "DATA_ENCRYPTION_TEST_BACKUP_DIR": directory}
-        child = subprocess.run(
-            [sys.executable, "-c", FULL_DISK_ROTATION, str(database + 256 * 1024)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        self.assertEqual(child.returncode, 0, child.stderr)
-        report = json.loads(child.stdout.splitlines()[-1])
+        report = rotate_on_a_full_disk(self, database_file_size() + 256 * 1024, directory)
         self.assertEqual(report["status"], "failed")
         self.assertIn("Could not write the key backup", report["reason"])
         run = RotationRun.objects.get()
