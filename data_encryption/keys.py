@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from time import monotonic
 
-from cryptography.exceptions import InvalidTag
 from django.db import IntegrityError, router, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -35,7 +34,7 @@ from .key_audit import (
     unwrap_failure,
     unwrap_material,
 )
-from .master_key import master_keys, reset_master_keys
+from .master_key import master_keys, reset_master_keys, rewrapped_for
 from .missing_keys import MissingKeyIds
 
 # Documented at these paths before the master key had its own module (README, recovery runbook);
@@ -297,13 +296,19 @@ def rewrap_data_keys(using: str | None = None) -> tuple[list[int], list[int]]:
     with transaction.atomic(using=using):
         rows = DataKey.objects.using(using).select_for_update().order_by("created_at", "key_id")
         for row in require_verified_metadata(rows, "re-wrap the data keys"):
-            if row.wrapped_key is not None and not _wrapped_by(current, row):
-                row.wrapped_key = current.wrap(row.key_id, unwrap_data_key(row))
-                row.master_key_fingerprint = current.fingerprint
-                row.save(using=using)  # save() authenticates under the current master key
-                rewrapped.append(row.key_id)
-                continue
             if row.wrapped_key is not None:
+                wrapped = rewrapped_for(
+                    current, row.key_id, bytes(row.wrapped_key), row.master_key_fingerprint
+                )
+                # A stale fingerprint (the key already unwraps under the current master key) is
+                # mended like a re-wrap: the fingerprint is what tells the next change which rows
+                # still need one.
+                if wrapped is not None or row.master_key_fingerprint != current.fingerprint:
+                    row.wrapped_key = wrapped or row.wrapped_key
+                    row.master_key_fingerprint = current.fingerprint
+                    row.save(using=using)  # save() authenticates under the current master key
+                    rewrapped.append(row.key_id)
+                    continue
                 current_ids.append(row.key_id)
             if not signed_by(current, row):  # e.g. a destroyed key's, by the old master key
                 row.save(using=using)
@@ -315,13 +320,3 @@ def rewrap_data_keys(using: str | None = None) -> tuple[list[int], list[int]]:
         )
     reset_key_ring()
     return rewrapped, current_ids
-
-
-def _wrapped_by(master: MasterKey, row: DataKey) -> bool:
-    if row.master_key_fingerprint != master.fingerprint:
-        return False
-    try:  # the fingerprint is a hint; prove it
-        master.unwrap(row.key_id, bytes(row.wrapped_key or b""))
-    except InvalidTag:
-        return False
-    return True
