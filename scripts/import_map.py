@@ -26,7 +26,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("crypto", {"envelope", "master_key"}),
     ("tables", {"models"}),
     ("key store", {"keys", "key_audit", "missing_keys"}),
-    ("values", {"encryptor", "payloads"}),
+    ("values", {"encryptor", "payloads", "legacy", "legacy."}),
     ("fields", {"fields", "fields."}),
     ("storage services", {"backups", "backups.", "schedule"}),
     ("rotation", {"rotation", "rotation."}),

@@ -28,6 +28,7 @@ SETTING_NAMES = frozenset(
         "DATA_ENCRYPTION_SERVICE",
         "DATA_ENCRYPTION_NOTIFIER",
         "DATA_ENCRYPTION_MASTER_KEY_PROVIDER",
+        "DATA_ENCRYPTION_LEGACY_COLUMNS",
         "EMAIL_FROM_ALERTS",
         "EMAIL_SECURITY",
         "USE_TZ",
@@ -71,6 +72,19 @@ class EncryptionSettings:
             raise ImproperlyConfigured(
                 f"{exc} The default is {PAYLOAD_MAX_AGE_DEFAULT} (a day)."
             ) from None
+
+    # -- columns in transition -------------------------------------------------------------------
+
+    @property
+    def legacy_columns(self) -> Mapping[str, Any]:
+        """``DATA_ENCRYPTION_LEGACY_COLUMNS``: ``{"app_label.Model.field": reader spec}``."""
+        value = getattr(settings, "DATA_ENCRYPTION_LEGACY_COLUMNS", None) or {}
+        if not isinstance(value, Mapping):
+            raise ImproperlyConfigured(
+                "DATA_ENCRYPTION_LEGACY_COLUMNS must be a dict: "
+                '{"app_label.Model.field": "plaintext" or a reader}; use {} for none.'
+            )
+        return value
 
     def _list(self, name: str) -> list[Any]:
         value = getattr(settings, name, None) or []

@@ -13,6 +13,7 @@ from django.utils.functional import cached_property
 
 from ..encryptor import context_bytes, open_value, seal
 from ..exceptions import DecryptionError
+from ..legacy import is_envelope, is_fernet_token, reader_for_field
 from .binding import ColumnBinding, RowBoundAttribute, RowBoundValue, SealedValue
 from .lookups import EncryptedExact, lookup_error
 from .messages import error_without_value
@@ -196,8 +197,33 @@ class EncryptedFieldMixin(models.Field):
         if value is None:
             return None
         if self.bind_to_pk:  # the row's pk is not known here: the model attribute opens it
+            if not is_envelope(value) and (reader := reader_for_field(self)) is not None:
+                return reader.read(value, self)
             return SealedValue(bytes(value) if not isinstance(value, str) else value.encode())
-        return self.from_plaintext_checked(open_value(value, self.binding_context))
+        try:
+            plaintext = open_value(value, self.binding_context)
+        except (DecryptionError, TypeError) as exc:
+            # Not an envelope: a value from before the column was ours, read only in a column
+            # in transition (DATA_ENCRYPTION_LEGACY_COLUMNS); anywhere else, an error.
+            if is_envelope(value):
+                raise
+            reader = reader_for_field(self)
+            if reader is None:
+                error = self._not_encrypted(value, exc)
+            else:
+                return reader.read(value, self)
+            raise error from None
+        return self.from_plaintext_checked(plaintext)
+
+    def _not_encrypted(self, value: Any, exc: Exception) -> DecryptionError:
+        if isinstance(exc, DecryptionError) and is_fernet_token(value):
+            return exc  # a legacy token of this app (ACCEPT_LEGACY_TOKENS), with its own advice
+        return DecryptionError(
+            f"A value of {self.model.__name__}.{self.name} is not encrypted (it is plaintext or "
+            "another library's ciphertext). If the column held such values before it became "
+            "encrypted, list it in DATA_ENCRYPTION_LEGACY_COLUMNS and convert it with "
+            "encrypt_existing (docs/adoption.md)."
+        )
 
     def from_plaintext_checked(self, plaintext: bytes) -> Any:
         """``from_plaintext``, with any error turned into the documented ``DecryptionError``."""
