@@ -28,6 +28,7 @@ from ..conf import load_class, register_cache
 from ..conf.settings import encryption_settings
 from .base import (
     PLAINTEXT,
+    LegacyColumn,
     LegacyReader,
     LegacyValueError,
     is_envelope,
@@ -52,6 +53,7 @@ __all__ = [
     "PLAINTEXT",
     "READERS",
     "SETTING",
+    "LegacyColumn",
     "LegacyReader",
     "LegacyValueError",
     "is_envelope",

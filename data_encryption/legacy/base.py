@@ -106,6 +106,22 @@ def plaintext_from_legacy(reader: LegacyReader, field: models.Field, raw: Any) -
         ) from None
 
 
+class LegacyColumn:
+    """A column in transition, as a walk sees it: what its legacy values are counted as, and
+    how each becomes the plaintext its field seals."""
+
+    __slots__ = ("field", "label", "reader")
+
+    def __init__(self, reader: LegacyReader, field: models.Field) -> None:
+        self.reader, self.field, self.label = reader, field, reader.census_label
+
+    def plaintext(self, raw: Any) -> bytes:
+        return plaintext_from_legacy(self.reader, self.field, raw)
+
+    def __repr__(self) -> str:
+        return f"<LegacyColumn {self.field.name} {self.label}>"
+
+
 def _validation_codes(exc: Exception) -> str:
     """What a failure says of a rejected value: the validators' codes and limits, never the
     value (Django's messages for some validators repeat it)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from ..envelope import (
 )
 from ..exceptions import DecryptionError
 from ..fields.binding import ColumnBinding
+from ..legacy import LegacyColumn
 from ..models import format_key_id
 from .census import NULL, UNBOUND, census_label
 
@@ -39,6 +40,8 @@ class Batch:
     # Column name -> field name, to report a failed write by field; the bound fields' names.
     fields: dict[str, str] = field(default_factory=dict)
     bound: set[str] = field(default_factory=set)
+    # The census label of legacy values, by field name, for the columns in transition.
+    legacy_labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed_rows(self) -> int:
@@ -58,7 +61,11 @@ class Batch:
                 rewrites.remove(rewrite)
                 field_name = self.fields.get(updated, updated)
                 self.census[(field_name, census_label(rewrite[0]))] -= 1
-                old_label = census_label(rewrite[2], bound=field_name in self.bound)
+                old_label = census_label(
+                    rewrite[2],
+                    bound=field_name in self.bound,
+                    legacy=self.legacy_labels.get(field_name),
+                )
                 self.census[(field_name, old_label)] += 1
                 if updated == column:
                     key_id = header_key_id(rewrite[2])
@@ -74,14 +81,19 @@ def examine_rows(
     *,
     rewrite: bool,
     bindings: Mapping[str, ColumnBinding] | None = None,
+    legacy: Mapping[str, LegacyColumn] | None = None,
+    encrypted: Collection[str] = (),
+    only_legacy: bool = False,
 ) -> Batch:
     """Decide, row by row, what rotation does with each value (pure: no database access).
 
     Values under ``key_id`` in their column's form (bound to the column's context when
-    ``bindings`` names one, by field) are counted and left. Others are decrypted; with
+    ``bindings`` names one, by field) are counted and left. Others are decrypted (a value from
+    before the column was ours, in a column ``legacy`` names, is read by its reader); with
     ``rewrite`` they are re-sealed under ``key_id``, bound as their column says, in the form they
-    were stored in (ASCII for text columns). A value that does not decrypt becomes a failure
-    and is left as it is.
+    were stored in (ASCII for text columns; always binary in the ``encrypted`` fields' columns).
+    ``only_legacy`` (a conversion) leaves every envelope, under any key, as it is. A value that
+    cannot be read or re-sealed becomes a failure and is left as it is.
     """
     # This runs once per stored value, so the common value, a binary envelope, takes a short
     # path: it is counted under its 8 header bytes (each distinct header is turned into its
@@ -90,7 +102,18 @@ def examine_rows(
     batch = Batch()
     target_label = format_key_id(key_id)
     seal = cipher.seal if rewrite and cipher is not None and key_id is not None else None
-    plans = [_Column(name, column, (bindings or {}).get(name), key_id) for name, column in columns]
+    plans = [
+        _Column(
+            name,
+            column,
+            (bindings or {}).get(name),
+            key_id,
+            (legacy or {}).get(name),
+            binary=name in encrypted,
+            only_legacy=only_legacy,
+        )
+        for name, column in columns
+    ]
     for row in rows:
         pk = row[0]
         batch.rows += 1
@@ -101,19 +124,26 @@ def examine_rows(
             if type(raw) is bytes and raw[:4] in _HEADERS and len(raw) >= MIN_BINARY_SIZE:
                 token = raw[:HEADER_SIZE]
             else:
-                token = census_label(raw, bound=plan.binding is not None)
-            if token in (plan.target_header, NULL, target_label):
+                token = census_label(raw, bound=plan.binding is not None, legacy=plan.legacy_label)
+            if token in (plan.target_header, NULL, target_label) or (
+                plan.only_legacy and token != plan.legacy_label
+            ):
                 plan.counts[token] += 1
                 continue
             try:
                 context = None if plan.binding is None else plan.binding.for_row(pk)
-                plaintext = open_value(raw, context)
+                if plan.legacy is not None and token == plan.legacy_label:
+                    plaintext = plan.legacy.plaintext(raw)
+                else:
+                    plaintext = open_value(raw, context)
                 if seal is None or plan.target_header is None:
                     plan.counts[token] += 1
                     continue
                 header = plan.target_header
                 sealed = header + seal(plaintext, associated_data(header, context))
-                new: Any = parse(sealed).to_ascii() if isinstance(raw, str) else sealed
+                new: Any = sealed
+                if isinstance(raw, str) and not plan.binary:
+                    new = parse(sealed).to_ascii()
             except Exception as exc:
                 # Whatever one value does (garbage, a header no parser expected, a bug), it is
                 # that value's failure, never the run's; the row is left as it is.
@@ -131,6 +161,8 @@ def examine_rows(
         batch.fields[plan.column] = plan.name
         if plan.binding is not None:
             batch.bound.add(plan.name)
+        if plan.legacy_label is not None:
+            batch.legacy_labels[plan.name] = plan.legacy_label
     return batch
 
 
@@ -141,9 +173,19 @@ class _Column:
     """One column's part of a batch: where its values should end up, and what was found."""
 
     def __init__(
-        self, name: str, column: str, binding: ColumnBinding | None, key_id: int | None
+        self,
+        name: str,
+        column: str,
+        binding: ColumnBinding | None,
+        key_id: int | None,
+        legacy: LegacyColumn | None = None,
+        *,
+        binary: bool = False,
+        only_legacy: bool = False,
     ) -> None:
         self.name, self.column, self.binding = name, column, binding
+        self.legacy, self.binary, self.only_legacy = legacy, binary, only_legacy
+        self.legacy_label = None if legacy is None else legacy.label
         version = VERSION_1 if binding is None else VERSION_2
         self.target_header = None if key_id is None else header_for(key_id, version)
         self.counts: Counter[bytes | str] = Counter()

@@ -14,6 +14,7 @@ from typing import Any
 from ..backups import BackupError, prune_backups
 from ..conf import encryption_settings
 from ..envelope import VERSION_1, ValueKind, classify, read_header
+from ..legacy import PLAINTEXT, is_envelope
 from ..models import DataKey, KeyState, RotationRun, format_key_id
 from .progress import Progress
 from .rows import pages
@@ -35,13 +36,16 @@ UNBOUND = "unbound:"
 Census = dict[str, dict[str, dict[str, int]]]
 
 
-def census_label(raw: Any, *, bound: bool = False) -> str:
+def census_label(raw: Any, *, bound: bool = False, legacy: str | None = None) -> str:
     """The census label of a stored value, from its header alone: a key id, or a kind. The key
     id comes from parsing the value canonically, never from bytes copied out of it. In a
     ``bound`` column, an unbound value is labelled ``unbound:<key id>`` (the next rotation
-    binds it)."""
+    binds it). In a column in transition, a value that is not an envelope is its reader's
+    (``legacy``: ``plaintext`` or ``legacy:<library>``)."""
     if raw is None:
         return NULL
+    if legacy is not None and not is_envelope(raw):
+        return legacy
     if not isinstance(raw, (bytes, bytearray, memoryview, str)):
         return UNENCRYPTED
     kind = classify(raw)
@@ -82,10 +86,14 @@ def count_census(
     for table in tables:
         progress.phase("census", table.label)
         counts: Counter[tuple[str, str]] = Counter()
+        legacy_labels = {name: column.label for name, column in table.legacy.items()}
         for rows in pages(connection, table, batch_size):
             for row in rows:
                 for (name, _column), raw in zip(table.columns, row[1:], strict=True):
-                    counts[(name, census_label(raw, bound=name in table.bindings))] += 1
+                    label = census_label(
+                        raw, bound=name in table.bindings, legacy=legacy_labels.get(name)
+                    )
+                    counts[(name, label)] += 1
             on_page()
         result[table.label] = per_field(table, counts)
     return result
@@ -148,6 +156,13 @@ def retire_keys(
         done.notes.append(f"{totals[LEGACY]} legacy Fernet values remain")
     if totals.get(UNENCRYPTED):
         done.notes.append(f"{totals[UNENCRYPTED]} values are not encrypted")
+    waiting = sum(
+        count
+        for label, count in totals.items()
+        if label == PLAINTEXT or label.startswith("legacy:")
+    )
+    if waiting:
+        done.notes.append(f"{waiting} values in columns in transition wait for encrypt_existing")
     return done
 
 

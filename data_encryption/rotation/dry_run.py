@@ -43,7 +43,13 @@ def dry_run(rotation: Walk) -> RotationReport:
         for rows in pages(rotation.connection, table, rotation.batch_size):
             # No new key exists yet: every value would be rewritten, so every one is opened.
             batch = examine_rows(
-                rows, table.columns, None, None, rewrite=False, bindings=table.bindings
+                rows,
+                table.columns,
+                None,
+                None,
+                rewrite=False,
+                bindings=table.bindings,
+                legacy=table.legacy,
             )
             counts.update(batch.census)
             tally["rows"] += batch.rows

@@ -246,7 +246,14 @@ class Rotation:
                 self.ledger.write_counts(run)
                 break
             batch = examine_rows(
-                rows, table.columns, run.new_key_id, cipher, rewrite=True, bindings=table.bindings
+                rows,
+                table.columns,
+                run.new_key_id,
+                cipher,
+                rewrite=True,
+                bindings=table.bindings,
+                legacy=table.legacy,
+                encrypted=table.encrypted,
             )
             with transaction.atomic(using=self.using):
                 write_rows(self.connection, table, batch)

@@ -12,6 +12,7 @@ from django.db import models
 from ..conf import encryption_settings
 from ..encryptor import context_bytes
 from ..fields.binding import ColumnBinding
+from ..legacy import LegacyColumn, reader_for_field
 
 ModelConfiguration = Sequence[tuple[type[models.Model], Sequence[str]]]
 
@@ -26,6 +27,12 @@ class Table:
     pk_column: str
     columns: list[tuple[str, str]]  # (field name, column name)
     bindings: dict[str, ColumnBinding] = field(default_factory=dict)  # by field name
+    # Columns in transition (DATA_ENCRYPTION_LEGACY_COLUMNS), by field name: their values from
+    # before the column was ours are read, counted and rewritten through the column's reader.
+    legacy: dict[str, LegacyColumn] = field(default_factory=dict)
+    # The encrypted fields' names: their columns are binary, so a rewrite is always binary (a
+    # raw column keeps the form its value had: text stays text).
+    encrypted: set[str] = field(default_factory=set)
 
     def __repr__(self) -> str:
         return f"<Table {self.label}: {', '.join(name for name, _ in self.columns)}>"
@@ -87,7 +94,11 @@ def resolve_tables(configuration: ModelConfiguration) -> list[Table]:
             entry = (model_field.name, model_field.column)
             if entry not in table.columns:
                 table.columns.append(entry)
+            reader = reader_for_field(model_field)
+            if reader is not None:
+                table.legacy[model_field.name] = LegacyColumn(reader, model_field)
             if isinstance(model_field, EncryptedFieldMixin):
+                table.encrypted.add(model_field.name)
                 binding = model_field.binding
             else:
                 context = raw_contexts.get(owner, {}).get(model_field.name)
