@@ -1071,31 +1071,28 @@ class RefusedOptionsTests(SimpleTestCase):
         "primary_key": "a primary key",
     }
 
-    @isolate_apps("data_encryption.tests.testapp")
-    def test_every_field_type_refuses_each_option(self):
+    def test_every_field_type_refuses_each_option_when_constructed(self):
         for field_class in fields.ENCRYPTED_FIELD_TYPES:
             for option, described in self.OPTIONS.items():
                 with self.subTest(field=field_class.__name__, option=option):
-                    field = field_class(**self.REQUIRED_ARGS.get(field_class, {}), **{option: True})
                     expected = (
-                        f"Thing.secret: an encrypted field cannot be {described}; the database "
-                        "holds only ciphertext, which differs on every save. Remove "
+                        f"{field_class.__name__}: an encrypted field cannot be {described}; the "
+                        "database holds only ciphertext, which differs on every save. Remove "
                         f"{option}=True, or keep a keyed hash of the value in a separate field."
                     )
                     with self.assertRaisesMessage(ImproperlyConfigured, expected):
-                        type(
-                            "Thing",
-                            (models.Model,),
-                            {
-                                "__module__": __name__,
-                                "secret": field,
-                                "Meta": type("Meta", (), {"app_label": "data_encryption_tests"}),
-                            },
-                        )
+                        field_class(**self.REQUIRED_ARGS.get(field_class, {}), **{option: True})
+
+    def test_options_passed_by_position_are_refused_too(self):
+        # Field(verbose_name, name, primary_key, max_length, unique, blank, null, db_index, ...)
+        with self.assertRaisesMessage(ImproperlyConfigured, "cannot be unique; "):
+            fields.EncryptedCharField("SSN", None, False, 11, True)
 
     @isolate_apps("data_encryption.tests.testapp")
     def test_class_statement_refuses_unique(self):
-        with self.assertRaisesMessage(ImproperlyConfigured, "Record.ssn: an encrypted field"):
+        with self.assertRaisesMessage(
+            ImproperlyConfigured, "EncryptedCharField: an encrypted field cannot be unique"
+        ):
 
             class Record(models.Model):
                 ssn = fields.EncryptedCharField(max_length=11, unique=True)
