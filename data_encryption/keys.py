@@ -174,6 +174,9 @@ def load_key_ring(using: str | None = None) -> KeyRing:
     key still decrypts (its material is authenticated by the wrap) but is logged, and a primary
     that is either refuses to encrypt. Makes the first primary key if there is none."""
     global _uncommitted_key_id
+    # The master keys first: a malformed DB_ENCRYPTION_KEY (or fallback) is reported as itself,
+    # before any query, not as whatever the query meets first (e.g. a test that has no database).
+    master_keys()
     using = using or key_database()
     rows = list(DataKey.objects.using(using).exclude(state=KeyState.DESTROYED))
     if not any(row.state == KeyState.PRIMARY for row in rows):
