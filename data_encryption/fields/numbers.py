@@ -1,4 +1,5 @@
-"""Encrypted numbers: integer, big integer, decimal, float, boolean."""
+"""Encrypted numbers: the integers (small, regular, big, and their positive kinds), decimal,
+float, boolean."""
 
 from __future__ import annotations
 
@@ -42,6 +43,30 @@ class EncryptedBigIntegerField(_EncryptedIntegerMixin, models.BigIntegerField):
     """Encrypted ``BigIntegerField`` (64-bit range)."""
 
     range_of = "BigIntegerField"
+
+
+class EncryptedSmallIntegerField(_EncryptedIntegerMixin, models.SmallIntegerField):
+    """Encrypted ``SmallIntegerField`` (16-bit range)."""
+
+    range_of = "SmallIntegerField"
+
+
+class EncryptedPositiveIntegerField(_EncryptedIntegerMixin, models.PositiveIntegerField):
+    """Encrypted ``PositiveIntegerField`` (0 to 2**31 - 1; ``full_clean`` refuses negatives)."""
+
+    range_of = "PositiveIntegerField"
+
+
+class EncryptedPositiveSmallIntegerField(_EncryptedIntegerMixin, models.PositiveSmallIntegerField):
+    """Encrypted ``PositiveSmallIntegerField`` (0 to 32767)."""
+
+    range_of = "PositiveSmallIntegerField"
+
+
+class EncryptedPositiveBigIntegerField(_EncryptedIntegerMixin, models.PositiveBigIntegerField):
+    """Encrypted ``PositiveBigIntegerField`` (0 to 2**63 - 1)."""
+
+    range_of = "PositiveBigIntegerField"
 
 
 class EncryptedDecimalField(EncryptedFieldMixin, models.DecimalField):

@@ -1,4 +1,4 @@
-"""Encrypted text fields: text, char, email."""
+"""Encrypted text fields: text, char, email, URL, slug."""
 
 from __future__ import annotations
 
@@ -50,3 +50,22 @@ class EncryptedCharField(_EncryptedTextMixin, models.CharField):
 
 class EncryptedEmailField(EncryptedCharField, models.EmailField):
     """Encrypted ``EmailField``."""
+
+
+class EncryptedURLField(EncryptedCharField, models.URLField):
+    """Encrypted ``URLField`` (``max_length`` 200 by default, as the plain field)."""
+
+
+class EncryptedSlugField(EncryptedCharField, models.SlugField):
+    """Encrypted ``SlugField`` (``max_length`` 50 by default). Unlike the plain field it has no
+    index: an index on ciphertext serves no query."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # SlugField indexes itself unless told not to, which an encrypted field refuses.
+        kwargs.setdefault("db_index", False)
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        kwargs.pop("db_index", None)  # always False here; SlugField spells it out
+        return name, path, args, kwargs
