@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from .base import EncryptedFieldMixin
 from .messages import field_label
@@ -14,6 +15,8 @@ from .messages import field_label
 
 class EncryptedUUIDField(EncryptedFieldMixin, models.UUIDField):
     """Encrypted ``UUIDField``: the hyphenated lower-case form, ``str(uuid)``."""
+
+    description = _("Encrypted universally unique identifier")
 
     def to_plaintext(self, value: Any) -> bytes:
         return str(value).encode("ascii")
@@ -29,6 +32,8 @@ class EncryptedUUIDField(EncryptedFieldMixin, models.UUIDField):
 class EncryptedGenericIPAddressField(EncryptedFieldMixin, models.GenericIPAddressField):
     """Encrypted ``GenericIPAddressField``: the text the plain field stores (IPv6 compressed,
     ``::ffff:a.b.c.d`` unpacked with ``unpack_ipv4``); ``""`` is stored as NULL, as there."""
+
+    description = _("Encrypted IP address")
 
     def get_prep_value(self, value: Any) -> Any:
         value = super().get_prep_value(value)

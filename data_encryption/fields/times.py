@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db import models
 from django.utils.duration import duration_microseconds
+from django.utils.translation import gettext_lazy as _
 
 from .base import EncryptedFieldMixin
 from .messages import field_label
@@ -15,6 +16,8 @@ from .messages import field_label
 class EncryptedTimeField(EncryptedFieldMixin, models.TimeField):
     """Encrypted ``TimeField`` (ISO 8601, naive). Like the plain field on SQLite and MySQL, a
     time with a ``tzinfo`` is refused: a time of day has no date to resolve its offset."""
+
+    description = _("Encrypted time")
 
     def to_plaintext(self, value: Any) -> bytes:
         if value.tzinfo is not None:
@@ -43,6 +46,8 @@ class _DurationFromText(models.DurationField):
 class EncryptedDurationField(EncryptedFieldMixin, _DurationFromText):
     """Encrypted ``DurationField``: the total microseconds as a decimal integer (exact, what the
     plain field stores on SQLite)."""
+
+    description = _("Encrypted duration")
 
     def get_db_converters(self, connection: Any) -> list[Any]:
         # DurationField adds the backend's microseconds-to-timedelta converter where durations

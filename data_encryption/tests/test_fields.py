@@ -1712,3 +1712,48 @@ class DeconstructPathTests(SimpleTestCase):
                 kwargs = {"max_length": 11} if "Char" in field_class.__name__ else {}
                 path = field_class(**kwargs).deconstruct()[1]
                 self.assertEqual(path, f"data_encryption.fields.{field_class.__name__}")
+
+
+class DescriptionTests(SimpleTestCase):
+    """Each field says what it is, as the admin documentation (admindocs) shows it."""
+
+    EXPECTED = {
+        "notes": "Encrypted text",
+        "code": "Encrypted text (up to 10)",
+        "email": "Encrypted email address",
+        "visits": "Encrypted integer",
+        "big": "Encrypted big (8 byte) integer",
+        "balance": "Encrypted decimal number",
+        "score": "Encrypted floating point number",
+        "active": "Encrypted boolean (either True or False)",
+        "birth_date": "Encrypted date (without time)",
+        "seen_at": "Encrypted date (with time)",
+        "profile": "Encrypted JSON object",
+        "photo": "Encrypted raw binary data",
+        "homepage": "Encrypted URL",
+        "slug": "Encrypted slug (up to 50)",
+        "room": "Encrypted small integer",
+        "steps": "Encrypted positive integer",
+        "age": "Encrypted positive small integer",
+        "lifetime_steps": "Encrypted positive big integer",
+        "wakes_at": "Encrypted time",
+        "stay": "Encrypted duration",
+        "record_uuid": "Encrypted universally unique identifier",
+        "last_ip": "Encrypted IP address",
+    }
+
+    def test_admindocs_data_type_of_every_field(self):
+        from django.contrib.admindocs.views import get_readable_field_data_type
+
+        self.assertEqual(set(self.EXPECTED), set(ENCRYPTED_FIELDS))
+        self.assertEqual(
+            {name: get_readable_field_data_type(Patient._meta.get_field(name)) for name in SAMPLE},
+            self.EXPECTED,
+        )
+
+    def test_every_field_type_has_its_own_description(self):
+        descriptions = [str(field_class.description) for field_class in ENCRYPTED_FIELD_TYPES]
+        self.assertEqual(len(set(descriptions)), len(ENCRYPTED_FIELD_TYPES))
+        for field_class, description in zip(ENCRYPTED_FIELD_TYPES, descriptions, strict=True):
+            with self.subTest(field=field_class.__name__):
+                self.assertTrue(description.startswith("Encrypted "), description)
