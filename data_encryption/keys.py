@@ -128,6 +128,13 @@ def key_ring() -> KeyRing:
     return ring
 
 
+def warm_up_key_ring() -> KeyRing:
+    """Load this process's ring now (making the first data key if the table has none), so the
+    next ``KEY_CACHE_SECONDS`` of encrypting and decrypting cost no query for keys: the first
+    encrypted value of a process otherwise pays one. Public as ``EncryptionService.warm_up``."""
+    return _reload()
+
+
 def cipher_for(key_id: int) -> AeadCipher:
     """The cipher of data key ``key_id``: from the ring, else after one reload (at most once
     per id per ``KEY_CACHE_SECONDS``), else ``UnknownKeyError`` (``KeyUnavailableError`` for a
