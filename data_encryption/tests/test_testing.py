@@ -1,9 +1,15 @@
 """``data_encryption.testing`` and ``EncryptionService.warm_up``: query counts around an
 encrypted write that do not depend on which test ran before."""
 
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
 from django.conf import settings
 from django.db import connection
-from django.test import TestCase, TransactionTestCase, override_settings
+from django.test import SimpleTestCase, TestCase, TransactionTestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from data_encryption.keys import reset_key_ring
@@ -74,3 +80,69 @@ class WarmedUpTransactionTests(KeyRingWarmedUp, TransactionTestCase):
         with connection.cursor() as cursor:
             cursor.execute("SELECT notes FROM data_encryption_tests_patient WHERE id = %s", [pk])
             return bytes(cursor.fetchone()[0])
+
+
+PYTEST_CONFTEST = """
+import pytest
+
+from data_encryption.testing import warm_key_ring  # noqa: F401
+
+
+@pytest.fixture
+def long_cache(settings):
+    settings.ENCRYPTION_KEY_ROTATION = {
+        **settings.ENCRYPTION_KEY_ROTATION, "KEY_CACHE_SECONDS": 3600
+    }
+"""
+
+PYTEST_TESTS = """
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from data_encryption.keys import reset_key_ring
+from data_encryption.tests.testapp.models import Patient
+
+
+def count_create():
+    with CaptureQueriesContext(connection) as queries:
+        Patient.objects.create(name="Ada", notes="x")
+    return len(queries)
+
+
+def test_without_the_fixture_the_first_write_loads_the_ring(long_cache, db):
+    reset_key_ring()
+    assert count_create() == 2
+
+
+def test_with_the_fixture_a_write_is_one_query(long_cache, warm_key_ring):
+    assert count_create() == 1
+
+
+def test_after_the_ring_was_forgotten_too(long_cache, db, warm_key_ring):
+    # The previous test's fixture forgot the ring when it ended; this one reloads it.
+    assert count_create() == 1
+"""
+
+
+class PytestFixtureTests(SimpleTestCase):
+    """The fixture as a pytest-django user meets it: pytest run in a child process, on SQLite
+    (its own test database, named by the child's pid)."""
+
+    def test_warm_key_ring_fixture(self):
+        with tempfile.TemporaryDirectory() as directory:
+            Path(directory, "conftest.py").write_text(PYTEST_CONFTEST)
+            Path(directory, "test_warm.py").write_text(PYTEST_TESTS)
+            result = subprocess.run(
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", directory],
+                cwd=directory,
+                env={
+                    **os.environ,
+                    "DJANGO_SETTINGS_MODULE": "data_encryption.tests.settings",
+                    "DATA_ENCRYPTION_TEST_DB": "sqlite",
+                },
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("3 passed", result.stdout)
