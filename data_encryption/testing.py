@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 else:
     _TestCaseBase = object
 
-__all__ = ["KeyRingWarmedUp", "warm_key_ring"]
+__all__ = ["KeyRingWarmedUp"]
 
 
 class KeyRingWarmedUp(_TestCaseBase):
@@ -42,9 +42,8 @@ class KeyRingWarmedUp(_TestCaseBase):
 try:
     import pytest
 except ImportError:  # pytest is optional: the mixin above serves Django's test runner
-    pytest = None
-
-if pytest is not None:
+    pass
+else:
 
     @pytest.fixture
     def warm_key_ring(db: Any) -> Iterator[None]:
@@ -54,3 +53,5 @@ if pytest is not None:
         warm_up_key_ring()
         yield
         reset_key_ring()
+
+    __all__ += ["warm_key_ring"]

@@ -146,3 +146,19 @@ class PytestFixtureTests(SimpleTestCase):
             )
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
         self.assertIn("3 passed", result.stdout)
+
+    def test_the_module_imports_without_pytest(self):
+        script = (
+            "import sys; sys.modules['pytest'] = None\n"  # what 'import pytest' meets if absent
+            "import django; django.setup()\n"
+            "import data_encryption.testing as testing\n"
+            "print(sorted(testing.__all__), hasattr(testing, 'warm_key_ring'))\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "data_encryption.tests.settings"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        self.assertEqual(result.stdout, "['KeyRingWarmedUp'] False\n", result.stderr)
