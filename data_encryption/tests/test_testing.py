@@ -12,6 +12,7 @@ from django.db import connection
 from django.test import SimpleTestCase, TestCase, TransactionTestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 
+import data_encryption
 from data_encryption.keys import reset_key_ring
 from data_encryption.models import DataKey, KeyState
 from data_encryption.services import EncryptionService
@@ -99,6 +100,7 @@ PYTEST_TESTS = """
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+import data_encryption
 from data_encryption.keys import reset_key_ring
 from data_encryption.tests.testapp.models import Patient
 
@@ -124,6 +126,18 @@ def test_after_the_ring_was_forgotten_too(long_cache, db, warm_key_ring):
 """
 
 
+def child_env():
+    """The environment of a child Python that imports this checkout of the package, whatever
+    its working directory (an installed copy may be older)."""
+    checkout = str(Path(data_encryption.__file__).resolve().parent.parent)
+    path = os.pathsep.join(filter(None, [checkout, os.environ.get("PYTHONPATH")]))
+    return {
+        **os.environ,
+        "PYTHONPATH": path,
+        "DJANGO_SETTINGS_MODULE": "data_encryption.tests.settings",
+    }
+
+
 class PytestFixtureTests(SimpleTestCase):
     """The fixture as a pytest-django user meets it: pytest run in a child process, on SQLite
     (its own test database, named by the child's pid)."""
@@ -135,11 +149,7 @@ class PytestFixtureTests(SimpleTestCase):
             result = subprocess.run(
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", directory],
                 cwd=directory,
-                env={
-                    **os.environ,
-                    "DJANGO_SETTINGS_MODULE": "data_encryption.tests.settings",
-                    "DATA_ENCRYPTION_TEST_DB": "sqlite",
-                },
+                env={**child_env(), "DATA_ENCRYPTION_TEST_DB": "sqlite"},
                 capture_output=True,
                 text=True,
                 timeout=300,
@@ -156,7 +166,7 @@ class PytestFixtureTests(SimpleTestCase):
         )
         result = subprocess.run(
             [sys.executable, "-c", script],
-            env={**os.environ, "DJANGO_SETTINGS_MODULE": "data_encryption.tests.settings"},
+            env=child_env(),
             capture_output=True,
             text=True,
             timeout=120,
