@@ -12,6 +12,7 @@ from django.test import TestCase, override_settings
 
 from data_encryption.fields import EncryptedFieldMixin
 from data_encryption.legacy import LegacyValueError, load_reader, plaintext_from_legacy
+from data_encryption.tests.peer_libraries import same
 from data_encryption.tests.testapp.models import Customer, Patient, PlainValues
 from data_encryption.tests.utils import FreshKeyRingMixin
 
@@ -104,12 +105,6 @@ CASES = {
     ),
     "blob": (lambda: patient_field("photo"), [b"", b"\x00\xff", bytes(range(256))]),
 }
-
-
-def same(value):
-    """What equality means here: a date-time is its instant (Python calls an ambiguous local
-    time unequal to every time in another zone, even the same instant)."""
-    return value.astimezone(UTC) if isinstance(value, datetime.datetime) and value.tzinfo else value
 
 
 def raw_column(pk, column):
