@@ -39,8 +39,11 @@ _DEFAULT_SALT = "django-cryptography"
 
 @dataclass(frozen=True)
 class _KeyPair:
+    """A MAC key and the AES keys that may go with it (more than one only when the library,
+    still imported, has replaced ``CRYPTOGRAPHY_KEY`` by the key it derived: see ``__init__``)."""
+
     signing: bytes
-    encryption: bytes
+    encryption: tuple[bytes, ...]
 
     def __repr__(self) -> str:
         return "<_KeyPair>"  # never the keys
@@ -75,8 +78,6 @@ class DjangoCryptographyReader(LegacyReader):
             self._secret(value, f"SECRET_KEY_FALLBACKS[{index}]" if index else "SECRET_KEY")
             for index, value in enumerate([option("SECRET_KEY"), *fallbacks])
         ]
-        key = option("CRYPTOGRAPHY_KEY")
-        self._key = None if key is None else self._secret(key, "CRYPTOGRAPHY_KEY")
         self._salt = self._secret(option("CRYPTOGRAPHY_SALT", _DEFAULT_SALT), "CRYPTOGRAPHY_SALT")
         digest = option("CRYPTOGRAPHY_DIGEST", hashes.SHA256())
         if not isinstance(digest, hashes.HashAlgorithm) or digest.digest_size not in (16, 24, 32):
@@ -85,6 +86,18 @@ class DjangoCryptographyReader(LegacyReader):
                 "size makes an AES key (16, 24 or 32 bytes), as the library required"
             )
         self._digest = digest
+        key = option("CRYPTOGRAPHY_KEY")
+        # Once imported (old migrations import it), the library replaces the setting with the
+        # AES key it derived (and adds CRYPTOGRAPHY_BACKEND): such a key is used as it is.
+        self._derived: bytes | None = None
+        if (
+            "CRYPTOGRAPHY_KEY" not in options
+            and hasattr(settings, "CRYPTOGRAPHY_BACKEND")
+            and isinstance(key, bytes)
+            and len(key) == digest.digest_size
+        ):
+            self._derived, key = key, None
+        self._key = None if key is None else self._secret(key, "CRYPTOGRAPHY_KEY")
         self._pairs: list[_KeyPair] | None = None
 
     def _secret(self, value: Any, setting: str) -> bytes:
@@ -105,7 +118,7 @@ class DjangoCryptographyReader(LegacyReader):
         if self._pairs is None:
             derived: dict[bytes, bytes] = {}
             pairs = []
-            for secret in self._secrets:
+            for index, secret in enumerate(self._secrets):
                 source = self._key or secret
                 if source not in derived:
                     derived[source] = PBKDF2HMAC(
@@ -114,27 +127,37 @@ class DjangoCryptographyReader(LegacyReader):
                         salt=self._salt,
                         iterations=_ITERATIONS,
                     ).derive(source)
-                pairs.append(_KeyPair(signing=secret, encryption=derived[source]))
+                if self._derived is None:
+                    keys: tuple[bytes, ...] = (derived[source],)
+                elif index == 0:
+                    keys = (self._derived,)
+                else:  # the library's key came from CRYPTOGRAPHY_KEY (any secret) or SECRET_KEY
+                    keys = (self._derived, derived[source])
+                pairs.append(_KeyPair(signing=secret, encryption=keys))
             self._pairs = pairs
         return self._pairs
 
     def read(self, raw: Any, field: models.Field) -> Any:
         data = self._stored_bytes(raw)
-        pair = self._verified(data)
-        try:
-            decryptor = Cipher(
-                algorithms.AES(pair.encryption), modes.CBC(data[_HEADER : _HEADER + _IV])
-            ).decryptor()
-            padded = decryptor.update(data[_HEADER + _IV : -_MAC]) + decryptor.finalize()
-            unpadder = padding.PKCS7(algorithms.AES.block_size).unpadder()
-            value = load_field_value(unpadder.update(padded) + unpadder.finalize())
-        except (pickle.UnpicklingError, ValueError, TypeError, EOFError, LookupError):
-            raise LegacyValueError(
-                f"A {self.name} value of {_label(field)} is authentic but does not hold a "
-                "field value this reader builds (text, numbers, dates, JSON...); the row is "
-                "left as it is."
-            ) from None
-        return self._field_value(value, field)
+        for key in self._verified(data).encryption:
+            try:
+                value = load_field_value(self._decrypted(data, key))
+            except (pickle.UnpicklingError, ValueError, TypeError, EOFError, LookupError):
+                continue
+            return self._field_value(value, field)
+        raise LegacyValueError(
+            f"A {self.name} value of {_label(field)} is authentic but does not hold a field "
+            "value this reader builds (text, numbers, dates, JSON...), or CRYPTOGRAPHY_KEY is "
+            "not the one it was written with; the row is left as it is."
+        )
+
+    def _decrypted(self, data: bytes, key: bytes) -> bytes:
+        decryptor = Cipher(
+            algorithms.AES(key), modes.CBC(data[_HEADER : _HEADER + _IV])
+        ).decryptor()
+        padded = decryptor.update(data[_HEADER + _IV : -_MAC]) + decryptor.finalize()
+        unpadder = padding.PKCS7(algorithms.AES.block_size).unpadder()
+        return unpadder.update(padded) + unpadder.finalize()
 
     def _stored_bytes(self, raw: Any) -> bytes:
         if isinstance(raw, str):
