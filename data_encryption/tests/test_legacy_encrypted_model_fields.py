@@ -11,6 +11,7 @@ from django.test import TestCase, override_settings
 
 from data_encryption import fields
 from data_encryption.legacy import LegacyValueError, load_reader
+from data_encryption.tests import peer_libraries as peers
 from data_encryption.tests.peer_libraries import raw_value, same, shapes
 from data_encryption.tests.testapp.models import EncryptedModelFieldsRow
 from data_encryption.tests.utils import assert_no_material, new_fernet_key
@@ -22,8 +23,6 @@ PARIS = zoneinfo.ZoneInfo("Europe/Paris")
 ROW = {
     "char": (fields.EncryptedCharField(max_length=50), "ünïcødé ✓ 𝄞"),
     "text": (fields.EncryptedTextField(), ""),
-    "integer": (fields.EncryptedIntegerField(), 2**31 - 1),
-    "big": (fields.EncryptedBigIntegerField(), -(2**63)),
     "flag": (fields.EncryptedBooleanField(), False),
     "day": (fields.EncryptedDateField(), datetime.date(1, 1, 1)),
     "moment": (
@@ -55,6 +54,18 @@ class EncryptedModelFieldsReaderTests(TestCase):
                     self.assertEqual(same(read), same(expected))
                     self.assertEqual(type(read), type(expected))
 
+    def test_integers_as_its_cipher_stores_them(self):
+        # Its integer fields cannot save on PostgreSQL under Django 5 (see the model): the
+        # token is made as they make it, str() of the value through the library's own cipher.
+        for field, value in [
+            (fields.EncryptedIntegerField(), 2**31 - 1),
+            (fields.EncryptedBigIntegerField(), -(2**63)),
+        ]:
+            token = peers.encrypted_model_fields.encrypt_str(str(value)).decode()
+            for shape in shapes(token):
+                with self.subTest(value=value, shape=type(shape).__name__):
+                    self.assertEqual(load_reader(NAME).read(shape, field), value)
+
     @override_settings(TIME_ZONE="Europe/Paris")
     def test_a_naive_datetime_it_stored_is_utc(self):
         # On SQLite the library stored naive UTC text; the instant does not move with TIME_ZONE.
@@ -81,7 +92,7 @@ class EncryptedModelFieldsReaderTests(TestCase):
     def test_a_token_of_text_that_is_not_the_fields_type_is_refused(self):
         token = Fernet(settings.FIELD_ENCRYPTION_KEY[0]).encrypt(b"secret words").decode()
         with self.assertRaises(LegacyValueError) as caught:
-            load_reader(NAME).read(token, ROW["integer"][0])
+            load_reader(NAME).read(token, fields.EncryptedIntegerField())
         self.assertIn("is not a valid EncryptedIntegerField value", str(caught.exception))
         self.assertNotIn("secret", str(caught.exception))
 
