@@ -12,7 +12,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('data_encryption_tests', '0001_initial'),
+        ('data_encryption_tests', '0002_new_field_types'),
     ]
 
     operations = [
