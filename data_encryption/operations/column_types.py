@@ -95,7 +95,7 @@ def _plaintext_of(plain_type: str) -> str:
     if kind == "bytea":
         return "{column}"
     if kind == "boolean":
-        text = "CASE WHEN {column} THEN '1' ELSE '0' END"
+        text = "CASE WHEN {column} THEN '1' WHEN NOT {column} THEN '0' END"  # NULL stays NULL
     elif kind == "date":
         text = "to_char({column}, 'YYYY-MM-DD')"
     elif kind.startswith("timestamp"):
