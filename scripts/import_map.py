@@ -32,7 +32,7 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("rotation", {"rotation", "rotation."}),
     ("alerts", {"notifications"}),
     ("service", {"services"}),
-    ("doors", {"tasks", "admin", "management", "management."}),
+    ("doors", {"tasks", "admin", "management", "management.", "operations", "operations."}),
     ("top", {"checks", "checks.", "apps"}),
 ]
 

@@ -29,6 +29,7 @@ class _ColumnConversion(FieldOperation):
     (which would drop the conversion)."""
 
     category = OperationCategory.ALTERATION
+    field: models.Field
     reduces_to_sql = False
     reversible = True
 

@@ -16,7 +16,7 @@ from django.db import models
 # type change back with the rows. MySQL does not (its DDL commits), so it is refused.
 SUPPORTED_VENDORS = ("postgresql", "sqlite")
 
-_UTC_ISO = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'"
+_UTC_ISO = '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\''
 
 
 class BareColumn(models.Field):
@@ -50,10 +50,10 @@ def to_encrypted(schema_editor: Any, model: Any, plain: models.Field, encrypted:
     if connection.vendor != "postgresql":
         schema_editor.alter_field(model, plain, encrypted)
         return
-    plain_type = plain.db_type(connection)
+    plain_type = column_type(plain, connection)
     bare_plain = BareColumn(plain_type, like=plain, null=plain.null)
     schema_editor.alter_field(model, plain, bare_plain)
-    binary_type = encrypted.db_type(connection)
+    binary_type = column_type(encrypted, connection)
     _alter_type(schema_editor, model, plain, binary_type, _plaintext_of(plain_type))
     bare_binary = BareColumn(binary_type, like=encrypted, null=plain.null)
     schema_editor.alter_field(model, bare_binary, encrypted)
@@ -66,16 +66,23 @@ def to_plain(schema_editor: Any, model: Any, encrypted: Any, plain: models.Field
     if connection.vendor != "postgresql":
         schema_editor.alter_field(model, encrypted, plain)
         return
-    binary_type = encrypted.db_type(connection)
+    binary_type = column_type(encrypted, connection)
     bare_binary = BareColumn(binary_type, like=encrypted, null=encrypted.null)
     schema_editor.alter_field(model, encrypted, bare_binary)
     # The rows were just updated: fire any deferred trigger now, or ALTER TABLE refuses to run
     # with "pending trigger events".
     schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
-    plain_type = plain.db_type(connection)
+    plain_type = column_type(plain, connection)
     _alter_type(schema_editor, model, plain, plain_type, _parse_of(plain_type))
     bare_plain = BareColumn(plain_type, like=plain, null=encrypted.null)
     schema_editor.alter_field(model, bare_plain, plain)
+
+
+def column_type(field: models.Field, connection: Any) -> str:
+    found = field.db_type(connection)
+    if found is None:
+        raise TypeError(f"{field.name} has no column of its own, so it cannot be converted.")
+    return found
 
 
 def _alter_type(

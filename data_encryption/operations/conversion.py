@@ -142,10 +142,12 @@ def _table(model: type[models.Model], encrypted: Any) -> Table:
     bindings: Mapping[str, Any] = {}
     if encrypted.binding is not None:
         bindings = {encrypted.name: encrypted.binding}
+    pk_column = model._meta.pk.column
+    assert pk_column is not None  # a model's primary key always has a column
     return Table(
         model._meta.label,
         model._meta.db_table,
-        model._meta.pk.column,
+        pk_column,
         [(encrypted.name, encrypted.column)],
         dict(bindings),
     )

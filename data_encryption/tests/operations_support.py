@@ -52,7 +52,7 @@ class OperationTestCase(FreshKeyRingMixin, TransactionTestCase):
         """``{pk: stored value}`` of one column, as the driver returns it (bytes for binary)."""
         table = connection.ops.quote_name(model._meta.db_table)
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT id, {connection.ops.quote_name(column)} FROM {table}")  # noqa: S608
+            cursor.execute(f"SELECT id, {connection.ops.quote_name(column)} FROM {table}")
             rows = cursor.fetchall()
         return {pk: bytes(v) if isinstance(v, memoryview) else v for pk, v in rows}
 

@@ -6,7 +6,7 @@ import datetime
 import decimal
 import uuid
 
-from django.db import connection, models
+from django.db import models
 from django.test import override_settings
 
 from data_encryption import fields
@@ -86,7 +86,7 @@ ROWS = 5
 
 
 def _fresh(field):
-    name, path, args, kwargs = field.deconstruct()
+    _name, _path, args, kwargs = field.deconstruct()
     return type(field)(*args, **kwargs)
 
 
@@ -98,7 +98,10 @@ class EveryTypeTests(OperationTestCase):
         self.state = self.make_table([(name, _fresh(plain)) for name, plain, _, _ in self.types])
         model = self.model(self.state)
         model.objects.bulk_create(
-            [model(**{name: values[row] for name, _, _, values in self.types}) for row in range(ROWS)]
+            [
+                model(**{name: values[row] for name, _, _, values in self.types})
+                for row in range(ROWS)
+            ]
         )
         self.originals = self.values(self.state)
         self.stored = {name: self.raw_rows(model, name) for name, *_ in self.types}
@@ -165,4 +168,3 @@ class NaiveDateTimeTests(EveryTypeTests):
          [datetime.datetime(2024, 3, 10, 2, 30), datetime.datetime(1999, 12, 31, 23, 59, 59, 1),
           None, datetime.datetime(2024, 11, 3, 1, 30), datetime.datetime(2000, 7, 1)]),
     ]  # fmt: skip
-
