@@ -128,6 +128,13 @@ def key_ring() -> KeyRing:
     return ring
 
 
+def warm_up_key_ring() -> KeyRing:
+    """Load this process's ring now (making the first data key if the table has none), so the
+    next ``KEY_CACHE_SECONDS`` of encrypting and decrypting cost no query for keys: the first
+    encrypted value of a process otherwise pays one. Public as ``EncryptionService.warm_up``."""
+    return _reload()
+
+
 def cipher_for(key_id: int) -> AeadCipher:
     """The cipher of data key ``key_id``: from the ring, else after one reload (at most once
     per id per ``KEY_CACHE_SECONDS``), else ``UnknownKeyError`` (``KeyUnavailableError`` for a
@@ -174,6 +181,9 @@ def load_key_ring(using: str | None = None) -> KeyRing:
     key still decrypts (its material is authenticated by the wrap) but is logged, and a primary
     that is either refuses to encrypt. Makes the first primary key if there is none."""
     global _uncommitted_key_id
+    # The master keys first: a malformed DB_ENCRYPTION_KEY (or fallback) is reported as itself,
+    # before any query, not as whatever the query meets first (e.g. a test that has no database).
+    master_keys()
     using = using or key_database()
     rows = list(DataKey.objects.using(using).exclude(state=KeyState.DESTROYED))
     if not any(row.state == KeyState.PRIMARY for row in rows):

@@ -24,7 +24,7 @@ from .backups import BackupRewrite, prune_backups, rewrap_backups, write_backup
 from .conf import encryption_settings, load_class
 from .encryptor import context_bytes, decrypt_text, encrypt_text, open_value, seal
 from .key_audit import Authentication, KeyAudit, audit_data_keys, authenticate_data_keys
-from .keys import key_database, reset_key_ring, rewrap_data_keys
+from .keys import key_database, reset_key_ring, rewrap_data_keys, warm_up_key_ring
 from .master_key import master_keys
 from .models import DataKey, KeyState, RunStatus
 from .rotation import (
@@ -69,6 +69,13 @@ class EncryptionService:
     ) -> bytes:
         """Decrypt to raw bytes, whatever the plaintext is (``context``: as ``decrypt``)."""
         return open_value(value, None if context is None else context_bytes(context))
+
+    @classmethod
+    def warm_up(cls) -> None:
+        """Load the data keys now (one query), so the first encrypted value of this process costs
+        none: for a worker that wants its first request as fast as the rest, and for tests that
+        count queries (``data_encryption.testing.KeyRingWarmedUp``; docs/testing.md)."""
+        warm_up_key_ring()
 
     @classmethod
     def to_ascii(cls, value: bytes | bytearray | memoryview) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from .base import EncryptedFieldMixin
 from .binary import EncryptedBinaryField
 from .dates import EncryptedDateField, EncryptedDateTimeField
+from .identifiers import EncryptedGenericIPAddressField, EncryptedUUIDField
 from .json import EncryptedJSONField
 from .numbers import (
     EncryptedBigIntegerField,
@@ -27,20 +28,41 @@ from .numbers import (
     EncryptedDecimalField,
     EncryptedFloatField,
     EncryptedIntegerField,
+    EncryptedPositiveBigIntegerField,
+    EncryptedPositiveIntegerField,
+    EncryptedPositiveSmallIntegerField,
+    EncryptedSmallIntegerField,
 )
-from .text import EncryptedCharField, EncryptedEmailField, EncryptedTextField
+from .text import (
+    EncryptedCharField,
+    EncryptedEmailField,
+    EncryptedSlugField,
+    EncryptedTextField,
+    EncryptedURLField,
+)
+from .times import EncryptedDurationField, EncryptedTimeField
 
 ENCRYPTED_FIELD_TYPES: tuple[type[EncryptedFieldMixin], ...] = (
     EncryptedTextField,
     EncryptedCharField,
     EncryptedEmailField,
+    EncryptedURLField,
+    EncryptedSlugField,
     EncryptedIntegerField,
     EncryptedBigIntegerField,
+    EncryptedSmallIntegerField,
+    EncryptedPositiveIntegerField,
+    EncryptedPositiveSmallIntegerField,
+    EncryptedPositiveBigIntegerField,
     EncryptedDecimalField,
     EncryptedFloatField,
     EncryptedBooleanField,
     EncryptedDateField,
     EncryptedDateTimeField,
+    EncryptedTimeField,
+    EncryptedDurationField,
+    EncryptedUUIDField,
+    EncryptedGenericIPAddressField,
     EncryptedJSONField,
     EncryptedBinaryField,
 )
@@ -54,10 +76,20 @@ __all__ = [
     "EncryptedDateField",
     "EncryptedDateTimeField",
     "EncryptedDecimalField",
+    "EncryptedDurationField",
     "EncryptedEmailField",
     "EncryptedFieldMixin",
     "EncryptedFloatField",
+    "EncryptedGenericIPAddressField",
     "EncryptedIntegerField",
     "EncryptedJSONField",
+    "EncryptedPositiveBigIntegerField",
+    "EncryptedPositiveIntegerField",
+    "EncryptedPositiveSmallIntegerField",
+    "EncryptedSlugField",
+    "EncryptedSmallIntegerField",
     "EncryptedTextField",
+    "EncryptedTimeField",
+    "EncryptedURLField",
+    "EncryptedUUIDField",
 ]

@@ -50,6 +50,14 @@ class EncryptedFieldMixin(models.Field):
         if bind_to_pk:
             self.descriptor_class = RowBoundAttribute
         super().__init__(*args, **kwargs)
+        # Refused here, where the mistake is written, rather than when the model class is built.
+        for option, described in _REFUSED_OPTIONS.items():
+            if getattr(self, option):
+                raise exceptions.ImproperlyConfigured(
+                    f"{type(self).__name__}: an encrypted field cannot be {described}; the "
+                    "database holds only ciphertext, which differs on every save. Remove "
+                    f"{option}=True, or keep a keyed hash of the value in a separate field."
+                )
 
     @cached_property
     def binding(self) -> ColumnBinding | None:
@@ -70,13 +78,6 @@ class EncryptedFieldMixin(models.Field):
     def contribute_to_class(
         self, cls: type[models.Model], name: str, private_only: bool = False, **kwargs: Any
     ) -> None:
-        for option, described in _REFUSED_OPTIONS.items():
-            if getattr(self, option, False):
-                raise exceptions.ImproperlyConfigured(
-                    f"{cls.__name__}.{name}: an encrypted field cannot be {described}; the "
-                    "database holds only ciphertext, which differs on every save. Remove "
-                    f"{option}=True, or keep a keyed hash of the value in a separate field."
-                )
         # Django 5.0+: a default the database computes (Now(), a literal in the DDL) would be
         # written unencrypted, or as one fixed ciphertext no rotation can reach.
         if getattr(self, "db_default", models.NOT_PROVIDED) is not models.NOT_PROVIDED:

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
 
 from .base import EncryptedFieldMixin
 from .messages import field_label
@@ -16,6 +17,8 @@ from .messages import field_label
 
 class EncryptedDateField(EncryptedFieldMixin, models.DateField):
     """Encrypted ``DateField`` (ISO 8601)."""
+
+    description = _("Encrypted date (without time)")
 
     def to_plaintext(self, value: Any) -> bytes:
         return value.isoformat().encode("ascii")
@@ -52,6 +55,8 @@ class EncryptedDateTimeField(EncryptedFieldMixin, _DateTimeFieldWarningWithoutVa
     """Encrypted ``DateTimeField`` (ISO 8601). With ``USE_TZ``, stored and returned in UTC,
     as the plain field does; without it, naive wall-clock times in ``TIME_ZONE``. A value written
     under the other setting is converted on read, so turning ``USE_TZ`` on needs no migration."""
+
+    description = _("Encrypted date (with time)")
 
     def to_plaintext(self, value: Any) -> bytes:
         if timezone.is_aware(value):

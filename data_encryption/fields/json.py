@@ -19,7 +19,7 @@ class EncryptedJSONField(EncryptedFieldMixin, models.Field):
     Python ``None`` is stored as SQL ``NULL``; key and containment lookups are not available.
     """
 
-    description = _("An encrypted JSON object")
+    description = _("Encrypted JSON object")
     empty_strings_allowed = False
     default_error_messages = {"invalid": _("Value must be valid JSON.")}
 

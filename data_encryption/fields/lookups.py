@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import lookups
 
 from ..exceptions import EncryptedLookupError
+from .messages import field_label
 
 
 class EncryptedExact(lookups.Exact):
@@ -23,9 +24,11 @@ class EncryptedExact(lookups.Exact):
 
 
 def lookup_error(field: models.Field, lookup: str) -> EncryptedLookupError:
+    # The field's class and name first, as a user reading a traceback from a filter() wrote them.
     return EncryptedLookupError(
-        f"{field.model.__name__}.{field.name} is encrypted, so the database cannot answer the "
-        f"'{lookup}' lookup on it (every value is random-looking ciphertext). Only 'isnull' "
-        "works. Filter on another field, or load the rows and compare in Python; for exact-match "
-        "search, store a keyed hash of the value in a separate indexed field."
+        f"{type(field).__name__} '{field.name}' does not support '{lookup}' lookups: "
+        f"{field_label(field)} is encrypted, so the database cannot answer them (every value is "
+        "random-looking ciphertext). Only 'isnull' works. Filter on another field, or load the "
+        "rows and compare in Python; for exact-match search, store a keyed hash of the value in "
+        "a separate indexed field."
     )

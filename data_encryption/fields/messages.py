@@ -9,8 +9,11 @@ it expects instead.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.functional import Promise
 
 # What stands for the value in the params of an error whose message does not print it.
 HIDDEN = "(not shown: the field is encrypted)"
@@ -24,13 +27,27 @@ def field_label(field: models.Field) -> str:
 
 
 def expected_type(field: models.Field) -> str:
-    """What the field holds, in Django's words: its ``description`` (``Integer``, ``Date
-    (without time)``, ``Decimal number``...), as the admin documentation renders it."""
-    description = str(field.description)
+    """What the field holds, in Django's words: the ``description`` of the plain field it stands
+    for (``Integer``, ``Date (without time)``, ``Decimal number``...; an encrypted field's own
+    says ``Encrypted integer``), as the admin documentation renders it."""
+    description = str(_plain_description(type(field)) or field.description)
     try:
         return description % field.__dict__
     except (KeyError, TypeError, ValueError):
         return description
+
+
+def _plain_description(field_class: type[models.Field]) -> Any:
+    """The first ``description`` text up the class's bases that is not an encrypted field's
+    (Django's ``Field`` has a property there, not a text)."""
+    for base in field_class.__mro__:
+        described = vars(base).get("description")
+        if isinstance(described, str | Promise) and not base.__module__.startswith(_OURS):
+            return described
+    return None
+
+
+_OURS = __name__.rpartition(".")[0] + "."  # data_encryption.fields.
 
 
 def value_not_shown(field: models.Field) -> str:

@@ -1,4 +1,5 @@
-"""Encrypted numbers: integer, big integer, decimal, float, boolean."""
+"""Encrypted numbers: the integers (small, regular, big, and their positive kinds), decimal,
+float, boolean."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from django.db import models
 from django.db.backends.base.operations import BaseDatabaseOperations
 from django.db.backends.utils import format_number
 from django.utils.functional import cached_property
+from django.utils.translation import gettext_lazy as _
 
 from .base import EncryptedFieldMixin
 
@@ -37,15 +39,53 @@ class _EncryptedIntegerMixin(EncryptedFieldMixin):
 class EncryptedIntegerField(_EncryptedIntegerMixin, models.IntegerField):
     """Encrypted ``IntegerField`` (32-bit range, like the plain field)."""
 
+    description = _("Encrypted integer")
+
 
 class EncryptedBigIntegerField(_EncryptedIntegerMixin, models.BigIntegerField):
     """Encrypted ``BigIntegerField`` (64-bit range)."""
 
+    description = _("Encrypted big (8 byte) integer")
+
     range_of = "BigIntegerField"
+
+
+class EncryptedSmallIntegerField(_EncryptedIntegerMixin, models.SmallIntegerField):
+    """Encrypted ``SmallIntegerField`` (16-bit range)."""
+
+    description = _("Encrypted small integer")
+
+    range_of = "SmallIntegerField"
+
+
+class EncryptedPositiveIntegerField(_EncryptedIntegerMixin, models.PositiveIntegerField):
+    """Encrypted ``PositiveIntegerField`` (0 to 2**31 - 1; ``full_clean`` refuses negatives)."""
+
+    description = _("Encrypted positive integer")
+
+    range_of = "PositiveIntegerField"
+
+
+class EncryptedPositiveSmallIntegerField(_EncryptedIntegerMixin, models.PositiveSmallIntegerField):
+    """Encrypted ``PositiveSmallIntegerField`` (0 to 32767)."""
+
+    description = _("Encrypted positive small integer")
+
+    range_of = "PositiveSmallIntegerField"
+
+
+class EncryptedPositiveBigIntegerField(_EncryptedIntegerMixin, models.PositiveBigIntegerField):
+    """Encrypted ``PositiveBigIntegerField`` (0 to 2**63 - 1)."""
+
+    description = _("Encrypted positive big integer")
+
+    range_of = "PositiveBigIntegerField"
 
 
 class EncryptedDecimalField(EncryptedFieldMixin, models.DecimalField):
     """Encrypted ``DecimalField``; stored quantized to ``decimal_places`` like the plain field."""
+
+    description = _("Encrypted decimal number")
 
     def to_plaintext(self, value: Any) -> bytes:
         try:
@@ -66,6 +106,8 @@ class EncryptedDecimalField(EncryptedFieldMixin, models.DecimalField):
 class EncryptedFloatField(EncryptedFieldMixin, models.FloatField):
     """Encrypted ``FloatField``; the exact float round-trips."""
 
+    description = _("Encrypted floating point number")
+
     def to_plaintext(self, value: Any) -> bytes:
         return repr(float(value)).encode("ascii")
 
@@ -75,6 +117,8 @@ class EncryptedFloatField(EncryptedFieldMixin, models.FloatField):
 
 class EncryptedBooleanField(EncryptedFieldMixin, models.BooleanField):
     """Encrypted ``BooleanField``."""
+
+    description = _("Encrypted boolean (either True or False)")
 
     def to_plaintext(self, value: Any) -> bytes:
         return b"1" if value else b"0"

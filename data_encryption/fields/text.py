@@ -1,4 +1,4 @@
-"""Encrypted text fields: text, char, email."""
+"""Encrypted text fields: text, char, email, URL, slug."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core import checks
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from ..encryptor import open_value
 from ..exceptions import DecryptionError
@@ -36,9 +37,13 @@ class _EncryptedTextMixin(EncryptedFieldMixin):
 class EncryptedTextField(_EncryptedTextMixin, models.TextField):
     """Encrypted ``TextField``."""
 
+    description = _("Encrypted text")
+
 
 class EncryptedCharField(_EncryptedTextMixin, models.CharField):
     """Encrypted ``CharField``: ``max_length`` applies to the plaintext (validation and save)."""
+
+    description = _("Encrypted text (up to %(max_length)s)")
 
     def _check_max_length_attribute(self, **kwargs: Any) -> list[checks.CheckMessage]:
         # The column is binary on every database, so no length is needed for the DDL.
@@ -58,3 +63,28 @@ class EncryptedCharField(_EncryptedTextMixin, models.CharField):
 
 class EncryptedEmailField(EncryptedCharField, models.EmailField):
     """Encrypted ``EmailField``."""
+
+    description = _("Encrypted email address")
+
+
+class EncryptedURLField(EncryptedCharField, models.URLField):
+    """Encrypted ``URLField`` (``max_length`` 200 by default, as the plain field)."""
+
+    description = _("Encrypted URL")
+
+
+class EncryptedSlugField(EncryptedCharField, models.SlugField):
+    """Encrypted ``SlugField`` (``max_length`` 50 by default). Unlike the plain field it has no
+    index: an index on ciphertext serves no query."""
+
+    description = _("Encrypted slug (up to %(max_length)s)")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # SlugField indexes itself unless told not to, which an encrypted field refuses.
+        kwargs.setdefault("db_index", False)
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        kwargs.pop("db_index", None)  # always False here; SlugField spells it out
+        return name, path, args, kwargs

@@ -6,7 +6,9 @@ plaintext.
 """
 
 import datetime
+import ipaddress
 import json
+import uuid
 import warnings
 from decimal import Decimal
 from io import StringIO
@@ -56,6 +58,16 @@ SAMPLE = {
     "seen_at": datetime.datetime(2024, 3, 5, 13, 30, 15, 123456, tzinfo=UTC),
     "profile": {"blood": "O+", "allergies": ["penicillin"], "nested": {"level": 2, "ok": True}},
     "photo": b"\x89PNG\r\n\x1a\n\x00\xff",
+    "homepage": "https://example.com/ada?tab=visits#latest",
+    "slug": "ada-lovelace_1815",
+    "room": -12,
+    "steps": 2**31 - 1,
+    "age": 36,
+    "lifetime_steps": 2**40 + 9,
+    "wakes_at": datetime.time(7, 30, 15, 123000),
+    "stay": datetime.timedelta(days=3, hours=4, microseconds=5),
+    "record_uuid": uuid.UUID("6f1c1a4e-9d3b-4c55-8a9e-2b7d51f0c3aa"),
+    "last_ip": "192.0.2.17",
 }
 OTHER = {
     "notes": "Second visit",
@@ -70,6 +82,16 @@ OTHER = {
     "seen_at": datetime.datetime(1999, 12, 31, 23, 59, 59, tzinfo=UTC),
     "profile": ["a", 1, None, {"b": [True, False]}],
     "photo": b"",
+    "homepage": "http://[2001:db8::1]:8080/",
+    "slug": "b",
+    "room": 32767,
+    "steps": 1,
+    "age": 32767,
+    "lifetime_steps": 2**63 - 1,
+    "wakes_at": datetime.time(23, 59, 59, 999999),
+    "stay": datetime.timedelta(days=-1, seconds=1),
+    "record_uuid": uuid.UUID("00000000-0000-4000-8000-000000000001"),
+    "last_ip": "2001:db8::ff00:42:8329",
 }
 # Values a careless ``if value:`` would confuse with NULL.
 FALSY = {
@@ -85,6 +107,16 @@ FALSY = {
     "seen_at": datetime.datetime(1970, 1, 1, tzinfo=UTC),
     "profile": {},
     "photo": b"",
+    "homepage": "",
+    "slug": "",
+    "room": 0,
+    "steps": 0,
+    "age": 0,
+    "lifetime_steps": 0,
+    "wakes_at": datetime.time(0, 0),
+    "stay": datetime.timedelta(0),
+    "record_uuid": uuid.UUID(int=0),
+    "last_ip": "0.0.0.0",
 }
 ENCRYPTED_FIELDS = tuple(SAMPLE)
 
@@ -279,6 +311,12 @@ class RoundTripTests(EncryptedFieldTestCase):
             active="False",
             birth_date="1990-05-17",
             seen_at="2024-03-05T13:30:15.123456+00:00",
+            room="-12",
+            steps="7",
+            wakes_at="07:30:15.123",
+            stay="3 04:00:00.000005",
+            record_uuid="6F1C1A4E9D3B4C558A9E2B7D51F0C3AA",
+            last_ip="2001:0DB8:0000:0000:0000:FF00:0042:8329",
         )
         self.assertDecrypted(
             patient.pk,
@@ -290,6 +328,12 @@ class RoundTripTests(EncryptedFieldTestCase):
                 "active": False,
                 "birth_date": datetime.date(1990, 5, 17),
                 "seen_at": SAMPLE["seen_at"],
+                "room": -12,
+                "steps": 7,
+                "wakes_at": SAMPLE["wakes_at"],
+                "stay": SAMPLE["stay"],
+                "record_uuid": SAMPLE["record_uuid"],
+                "last_ip": OTHER["last_ip"],
             },
         )
 
@@ -325,6 +369,14 @@ class CiphertextAtRestTests(EncryptedFieldTestCase):
             "seen_at": b"2024-03-05",
             "profile": b"penicillin",
             "photo": SAMPLE["photo"],
+            "homepage": b"example.com",
+            "slug": b"ada-lovelace",
+            "steps": b"2147483647",
+            "lifetime_steps": b"1099511627785",
+            "wakes_at": b"07:30",
+            "stay": b"273600000005",
+            "record_uuid": b"6f1c1a4e",
+            "last_ip": b"192.0.2.17",
         }
         for name, plaintext in plaintexts.items():
             with self.subTest(field=name):
@@ -364,6 +416,16 @@ class CiphertextAtRestTests(EncryptedFieldTestCase):
                 "seen_at": b"2024-03-05T13:30:00+00:00",
                 "profile": json.dumps(SAMPLE["profile"]).encode(),
                 "photo": SAMPLE["photo"],
+                "homepage": b"https://example.com/ada?tab=visits#latest",
+                "slug": b"ada-lovelace_1815",
+                "room": b"-12",
+                "steps": b"2147483647",
+                "age": b"36",
+                "lifetime_steps": b"1099511627785",
+                "wakes_at": b"07:30:15.123000",
+                "stay": b"273600000005",
+                "record_uuid": b"6f1c1a4e-9d3b-4c55-8a9e-2b7d51f0c3aa",
+                "last_ip": b"192.0.2.17",
             },
         )
 
@@ -541,6 +603,20 @@ class WrongFieldTypeTests(EncryptedFieldTestCase):
         ("birth_date", datetime.date(2020, 1, 2), "visits"),
         ("seen_at", SAMPLE["seen_at"], "birth_date"),
         ("photo", b"\xff\xfe", "notes"),
+        ("notes", "hello", "room"),
+        ("notes", "hello", "steps"),
+        ("notes", "hello", "age"),
+        ("notes", "hello", "lifetime_steps"),
+        ("notes", "hello", "wakes_at"),
+        ("notes", "hello", "stay"),
+        ("notes", "hello", "record_uuid"),
+        ("notes", "hello", "last_ip"),
+        ("seen_at", SAMPLE["seen_at"], "wakes_at"),  # an ISO date-time is not a time
+        ("notes", "07:30:00+02:00", "wakes_at"),  # this field never writes an offset
+        ("balance", Decimal("1.50"), "stay"),
+        ("notes", "6f1c1a4e9d3b4c558a9e2b7d51f0c3aa", "record_uuid"),  # not the hyphenated form
+        ("notes", "192.0.2.300", "last_ip"),
+        ("photo", b"\xff\xfe", "slug"),
     ]
 
     def test_value_of_another_type_raises_decryption_error(self):
@@ -740,6 +816,54 @@ class ValidationTests(EncryptedFieldTestCase):
             {"balance": ["Ensure that there are no more than 2 decimal places."]},
         )
 
+    def test_small_integer_range_is_16_bit(self):
+        Patient(name="Ada", room=32767).full_clean()
+        Patient(name="Ada", room=-32768).full_clean()
+        self.assertInvalid(
+            {"room": 32768}, {"room": ["Ensure this value is less than or equal to 32767."]}
+        )
+        self.assertInvalid(
+            {"room": -32769}, {"room": ["Ensure this value is greater than or equal to -32768."]}
+        )
+
+    def test_positive_fields_refuse_negatives_and_keep_their_upper_bound(self):
+        bounds = {"steps": 2**31 - 1, "age": 32767, "lifetime_steps": 2**63 - 1}
+        for name, high in bounds.items():
+            with self.subTest(field=name):
+                Patient(name="Ada", **{name: 0}).full_clean()
+                Patient(name="Ada", **{name: high}).full_clean()
+                self.assertInvalid(
+                    {name: -1}, {name: ["Ensure this value is greater than or equal to 0."]}
+                )
+                self.assertInvalid(
+                    {name: high + 1},
+                    {name: [f"Ensure this value is less than or equal to {high}."]},
+                )
+
+    def test_url_and_slug_formats(self):
+        self.assertInvalid(
+            {"homepage": "not a url", "slug": "not a slug!"},
+            {
+                "homepage": ["Enter a valid URL."],
+                "slug": [
+                    "Enter a valid “slug” consisting of letters, numbers, underscores or hyphens."
+                ],
+            },
+        )
+
+    def test_url_and_slug_default_max_lengths_count_plaintext(self):
+        self.assertEqual(Patient._meta.get_field("homepage").max_length, 200)
+        self.assertEqual(Patient._meta.get_field("slug").max_length, 50)
+        self.assertInvalid(
+            {"slug": "s" * 51},
+            {"slug": ["Ensure this value has at most 50 characters (it has 51)."]},
+        )
+
+    def test_ip_address_format(self):
+        self.assertInvalid(
+            {"last_ip": "192.0.2.300"}, {"last_ip": ["Enter a valid IPv4 or IPv6 address."]}
+        )
+
     def test_email_format(self):
         self.assertInvalid({"email": "not-an-email"}, {"email": ["Enter a valid email address."]})
 
@@ -756,7 +880,18 @@ class ValidationTests(EncryptedFieldTestCase):
             "score": 1.7976931348623157e308,
             "birth_date": datetime.date(9999, 12, 31),
             "seen_at": datetime.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+            "room": -32768,
+            "steps": 2**31 - 1,
+            "age": 32767,
+            "lifetime_steps": 2**63 - 1,
+            "wakes_at": datetime.time(23, 59, 59, 999999),
+            "stay": datetime.timedelta.max,
+            "record_uuid": uuid.UUID(int=2**128 - 1),
+            "last_ip": "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
         }
+        patient = Patient.objects.create(name="Edge", **values)
+        self.assertDecrypted(patient.pk, values)
+        values = {"stay": datetime.timedelta.min, "wakes_at": datetime.time(0, 0, 0, 1)}
         patient = Patient.objects.create(name="Edge", **values)
         self.assertDecrypted(patient.pk, values)
 
@@ -989,14 +1124,28 @@ class LookupTests(EncryptedFieldTestCase):
         ("profile", "has_key", "blood"),
         ("profile", "contains", {"blood": "O+"}),
         ("photo", "exact", b"x"),
+        ("homepage", "startswith", "https://"),
+        ("slug", "exact", "ada"),
+        ("room", "lt", 3),
+        ("steps", "gte", 0),
+        ("age", "in", [36]),
+        ("lifetime_steps", "range", (0, 10)),
+        ("wakes_at", "hour", 7),
+        ("wakes_at", "gt", datetime.time(7)),
+        ("stay", "gt", datetime.timedelta(days=1)),
+        ("record_uuid", "exact", SAMPLE["record_uuid"]),
+        ("record_uuid", "icontains", "6f1c"),
+        ("last_ip", "startswith", "192."),
     ]
 
     def expected_message(self, field, lookup):
+        field_class = type(Patient._meta.get_field(field)).__name__
         return (
-            f"Patient.{field} is encrypted, so the database cannot answer the '{lookup}' lookup "
-            "on it (every value is random-looking ciphertext). Only 'isnull' works. Filter on "
-            "another field, or load the rows and compare in Python; for exact-match search, "
-            "store a keyed hash of the value in a separate indexed field."
+            f"{field_class} '{field}' does not support '{lookup}' lookups: Patient.{field} is "
+            "encrypted, so the database cannot answer them (every value is random-looking "
+            "ciphertext). Only 'isnull' works. Filter on another field, or load the rows and "
+            "compare in Python; for exact-match search, store a keyed hash of the value in a "
+            "separate indexed field."
         )
 
     def test_refused_lookups_raise_with_a_hint(self):
@@ -1022,9 +1171,9 @@ class LookupTests(EncryptedFieldTestCase):
             Patient.objects.filter(notes__contains="x")
 
     def test_transform_then_lookup_raises_at_the_transform(self):
-        with self.assertRaisesMessage(EncryptedLookupError, "'year' lookup"):
+        with self.assertRaisesMessage(EncryptedLookupError, "'year' lookups"):
             Patient.objects.filter(birth_date__year__gte=1990)
-        with self.assertRaisesMessage(EncryptedLookupError, "'blood' lookup"):
+        with self.assertRaisesMessage(EncryptedLookupError, "'blood' lookups"):
             Patient.objects.filter(profile__blood__icontains="o")
 
     def test_other_query_shapes_raise(self):
@@ -1070,31 +1219,28 @@ class RefusedOptionsTests(SimpleTestCase):
         "primary_key": "a primary key",
     }
 
-    @isolate_apps("data_encryption.tests.testapp")
-    def test_every_field_type_refuses_each_option(self):
+    def test_every_field_type_refuses_each_option_when_constructed(self):
         for field_class in fields.ENCRYPTED_FIELD_TYPES:
             for option, described in self.OPTIONS.items():
                 with self.subTest(field=field_class.__name__, option=option):
-                    field = field_class(**self.REQUIRED_ARGS.get(field_class, {}), **{option: True})
                     expected = (
-                        f"Thing.secret: an encrypted field cannot be {described}; the database "
-                        "holds only ciphertext, which differs on every save. Remove "
+                        f"{field_class.__name__}: an encrypted field cannot be {described}; the "
+                        "database holds only ciphertext, which differs on every save. Remove "
                         f"{option}=True, or keep a keyed hash of the value in a separate field."
                     )
                     with self.assertRaisesMessage(ImproperlyConfigured, expected):
-                        type(
-                            "Thing",
-                            (models.Model,),
-                            {
-                                "__module__": __name__,
-                                "secret": field,
-                                "Meta": type("Meta", (), {"app_label": "data_encryption_tests"}),
-                            },
-                        )
+                        field_class(**self.REQUIRED_ARGS.get(field_class, {}), **{option: True})
+
+    def test_options_passed_by_position_are_refused_too(self):
+        # Field(verbose_name, name, primary_key, max_length, unique, blank, null, db_index, ...)
+        with self.assertRaisesMessage(ImproperlyConfigured, "cannot be unique; "):
+            fields.EncryptedCharField("SSN", None, False, 11, True)
 
     @isolate_apps("data_encryption.tests.testapp")
     def test_class_statement_refuses_unique(self):
-        with self.assertRaisesMessage(ImproperlyConfigured, "Record.ssn: an encrypted field"):
+        with self.assertRaisesMessage(
+            ImproperlyConfigured, "EncryptedCharField: an encrypted field cannot be unique"
+        ):
 
             class Record(models.Model):
                 ssn = fields.EncryptedCharField(max_length=11, unique=True)
@@ -1254,6 +1400,19 @@ class MigrationTests(TestCase):
         fields.EncryptedJSONField(null=True),
         fields.EncryptedJSONField(encoder=DjangoJSONEncoder, default=dict),
         fields.EncryptedBinaryField(null=True),
+        fields.EncryptedURLField(null=True),
+        fields.EncryptedURLField(max_length=500, null=True),
+        fields.EncryptedSlugField(null=True),
+        fields.EncryptedSlugField(max_length=80, allow_unicode=True, null=True),
+        fields.EncryptedSmallIntegerField(null=True),
+        fields.EncryptedPositiveIntegerField(default=0),
+        fields.EncryptedPositiveSmallIntegerField(null=True),
+        fields.EncryptedPositiveBigIntegerField(null=True),
+        fields.EncryptedTimeField(null=True),
+        fields.EncryptedDurationField(null=True),
+        fields.EncryptedUUIDField(default=uuid.uuid4),
+        fields.EncryptedGenericIPAddressField(protocol="IPv4", null=True),
+        fields.EncryptedGenericIPAddressField(unpack_ipv4=True, null=True),
     ]
 
     def state(self, *extra_fields):
@@ -1320,6 +1479,16 @@ class ModelFormTests(EncryptedFieldTestCase):
         "birth_date": "1990-05-17",
         "seen_at": "2024-03-05 13:30:15",
         "profile": '{"blood": "O+", "allergies": ["penicillin"]}',
+        "homepage": "https://example.com/ada",
+        "slug": "ada-lovelace",
+        "room": "-12",
+        "steps": "10000",
+        "age": "36",
+        "lifetime_steps": "1099511627785",
+        "wakes_at": "07:30:15",
+        "stay": "3 04:00:00",
+        "record_uuid": "6f1c1a4e-9d3b-4c55-8a9e-2b7d51f0c3aa",
+        "last_ip": "2001:db8::1",
     }
     EXPECTED = {
         "notes": "Allergic to penicillin ✓",
@@ -1333,6 +1502,16 @@ class ModelFormTests(EncryptedFieldTestCase):
         "birth_date": datetime.date(1990, 5, 17),
         "seen_at": datetime.datetime(2024, 3, 5, 13, 30, 15, tzinfo=UTC),
         "profile": {"blood": "O+", "allergies": ["penicillin"]},
+        "homepage": "https://example.com/ada",
+        "slug": "ada-lovelace",
+        "room": -12,
+        "steps": 10000,
+        "age": 36,
+        "lifetime_steps": 2**40 + 9,
+        "wakes_at": datetime.time(7, 30, 15),
+        "stay": datetime.timedelta(days=3, hours=4),
+        "record_uuid": uuid.UUID("6f1c1a4e-9d3b-4c55-8a9e-2b7d51f0c3aa"),
+        "last_ip": "2001:db8::1",
     }
     INVALID = {
         "code": ("ABCDEFGHIJK", "Ensure this value has at most 10 characters (it has 11)."),
@@ -1344,6 +1523,19 @@ class ModelFormTests(EncryptedFieldTestCase):
         "birth_date": ("1990-13-45", "Enter a valid date."),
         "seen_at": ("yesterday", "Enter a valid date/time."),
         "profile": ("{not json", "Enter a valid JSON."),
+        "homepage": ("not a url", "Enter a valid URL."),
+        "slug": (
+            "not a slug!",
+            "Enter a valid “slug” consisting of letters, numbers, underscores or hyphens.",
+        ),
+        "room": ("1.5", "Enter a whole number."),
+        "steps": ("-1", "Ensure this value is greater than or equal to 0."),
+        "age": ("-1", "Ensure this value is greater than or equal to 0."),
+        "lifetime_steps": ("-1", "Ensure this value is greater than or equal to 0."),
+        "wakes_at": ("25:00", "Enter a valid time."),
+        "stay": ("forever", "Enter a valid duration."),
+        "record_uuid": ("not-a-uuid", "Enter a valid UUID."),
+        "last_ip": ("192.0.2.300", "Enter a valid IPv4 or IPv6 address."),
     }
 
     def test_form_has_every_editable_encrypted_field(self):
@@ -1360,6 +1552,17 @@ class ModelFormTests(EncryptedFieldTestCase):
         self.assertIsInstance(form_fields["birth_date"], forms.DateField)
         self.assertIsInstance(form_fields["seen_at"], forms.DateTimeField)
         self.assertIsInstance(form_fields["profile"], forms.JSONField)
+        self.assertIsInstance(form_fields["homepage"], forms.URLField)
+        self.assertIsInstance(form_fields["slug"], forms.SlugField)
+        self.assertEqual(form_fields["slug"].max_length, 50)
+        self.assertIsInstance(form_fields["room"], forms.IntegerField)
+        self.assertEqual(form_fields["steps"].min_value, 0)
+        self.assertEqual(form_fields["age"].min_value, 0)
+        self.assertEqual(form_fields["lifetime_steps"].min_value, 0)
+        self.assertIsInstance(form_fields["wakes_at"], forms.TimeField)
+        self.assertIsInstance(form_fields["stay"], forms.DurationField)
+        self.assertIsInstance(form_fields["record_uuid"], forms.UUIDField)
+        self.assertIsInstance(form_fields["last_ip"], forms.GenericIPAddressField)
 
     def test_valid_data_saves_encrypted(self):
         form = self.PatientForm(data=self.VALID)
@@ -1417,6 +1620,10 @@ class ModelFormTests(EncryptedFieldTestCase):
         self.assertIn('value="1234.50"', html)
         self.assertIn('value="1990-05-17"', html)
         self.assertIn("&quot;blood&quot;: &quot;O+&quot;", html)
+        self.assertIn('value="07:30:15"', html)  # TimeInput's format, as for the plain field
+        self.assertIn('value="3 04:00:00.000005"', html)
+        self.assertIn('value="6f1c1a4e-9d3b-4c55-8a9e-2b7d51f0c3aa"', html)
+        self.assertIn('value="192.0.2.17"', html)
         self.assertNotIn("\\xffDE", html)
 
         form = self.PatientForm(
@@ -1483,6 +1690,19 @@ class PropertyTests(HypothesisTestCase):
     def test_datetimes(self, value):
         self.round_trip(seen_at=value)
 
+    @settings(max_examples=40, deadline=None)
+    @given(st.times(), st.timedeltas(), st.uuids())
+    def test_times_durations_and_uuids(self, time, duration, identifier):
+        self.round_trip(wakes_at=time, stay=duration, record_uuid=identifier)
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.ip_addresses())
+    def test_ip_addresses_come_back_as_the_plain_field_normalises_them(self, address):
+        patient = Patient.objects.create(name="P", last_ip=str(address))
+        stored = Patient.objects.values_list("last_ip", flat=True).get(pk=patient.pk)
+        self.assertEqual(stored, models.GenericIPAddressField().get_prep_value(str(address)))
+        self.assertEqual(ipaddress.ip_address(stored), address)
+
 
 class DeconstructPathTests(SimpleTestCase):
     def test_migrations_name_fields_by_the_package_not_the_defining_module(self):
@@ -1493,3 +1713,48 @@ class DeconstructPathTests(SimpleTestCase):
                 kwargs = {"max_length": 11} if "Char" in field_class.__name__ else {}
                 path = field_class(**kwargs).deconstruct()[1]
                 self.assertEqual(path, f"data_encryption.fields.{field_class.__name__}")
+
+
+class DescriptionTests(SimpleTestCase):
+    """Each field says what it is, as the admin documentation (admindocs) shows it."""
+
+    EXPECTED = {
+        "notes": "Encrypted text",
+        "code": "Encrypted text (up to 10)",
+        "email": "Encrypted email address",
+        "visits": "Encrypted integer",
+        "big": "Encrypted big (8 byte) integer",
+        "balance": "Encrypted decimal number",
+        "score": "Encrypted floating point number",
+        "active": "Encrypted boolean (either True or False)",
+        "birth_date": "Encrypted date (without time)",
+        "seen_at": "Encrypted date (with time)",
+        "profile": "Encrypted JSON object",
+        "photo": "Encrypted raw binary data",
+        "homepage": "Encrypted URL",
+        "slug": "Encrypted slug (up to 50)",
+        "room": "Encrypted small integer",
+        "steps": "Encrypted positive integer",
+        "age": "Encrypted positive small integer",
+        "lifetime_steps": "Encrypted positive big integer",
+        "wakes_at": "Encrypted time",
+        "stay": "Encrypted duration",
+        "record_uuid": "Encrypted universally unique identifier",
+        "last_ip": "Encrypted IP address",
+    }
+
+    def test_admindocs_data_type_of_every_field(self):
+        from django.contrib.admindocs.views import get_readable_field_data_type
+
+        self.assertEqual(set(self.EXPECTED), set(ENCRYPTED_FIELDS))
+        self.assertEqual(
+            {name: get_readable_field_data_type(Patient._meta.get_field(name)) for name in SAMPLE},
+            self.EXPECTED,
+        )
+
+    def test_every_field_type_has_its_own_description(self):
+        descriptions = [str(field_class.description) for field_class in ENCRYPTED_FIELD_TYPES]
+        self.assertEqual(len(set(descriptions)), len(ENCRYPTED_FIELD_TYPES))
+        for field_class, description in zip(ENCRYPTED_FIELD_TYPES, descriptions, strict=True):
+            with self.subTest(field=field_class.__name__):
+                self.assertTrue(description.startswith("Encrypted "), description)

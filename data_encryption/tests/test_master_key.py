@@ -1,11 +1,13 @@
 """The master key: parsing, naming by fingerprint, fallbacks, and errors that name the setting."""
 
-from django.test import TestCase, override_settings
+from django.db import connection
+from django.test import SimpleTestCase, TestCase, override_settings
 
 from data_encryption.exceptions import KeyConfigurationError, KeyUnavailableError
 from data_encryption.master_key import MasterKey
 from data_encryption.models import DataKey, KeyState
 from data_encryption.services import EncryptionService
+from data_encryption.tests.testapp.models import Patient
 from data_encryption.tests.utils import FreshKeyRingMixin, new_fernet_key
 
 
@@ -76,3 +78,36 @@ class MasterKeyTests(FreshKeyRingMixin, TestCase):
         self.assertNotEqual(master.sign(message), mac)
         self.assertFalse(master.verify_metadata(message, master.sign(message)))
         self.assertFalse(master.verify(message, mac))
+
+
+class MalformedKeyBeforeDatabaseTests(FreshKeyRingMixin, SimpleTestCase):
+    """A malformed master key is the error a user sees, even where no query is allowed (a
+    SimpleTestCase): the key is checked before the key table is read."""
+
+    MALFORMED = "not-a-fernet-key-0123456789"
+
+    def assertKeyError(self, setting, write):
+        with self.assertRaises(KeyConfigurationError) as caught:
+            write()
+        message = str(caught.exception)
+        self.assertIn(f"{setting} is not a Fernet key (32 bytes, URL-safe base64).", message)
+        self.assertIn("Fernet.generate_key()", message)  # what to do
+        self.assertNotIn(self.MALFORMED, message)
+
+    def test_malformed_master_key(self):
+        with override_settings(DB_ENCRYPTION_KEY=self.MALFORMED):
+            self.assertKeyError("DB_ENCRYPTION_KEY", lambda: EncryptionService.encrypt("x"))
+
+    def test_malformed_fallback(self):
+        with override_settings(DB_ENCRYPTION_KEY_FALLBACKS=[self.MALFORMED]):
+            self.assertKeyError(
+                "DB_ENCRYPTION_KEY_FALLBACKS[0]", lambda: EncryptionService.encrypt("x")
+            )
+
+    def test_field_value_with_a_malformed_master_key(self):
+        # What the SQL compiler asks of the field (a save() itself opens a cursor first).
+        notes = Patient._meta.get_field("notes")
+        with override_settings(DB_ENCRYPTION_KEY=self.MALFORMED):
+            self.assertKeyError(
+                "DB_ENCRYPTION_KEY", lambda: notes.get_db_prep_save("x", connection)
+            )

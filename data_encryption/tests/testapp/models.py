@@ -38,6 +38,16 @@ class Patient(models.Model):
     seen_at = fields.EncryptedDateTimeField(null=True, blank=True)
     profile = fields.EncryptedJSONField(null=True, blank=True)
     photo = fields.EncryptedBinaryField(null=True, blank=True)
+    homepage = fields.EncryptedURLField(null=True, blank=True)
+    slug = fields.EncryptedSlugField(null=True, blank=True)
+    room = fields.EncryptedSmallIntegerField(null=True, blank=True)
+    steps = fields.EncryptedPositiveIntegerField(null=True, blank=True)
+    age = fields.EncryptedPositiveSmallIntegerField(null=True, blank=True)
+    lifetime_steps = fields.EncryptedPositiveBigIntegerField(null=True, blank=True)
+    wakes_at = fields.EncryptedTimeField(null=True, blank=True)
+    stay = fields.EncryptedDurationField(null=True, blank=True)
+    record_uuid = fields.EncryptedUUIDField(null=True, blank=True)
+    last_ip = fields.EncryptedGenericIPAddressField(null=True, blank=True)
 
     def __str__(self):
         return self.name
