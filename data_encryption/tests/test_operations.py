@@ -52,7 +52,7 @@ TYPES = [
      [b"", b"\x00\xff\xfe", b"\\x41", None, "ünïcode".encode()]),
 ]  # fmt: skip
 
-# The field types added by issue 10, when this checkout has them.
+# The field types added by issue 10: (name, type, options, values).
 _NEW_TYPES = [
     ("small", "SmallIntegerField", {"null": True}, [-32768, 32767, 0, None, 5]),
     ("positive", "PositiveIntegerField", {}, [0, 2**31 - 1, 1, 2, 3]),
@@ -70,17 +70,15 @@ _NEW_TYPES = [
     ("address", "GenericIPAddressField", {"null": True},
      ["127.0.0.1", "2001:db8::1", None, "::ffff:10.0.0.1", "255.255.255.255"]),
     ("link", "URLField", {"null": True},
-     ["https://example.com/ü?q=1", "", None, "http://x.org", "ftp://a.b/c"]),
+     ["https://example.com/ü?q=1", "", None, "http://x.org", "ftp://a.example/ü"]),
     ("slug", "SlugField", {"null": True}, ["a-b_c", "", None, "z" * 50, "x"]),
 ]  # fmt: skip
 for _name, _type, _options, _values in _NEW_TYPES:
-    _encrypted = getattr(fields, f"Encrypted{_type}", None)
-    if _encrypted is not None:
-        _plain_options = {**_options, **({"db_index": True} if _type == "SlugField" else {})}
-        _new_options = {key: value for key, value in _options.items() if key != "unique"}
-        TYPES.append(
-            (_name, getattr(models, _type)(**_plain_options), _encrypted(**_new_options), _values)
-        )
+    # A plain SlugField is indexed; an encrypted one cannot be, nor unique.
+    _plain_options = {**_options, **({"db_index": True} if _type == "SlugField" else {})}
+    _new_options = {key: value for key, value in _options.items() if key != "unique"}
+    _encrypted = getattr(fields, f"Encrypted{_type}")(**_new_options)
+    TYPES.append((_name, getattr(models, _type)(**_plain_options), _encrypted, _values))
 
 ROWS = 5
 
