@@ -39,6 +39,16 @@ class _ColumnConversion(FieldOperation):
         self.reader = reader
         super().__init__(model_name, name, field)
 
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "model_name": self.model_name,
+            "name": self.name,
+            "field": self.field,
+        }
+        if self.reader != PLAINTEXT:
+            kwargs["reader"] = self.reader
+        return type(self).__name__, [], kwargs
+
     def state_forwards(self, app_label: str, state: Any) -> None:
         state.alter_field(app_label, self.model_name_lower, self.name, self.field, True)
 
@@ -136,16 +146,10 @@ class EncryptField(_ColumnConversion):
         super().__init__(model_name, name, field, reader)
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
-        kwargs: dict[str, Any] = {
-            "model_name": self.model_name,
-            "name": self.name,
-            "field": self.field,
-        }
-        if self.reader != PLAINTEXT:
-            kwargs["reader"] = self.reader
+        name, args, kwargs = super().deconstruct()
         if not self.convert:
             kwargs["convert"] = False
-        return type(self).__name__, [], kwargs
+        return name, args, kwargs
 
     def database_forwards(
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
@@ -194,16 +198,6 @@ class DecryptField(_ColumnConversion):
                 f"becomes, not a {type(field).__name__}. EncryptField goes the other way."
             )
         super().__init__(model_name, name, field, reader)
-
-    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
-        kwargs: dict[str, Any] = {
-            "model_name": self.model_name,
-            "name": self.name,
-            "field": self.field,
-        }
-        if self.reader != PLAINTEXT:
-            kwargs["reader"] = self.reader
-        return type(self).__name__, [], kwargs
 
     def database_forwards(
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
