@@ -32,7 +32,10 @@ FLOORS: list[tuple[str, set[str]]] = [
     ("rotation", {"rotation", "rotation."}),
     ("alerts", {"notifications"}),
     ("service", {"services"}),
-    ("doors", {"tasks", "admin", "management", "management.", "testing"}),
+    (
+        "doors",
+        {"tasks", "admin", "management", "management.", "operations", "operations.", "testing"},
+    ),
     ("top", {"checks", "checks.", "apps"}),
 ]
 

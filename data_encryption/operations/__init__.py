@@ -1,0 +1,234 @@
+"""Migration operations that encrypt a plain column in place (``EncryptField``) and give it back
+(``DecryptField``), every row converted inside the migration's transaction. For small tables;
+a big one converts online (``EncryptField(..., convert=False)`` and ``encrypt_existing``).
+``docs/adoption.md`` shows the edit to the migration that ``makemigrations`` writes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from django.db import models
+from django.db.migrations.operations.base import OperationCategory
+from django.db.migrations.operations.fields import FieldOperation
+
+from ..fields import EncryptedFieldMixin
+from ..legacy import PLAINTEXT, load_reader
+from .column_types import check_vendor, to_encrypted, to_plain
+from .conversion import ConversionError, latest_key_migration, open_column, seal_column
+from .conversion import require_key_table as _require_key_table
+
+__all__ = ["ConversionError", "DecryptField", "EncryptField", "latest_key_migration"]
+
+ReaderSpec = str | Mapping[str, Any]
+
+
+class _ColumnConversion(FieldOperation):
+    """What both operations share: the state change of ``AlterField``, and the two directions.
+    Not an ``AlterField``, so the optimizer never folds one into a neighbouring ``AlterField``
+    (which would drop the conversion)."""
+
+    category = OperationCategory.ALTERATION
+    field: models.Field
+    reduces_to_sql = False
+    reversible = True
+
+    def __init__(
+        self, model_name: str, name: str, field: models.Field, reader: ReaderSpec = PLAINTEXT
+    ) -> None:
+        self.reader = reader
+        super().__init__(model_name, name, field)
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        kwargs: dict[str, Any] = {
+            "model_name": self.model_name,
+            "name": self.name,
+            "field": self.field,
+        }
+        if self.reader != PLAINTEXT:
+            kwargs["reader"] = self.reader
+        return type(self).__name__, [], kwargs
+
+    def state_forwards(self, app_label: str, state: Any) -> None:
+        state.alter_field(app_label, self.model_name_lower, self.name, self.field, True)
+
+    def _fields(self, app_label: str, state: Any) -> tuple[type[models.Model], Any]:
+        model = state.apps.get_model(app_label, self.model_name)
+        return model, model._meta.get_field(self.name)
+
+    def _reader_name(self) -> str:
+        return str(self.reader.get("READER") if isinstance(self.reader, Mapping) else self.reader)
+
+    def _encrypt(
+        self, app_label: str, editor: Any, plain_state: Any, encrypted_state: Any, convert: bool
+    ) -> None:
+        """The column from its plain field to its encrypted one, each row converted when
+        ``convert`` says so."""
+        connection = editor.connection
+        model, plain = self._fields(app_label, plain_state)
+        if not self.allow_migrate_model(connection.alias, model):
+            return
+        encrypted_model, encrypted = self._fields(app_label, encrypted_state)
+        self._check(editor, plain, encrypted, keys=convert)
+        reader = load_reader(self.reader, where=self.describe())
+        to_encrypted(editor, model, plain, encrypted)
+        if convert:
+            seal_column(connection, encrypted_model, encrypted, reader)
+
+    def _decrypt(self, app_label: str, editor: Any, encrypted_state: Any, plain_state: Any) -> None:
+        """The column from its encrypted field back to its plain one, every value decrypted
+        (a value still from before the column was ours is read by the reader)."""
+        connection = editor.connection
+        model, encrypted = self._fields(app_label, encrypted_state)
+        if not self.allow_migrate_model(connection.alias, model):
+            return
+        _plain_model, plain = self._fields(app_label, plain_state)
+        self._check(editor, plain, encrypted, keys=True)
+        reader = load_reader(self.reader, where=self.describe())
+        open_column(connection, model, encrypted, reader, _stored_as(plain, encrypted, connection))
+        to_plain(editor, model, encrypted, plain)
+
+    def _check(self, editor: Any, plain: Any, encrypted: Any, *, keys: bool) -> None:
+        where = f"{type(self).__name__} of {plain.model._meta.label}.{self.name}"
+        check_vendor(editor.connection, where)
+        if not isinstance(encrypted, EncryptedFieldMixin) or isinstance(plain, EncryptedFieldMixin):
+            raise TypeError(
+                f"{where} changes a plain field into an encrypted one (EncryptField) or back "
+                f"(DecryptField); here it would change a {type(plain).__name__} into a "
+                f"{type(encrypted).__name__}. Use AlterField for any other change."
+            )
+        if plain.is_relation or plain.primary_key:
+            raise TypeError(f"{where}: a relation or a primary key cannot be encrypted.")
+        if keys and not editor.atomic_migration:
+            raise TypeError(
+                f"{where} converts rows, which must roll back with the type change if one row "
+                "fails: remove 'atomic = False' from the migration."
+            )
+        if keys:
+            _require_key_table(where)
+
+
+class EncryptField(_ColumnConversion):
+    """Encrypt a plain field's column in place: use it instead of the ``AlterField`` that
+    ``makemigrations`` writes when ``models.CharField(...)`` becomes
+    ``fields.EncryptedCharField(...)``.
+
+    Forwards, the column becomes binary with every value kept readable, then (``convert=True``)
+    every row is encrypted under the primary data key, inside the migration's transaction: a row
+    that cannot be converted (too long, not its type, a token ``reader`` cannot open) stops the
+    migration with its pk, and every row stays as it was (DDL is transactional on PostgreSQL and
+    SQLite; other databases are refused). ``reader`` names what the old values are: ``plaintext``
+    or another library's reader (a name, a dotted path, or ``{"READER": ..., "OPTIONS": ...}``).
+    Backwards, every value is decrypted and the plain column comes back with its values.
+
+    ``convert=False`` changes only the column's type, for a big table converted online: list the
+    column in ``DATA_ENCRYPTION_LEGACY_COLUMNS`` before deploying it, then run
+    ``manage.py encrypt_existing app_label.Model.field``.
+
+    The migration must depend on ``data_encryption``'s latest migration (the key table), e.g.
+    ``("data_encryption", "0005_datakey_metadata_mac")``.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        name: str,
+        field: models.Field,
+        reader: ReaderSpec = PLAINTEXT,
+        convert: bool = True,
+    ) -> None:
+        if not isinstance(field, EncryptedFieldMixin):
+            raise TypeError(
+                f"EncryptField({model_name!r}, {name!r}) needs the encrypted field the column "
+                f"becomes, not a {type(field).__name__}. DecryptField goes the other way."
+            )
+        self.convert = convert
+        super().__init__(model_name, name, field, reader)
+
+    def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
+        name, args, kwargs = super().deconstruct()
+        if not self.convert:
+            kwargs["convert"] = False
+        return name, args, kwargs
+
+    def database_forwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        self._encrypt(app_label, schema_editor, from_state, to_state, self.convert)
+
+    def database_backwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        self._decrypt(app_label, schema_editor, from_state, to_state)
+
+    def describe(self) -> str:
+        if not self.convert:
+            return (
+                f"Encrypt field {self.name} on {self.model_name}: the column's type only; list "
+                "it in DATA_ENCRYPTION_LEGACY_COLUMNS and convert its rows with encrypt_existing"
+            )
+        return (
+            f"Encrypt field {self.name} on {self.model_name}, converting every row "
+            f"(read by the {self._reader_name()} reader)"
+        )
+
+    @property
+    def migration_name_fragment(self) -> str:
+        return f"encrypt_{self.model_name_lower}_{self.name_lower}"
+
+
+class DecryptField(_ColumnConversion):
+    """Give an encrypted field's column back as a plain field (leaving the library): use it
+    instead of the ``AlterField`` that ``makemigrations`` writes when
+    ``fields.EncryptedCharField(...)`` becomes ``models.CharField(...)``.
+
+    Forwards, every value is decrypted (one still from before the column was encrypted is read
+    by ``reader``), written as the plain field stores it, and the column takes the plain type,
+    with the plain field's ``unique``/index restored; a value that does not decrypt stops the
+    migration with its pk, and every row stays as it was. Backwards is ``EncryptField``'s
+    forwards. The migration must depend on ``data_encryption``'s latest migration.
+    """
+
+    def __init__(
+        self, model_name: str, name: str, field: models.Field, reader: ReaderSpec = PLAINTEXT
+    ) -> None:
+        if isinstance(field, EncryptedFieldMixin):
+            raise TypeError(
+                f"DecryptField({model_name!r}, {name!r}) needs the plain field the column "
+                f"becomes, not a {type(field).__name__}. EncryptField goes the other way."
+            )
+        super().__init__(model_name, name, field, reader)
+
+    def database_forwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        self._decrypt(app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(
+        self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
+    ) -> None:
+        self._encrypt(app_label, schema_editor, from_state, to_state, True)
+
+    def describe(self) -> str:
+        return f"Decrypt field {self.name} on {self.model_name}, every row back to plain values"
+
+    @property
+    def migration_name_fragment(self) -> str:
+        return f"decrypt_{self.model_name_lower}_{self.name_lower}"
+
+
+def _stored_as(plain: Any, encrypted: Any, connection: Any) -> Callable[[Any], Any]:
+    """How a value is written into the binary column before it becomes ``plain``'s again: as the
+    plain field stores it (SQLite keeps it through the table rebuild), or on PostgreSQL as the
+    bytes its type is parsed from (the plaintext; a text column's own text, which for another
+    library's field is its token)."""
+    if connection.vendor != "postgresql":
+        return lambda value: plain.get_db_prep_save(value, connection)
+
+    def plaintext(value: Any) -> bytes:
+        prepared = plain.get_db_prep_save(value, connection)
+        if isinstance(prepared, str):
+            return prepared.encode()
+        return bytes(encrypted.to_plaintext(encrypted.get_prep_value(value)))
+
+    return plaintext
