@@ -185,6 +185,15 @@ def transition_note(left: dict[str, int], failed: int) -> str:
     return "; ".join(notes)
 
 
+def columns_in_transition() -> dict[str, str]:
+    """Each column in ``DATA_ENCRYPTION_LEGACY_COLUMNS``, ``"app_label.Model.field"`` (as the
+    census spells it) -> the census label of its legacy values."""
+    return {
+        f"{apps.get_model(model)._meta.label}.{name}": reader.census_label
+        for (model, name), reader in legacy_readers().items()
+    }
+
+
 def conversion_tables(labels: Sequence[str], configuration: ModelConfiguration) -> list[Table]:
     """The tables to convert for ``labels`` (``app_label.Model.field``, or ``app_label.Model``
     for every column of the model in transition), each column checked: it must be in

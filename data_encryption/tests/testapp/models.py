@@ -47,3 +47,15 @@ class Note(models.Model):
 
     title = models.CharField(max_length=50)
     body = fields.EncryptedTextField(default="")
+
+
+class Applicant(models.Model):
+    """A table adopting the app: each encrypted column here was a plain one (``CharField``,
+    ``TextField``, ``JSONField``, ``IntegerField``) whose values the conversion tests put back
+    in their pre-conversion form and convert with ``encrypt_existing``."""
+
+    name = models.CharField(max_length=100)
+    ssn = fields.EncryptedCharField(max_length=11, null=True, blank=True)
+    notes = fields.EncryptedTextField(null=True, blank=True)
+    profile = fields.EncryptedJSONField(null=True, blank=True)
+    visits = fields.EncryptedIntegerField(null=True, blank=True)
