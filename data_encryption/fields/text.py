@@ -9,6 +9,7 @@ from django.db import models
 
 from ..encryptor import open_value
 from ..exceptions import DecryptionError
+from ..legacy import reader_for_field
 from .base import EncryptedFieldMixin
 
 
@@ -25,8 +26,10 @@ class _EncryptedTextMixin(EncryptedFieldMixin):
         except UnicodeDecodeError:
             raise self._wrong_type() from None
         except (DecryptionError, TypeError):
-            # Not an envelope: the general path reads it through the column's legacy reader
-            # when the column is in transition, and explains the error otherwise.
+            if reader_for_field(self) is None:
+                raise
+            # A column in transition: the general path reads a value that is not an envelope
+            # through the column's legacy reader.
             return super().from_db_value(value, expression, connection)
 
 
