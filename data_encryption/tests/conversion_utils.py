@@ -9,7 +9,7 @@ text of the value.
 
 import json
 
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 
 from data_encryption.envelope import MAGIC
@@ -61,7 +61,7 @@ def insert_legacy(rows):
     ``(name, ssn, notes, profile_json_text, visits)``. Returns their primary keys."""
     table = _quoted(Applicant._meta.db_table)
     columns = ", ".join(_quoted(name) for name in ("name", *COLUMNS))
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(
             f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, %s)",
             [(row[0], *(legacy_form(value) for value in row[1:])) for row in rows],
