@@ -30,6 +30,9 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
 - E030 ``PAYLOAD_MAX_AGE_SECONDS`` is not a finite number of seconds greater than 0.
 - E031 data keys whose metadata is not authenticated (database check, ``key_table``).
 - E032 data keys whose metadata does not verify: edited outside the app (``key_table``).
+- E033 an entry of ``DATA_ENCRYPTION_LEGACY_COLUMNS`` is wrong: not a dict, an unknown column, a
+  column that is neither an encrypted field nor a raw column of ``MODELS``, a reader that does
+  not load, bad options or missing key settings (``legacy_columns``).
 - W001 the primary data key is older than ``KEY_ROTATION_SCHEDULE`` allows (database check).
 - W003 the primary data key is not the newest key: pinned by hand (``key_table``).
 - W004 the last completed rotation's census found no legacy Fernet value, but
@@ -45,12 +48,14 @@ from .database import check_legacy_tokens_still_accepted, check_rotation_overdue
 from .extension_points import check_master_key_provider, check_notifier_class, check_service_class
 from .key_settings import check_keys, check_payload_settings
 from .key_table import check_data_keys
+from .legacy_columns import check_legacy_columns
 from .rotation_settings import check_rotation_settings
 from .transition import check_transition_over
 
 __all__ = [
     "check_data_keys",
     "check_keys",
+    "check_legacy_columns",
     "check_legacy_tokens_still_accepted",
     "check_master_key_provider",
     "check_notifier_class",

@@ -33,6 +33,14 @@ SETTING_NAMES = frozenset(
         "EMAIL_SECURITY",
         "USE_TZ",
         "DATABASES",
+        # The peer libraries' settings, read by the legacy readers as their defaults.
+        "SECRET_KEY",
+        "SECRET_KEY_FALLBACKS",
+        "SALT_KEY",
+        "FIELD_ENCRYPTION_KEY",
+        "CRYPTOGRAPHY_KEY",
+        "CRYPTOGRAPHY_SALT",
+        "CRYPTOGRAPHY_DIGEST",
     }
 )
 

@@ -9,7 +9,7 @@ from django.db import models
 
 from ..encryptor import open_value
 from ..exceptions import DecryptionError
-from ..legacy import reader_for_field
+from ..legacy import is_envelope
 from .base import EncryptedFieldMixin
 
 
@@ -25,12 +25,12 @@ class _EncryptedTextMixin(EncryptedFieldMixin):
             return open_value(value, self.binding_context).decode()
         except UnicodeDecodeError:
             raise self._wrong_type() from None
-        except (DecryptionError, TypeError):
-            if reader_for_field(self) is None:
+        except DecryptionError:
+            if is_envelope(value):
                 raise
-            # A column in transition: the general path reads a value that is not an envelope
-            # through the column's legacy reader.
-            return super().from_db_value(value, expression, connection)
+        # Not an envelope: the common path reads it if its column is in transition, or says why
+        # it cannot (outside the try, so the first error is not chained to it).
+        return super().from_db_value(value, expression, connection)
 
 
 class EncryptedTextField(_EncryptedTextMixin, models.TextField):

@@ -15,7 +15,7 @@ from django.test import override_settings
 from data_encryption.envelope import MAGIC
 from data_encryption.tests.testapp.models import Applicant
 
-TEXT_READER = "data_encryption.tests.legacy_readers.TextReader"
+TEXT_READER = "plaintext"
 LABEL = "data_encryption_tests.Applicant"
 COLUMNS = ("ssn", "notes", "profile", "visits")
 PLAINTEXT_COLUMNS = {f"{LABEL}.{name}": TEXT_READER for name in COLUMNS}

@@ -1,10 +1,6 @@
-"""Legacy readers for the conversion tests, written as a user writes one (the reader seam is a
-public extension point).
-
-``TextReader`` reads a column as it stands right after its type change to an encrypted field: on
-SQLite each value as Django stored it for the plain field (text, an integer), on PostgreSQL a
-``bytea`` holding the UTF-8 text of the value. ``FernetTokenReader`` reads Fernet tokens made with
-the keys in its ``KEYS`` option, as some peer libraries store them.
+"""A legacy reader for the conversion tests, written as a user writes one (the reader seam is a
+public extension point): ``FernetTokenReader`` reads Fernet tokens made with the keys in its
+``KEYS`` option, as some peer libraries store them.
 """
 
 import json
@@ -47,13 +43,6 @@ def _python(text, field, what):
             f"A {what} value of {field.model._meta.label}.{field.name} is not a valid value of "
             "its field; fix the row, then run the conversion again."
         ) from None
-
-
-class TextReader(LegacyReader):
-    name = "plaintext"
-
-    def read(self, raw, field):
-        return _python(_text(raw, field, "plaintext"), field, "plaintext")
 
 
 class FernetTokenReader(LegacyReader):

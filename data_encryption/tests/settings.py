@@ -50,6 +50,12 @@ ENCRYPTION_KEY_ROTATION = {
 DATA_ENCRYPTION_LEGACY_COLUMNS = json.loads(
     os.environ.get("DATA_ENCRYPTION_TEST_LEGACY_COLUMNS", "{}")
 )
+# The peer libraries' own key settings, as their docs say (test_legacy_*), generated per run:
+# django-fernet-encrypted-fields derives its keys from SECRET_KEY and SALT_KEY, django-cryptography
+# from SECRET_KEY, and django-encrypted-model-fields reads FIELD_ENCRYPTION_KEY when imported.
+SALT_KEY = [Fernet.generate_key().decode(), Fernet.generate_key().decode()]
+FIELD_ENCRYPTION_KEY = [Fernet.generate_key().decode(), Fernet.generate_key().decode()]
+
 EMAIL_FROM_ALERTS = "alerts@example.com"
 EMAIL_SECURITY = "security@example.com"
 

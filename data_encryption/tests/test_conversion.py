@@ -96,7 +96,7 @@ class ConversionTests(FreshKeyRingMixin, TestCase):
 
     def test_a_model_alone_converts_its_columns_in_transition_only(self):
         pks, _ = seed(1)
-        with in_transition({SSN: "data_encryption.tests.legacy_readers.TextReader"}):
+        with in_transition({SSN: "plaintext"}):
             report = KeyRotationService().encrypt_existing([LABEL])
             self.assertEqual(report.columns, (SSN,))
             self.assertTrue(is_envelope(stored(pks[0], "ssn")))
@@ -151,7 +151,7 @@ class ConversionTests(FreshKeyRingMixin, TestCase):
 class ColumnChoiceTests(TestCase):
     def test_a_column_not_in_transition_is_refused_with_what_to_do(self):
         with (
-            in_transition({SSN: "data_encryption.tests.legacy_readers.TextReader"}),
+            in_transition({SSN: "plaintext"}),
             self.assertRaisesMessage(
                 ImproperlyConfigured,
                 f"{LABEL}.notes is not in DATA_ENCRYPTION_LEGACY_COLUMNS. Add it with the reader "
@@ -170,7 +170,7 @@ class ColumnChoiceTests(TestCase):
     def test_a_plain_column_is_refused(self):
         name = f"{LABEL}.name"
         with (
-            in_transition({name: "data_encryption.tests.legacy_readers.TextReader"}),
+            in_transition({name: "plaintext"}),
             self.assertRaisesMessage(ImproperlyConfigured, "is not a column that rotation covers"),
         ):
             KeyRotationService().encrypt_existing([name])

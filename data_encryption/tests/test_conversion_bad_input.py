@@ -63,7 +63,7 @@ class BadInputTests(FreshKeyRingMixin, TestCase):
         )
         self.assertIn("(max_length 11)", failures[(str(pks[1]), "ssn")])
         self.assertIn("is not UTF-8 text", failures[(str(pks[2]), "notes")])
-        self.assertIn("is not JSON", failures[(str(pks[3]), "profile")])
+        self.assertIn("is not valid JSON", failures[(str(pks[3]), "profile")])
         # The failed values are left exactly as they were; every other value is converted.
         for pk, name in [(pks[1], "ssn"), (pks[2], "notes"), (pks[3], "profile")]:
             self.assertEqual(stored(pk, name), before[pk][name])

@@ -81,7 +81,7 @@ class EncryptExistingCommandTests(FreshKeyRingMixin, TestCase):
 
     def test_a_column_not_in_transition_is_refused(self):
         with (
-            in_transition({SSN: "data_encryption.tests.legacy_readers.TextReader"}),
+            in_transition({SSN: "plaintext"}),
             self.assertRaisesMessage(CommandError, f"{NOTES} is not in DATA_ENCRYPTION_LEGACY"),
         ):
             run(NOTES)
@@ -91,7 +91,7 @@ class EncryptExistingCommandTests(FreshKeyRingMixin, TestCase):
             run(SSN, "--batch-size", "0")
 
 
-@in_transition({SSN: "data_encryption.tests.legacy_readers.TextReader"})
+@in_transition({SSN: "plaintext"})
 class TransitionStatusTests(FreshKeyRingMixin, TestCase):
     databases = {"default"}
 
@@ -114,5 +114,5 @@ class TransitionStatusTests(FreshKeyRingMixin, TestCase):
             "value left in it: the transition is over; remove the entry.",
         )
         self.assertEqual(check_transition_over(databases=None), [])
-        with in_transition({NOTES: "data_encryption.tests.legacy_readers.TextReader"}):
+        with in_transition({NOTES: "plaintext"}):
             self.assertEqual(check_transition_over(databases=["default"]), [])  # never counted

@@ -387,8 +387,9 @@ class CiphertextAtRestTests(EncryptedFieldTestCase):
         write_raw_column(Patient, patient.pk, "notes", b"never encrypted")
         with self.assertRaisesMessage(
             DecryptionError,
-            "The value is not encrypted: it has no data_encryption header and is not a Fernet "
-            "token.",
+            "A value of Patient.notes is not encrypted (it is plaintext or another library's "
+            "ciphertext). If the column held such values before it became encrypted, list it in "
+            "DATA_ENCRYPTION_LEGACY_COLUMNS",
         ):
             Patient.objects.get(pk=patient.pk)
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('data_encryption_tests', '0001_initial'),
+        ('data_encryption_tests', '0002_legacy_readers'),
     ]
 
     operations = [
