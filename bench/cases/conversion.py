@@ -33,7 +33,7 @@ from data_encryption.rotation import Batch, Progress, Table, read_rows, write_ro
 from data_encryption.services import KeyRotationService
 
 from . import Options
-from .rotation import _analyze, plaintext, stored_values
+from .rotation import _analyze, _Stopwatch, plaintext, stored_values
 
 FLOOR = "floor: the walk's reads and CAS writes, no reading or sealing"
 CONVERSION = "encrypt_existing(): conversion walk"
@@ -128,23 +128,6 @@ def _floor(rows: int, batch_size: int) -> Callable[[], object]:
 
 def _bytes(raw: bytes | memoryview | str) -> bytes:
     return raw.encode() if isinstance(raw, str) else bytes(raw)  # SQLite keeps the text
-
-
-class _Stopwatch(Progress):
-    """Notes when the conversion's walk starts and ends, and when its census starts."""
-
-    def __init__(self) -> None:
-        self.marks: dict[str, float] = {}
-
-    def start_table(self, label: str, total: int, done: int) -> None:
-        self.marks.setdefault("walk", time.perf_counter())
-
-    def end_table(self, label: str) -> None:
-        self.marks["walked"] = time.perf_counter()
-
-    def phase(self, name: str, detail: str = "") -> None:
-        if name == "census":
-            self.marks.setdefault("census", time.perf_counter())
 
 
 def convert(model: type[models.Model], batch_size: int, progress: Progress | None = None) -> int:
