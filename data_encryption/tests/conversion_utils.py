@@ -13,17 +13,17 @@ from django.db import connection, transaction
 from django.test import override_settings
 
 from data_encryption.envelope import MAGIC
-from data_encryption.tests.testapp.models import Applicant
+from data_encryption.tests.testapp.models import Patient
 
 TEXT_READER = "plaintext"
-LABEL = "data_encryption_tests.Applicant"
-COLUMNS = ("ssn", "notes", "profile", "visits")
+LABEL = "data_encryption_tests.Patient"
+COLUMNS = ("code", "notes", "profile", "visits")
 PLAINTEXT_COLUMNS = {f"{LABEL}.{name}": TEXT_READER for name in COLUMNS}
 
 
 def in_transition(columns=None):
-    """``override_settings`` with ``columns`` (default: every Applicant column, plaintext) in
-    ``DATA_ENCRYPTION_LEGACY_COLUMNS``."""
+    """``override_settings`` with ``columns`` in ``DATA_ENCRYPTION_LEGACY_COLUMNS`` (default:
+    the Patient columns the tests convert, plaintext)."""
     return override_settings(DATA_ENCRYPTION_LEGACY_COLUMNS=columns or PLAINTEXT_COLUMNS)
 
 
@@ -46,33 +46,33 @@ def _quoted(name):
 
 
 def store_legacy(pk, **values):
-    """Put raw ``values`` (by field name) into row ``pk`` of Applicant, in the legacy form."""
-    table = _quoted(Applicant._meta.db_table)
+    """Put raw ``values`` (by field name) into row ``pk`` of Patient, in the legacy form."""
+    table = _quoted(Patient._meta.db_table)
     with connection.cursor() as cursor:
         for name, value in values.items():
-            column = _quoted(Applicant._meta.get_field(name).column)
+            column = _quoted(Patient._meta.get_field(name).column)
             cursor.execute(
                 f"UPDATE {table} SET {column} = %s WHERE id = %s", [legacy_form(value), pk]
             )
 
 
 def insert_legacy(rows):
-    """Insert Applicants whose every column is in the legacy form: ``rows`` of
-    ``(name, ssn, notes, profile_json_text, visits)``. Returns their primary keys."""
-    table = _quoted(Applicant._meta.db_table)
+    """Insert Patients whose every column is in the legacy form: ``rows`` of
+    ``(name, code, notes, profile_json_text, visits)``. Returns their primary keys."""
+    table = _quoted(Patient._meta.db_table)
     columns = ", ".join(_quoted(name) for name in ("name", *COLUMNS))
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.executemany(
             f"INSERT INTO {table} ({columns}) VALUES (%s, %s, %s, %s, %s)",
             [(row[0], *(legacy_form(value) for value in row[1:])) for row in rows],
         )
-    return list(Applicant.objects.order_by("pk").values_list("pk", flat=True))
+    return list(Patient.objects.order_by("pk").values_list("pk", flat=True))
 
 
 def stored(pk, name):
-    """The raw value of field ``name`` of Applicant ``pk`` (``bytes`` for a binary value)."""
-    table = _quoted(Applicant._meta.db_table)
-    column = _quoted(Applicant._meta.get_field(name).column)
+    """The raw value of field ``name`` of Patient ``pk`` (``bytes`` for a binary value)."""
+    table = _quoted(Patient._meta.db_table)
+    column = _quoted(Patient._meta.get_field(name).column)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {column} FROM {table} WHERE id = %s", [pk])
         raw = cursor.fetchone()[0]

@@ -20,30 +20,28 @@ from data_encryption.tests.conversion_utils import (
     store_legacy,
     stored,
 )
-from data_encryption.tests.testapp.models import Applicant
+from data_encryption.tests.testapp.models import Patient
 from data_encryption.tests.utils import FreshKeyRingMixin, install_data_key, make_primary
 
-SSN = f"{LABEL}.ssn"
+CODE = f"{LABEL}.code"
 
 
 def seed(count=5):
-    """``count`` Applicants in the legacy form, with the values each should read as."""
+    """``count`` Patients in the legacy form, with the values each should read as."""
     rows = [
-        (f"a{i}", f"123-45-{i:04d}", f"note {i}", json_text({"i": i, "tags": ["x"]}), i * 7)
+        (f"a{i}", f"C-{i:08d}", f"note {i}", json_text({"i": i, "tags": ["x"]}), i * 7)
         for i in range(count)
     ]
     pks = insert_legacy(rows)
     expected = {
-        pk: (ssn, notes, {"i": i, "tags": ["x"]}, i * 7)
-        for i, (pk, (_, ssn, notes, _p, _v)) in enumerate(zip(pks, rows, strict=True))
+        pk: (code, notes, {"i": i, "tags": ["x"]}, i * 7)
+        for i, (pk, (_, code, notes, _p, _v)) in enumerate(zip(pks, rows, strict=True))
     }
     return pks, expected
 
 
 def read_back():
-    return {
-        row.pk: (row.ssn, row.notes, row.profile, row.visits) for row in Applicant.objects.all()
-    }
+    return {row.pk: (row.code, row.notes, row.profile, row.visits) for row in Patient.objects.all()}
 
 
 @in_transition()
@@ -57,7 +55,7 @@ class ConversionTests(FreshKeyRingMixin, TestCase):
         self.assertEqual(report.records_reencrypted, 20)  # four columns
         self.assertEqual(report.failed_records, 0)
         for pk in pks:
-            for name in ("ssn", "notes", "profile", "visits"):
+            for name in ("code", "notes", "profile", "visits"):
                 self.assertTrue(is_envelope(stored(pk, name)), (pk, name))
         self.assertEqual(read_back(), expected)
         # Outside the transition, the values still read: they are ours now.
@@ -83,23 +81,23 @@ class ConversionTests(FreshKeyRingMixin, TestCase):
         # Row 0 written by the application under an old key (primary back then), row 1 since.
         make_primary(install_data_key(0x0D0D0D0D, b"\x07" * 32))
         reset_key_ring()
-        Applicant.objects.filter(pk=pks[0]).update(ssn="555-55-5555")
+        Patient.objects.filter(pk=pks[0]).update(code="C-55555555")
         make_primary(primary)
         reset_key_ring()
-        Applicant.objects.filter(pk=pks[1]).update(ssn="666-66-6666")
-        written = [stored(pks[0], "ssn"), stored(pks[1], "ssn")]
-        report = KeyRotationService().encrypt_existing([SSN])
+        Patient.objects.filter(pk=pks[1]).update(code="C-66666666")
+        written = [stored(pks[0], "code"), stored(pks[1], "code")]
+        report = KeyRotationService().encrypt_existing([CODE])
         self.assertEqual(report.records_reencrypted, 1)  # only row 2's legacy value
-        self.assertEqual([stored(pks[0], "ssn"), stored(pks[1], "ssn")], written)
-        self.assertEqual(report.census[LABEL]["ssn"], {"0d0d0d0d": 1, primary.hex_id: 2})
-        self.assertEqual(Applicant.objects.get(pk=pks[0]).ssn, "555-55-5555")
+        self.assertEqual([stored(pks[0], "code"), stored(pks[1], "code")], written)
+        self.assertEqual(report.census[LABEL]["code"], {"0d0d0d0d": 1, primary.hex_id: 2})
+        self.assertEqual(Patient.objects.get(pk=pks[0]).code, "C-55555555")
 
     def test_a_model_alone_converts_its_columns_in_transition_only(self):
         pks, _ = seed(1)
-        with in_transition({SSN: "plaintext"}):
+        with in_transition({CODE: "plaintext"}):
             report = KeyRotationService().encrypt_existing([LABEL])
-            self.assertEqual(report.columns, (SSN,))
-            self.assertTrue(is_envelope(stored(pks[0], "ssn")))
+            self.assertEqual(report.columns, (CODE,))
+            self.assertTrue(is_envelope(stored(pks[0], "code")))
             self.assertFalse(is_envelope(stored(pks[0], "notes")))
 
     def test_a_killed_conversion_is_resumed_from_its_cursors(self):
@@ -116,12 +114,12 @@ class ConversionTests(FreshKeyRingMixin, TestCase):
             chunks = first.pending_chunks(run)
             self.assertEqual(len(chunks), 4)  # (None, 3], (3, 6], (6, 9], (9, None)
             first.process_chunk(run, chunks[0])  # then the process dies
-            self.assertTrue(is_envelope(stored(pks[0], "ssn")))
-            self.assertFalse(is_envelope(stored(pks[3], "ssn")))
+            self.assertTrue(is_envelope(stored(pks[0], "code")))
+            self.assertFalse(is_envelope(stored(pks[3], "code")))
             # A live holder keeps the lock...
             refused = service.encrypt_existing([LABEL])
             self.assertEqual(refused.status, RunStatus.SKIPPED)
-            self.assertIn(f"conversion {run.pk} of {LABEL}.notes", refused.reason)
+            self.assertIn(f"conversion {run.pk} of {LABEL}.code, {LABEL}.notes", refused.reason)
             # ... until its heartbeat is older than LOCK_TIMEOUT_SECONDS.
             age(run)
             report = service.encrypt_existing([LABEL])
@@ -135,23 +133,23 @@ class ConversionTests(FreshKeyRingMixin, TestCase):
 
     def test_a_dry_run_writes_nothing_and_says_what_would_happen(self):
         pks, _ = seed(3)
-        store_legacy(pks[1], ssn="123-45-67890-too-long")
-        before = [stored(pk, "ssn") for pk in pks]
-        report = KeyRotationService().encrypt_existing([SSN], dry_run=True)
-        self.assertEqual([stored(pk, "ssn") for pk in pks], before)
+        store_legacy(pks[1], code="123-45-67890-too-long")
+        before = [stored(pk, "code") for pk in pks]
+        report = KeyRotationService().encrypt_existing([CODE], dry_run=True)
+        self.assertEqual([stored(pk, "code") for pk in pks], before)
         self.assertFalse(RotationRun.objects.exists())
         self.assertEqual((report.records_reencrypted, report.failed_records), (2, 1))
         self.assertEqual(report.status, RunStatus.FAILED)
-        self.assertEqual([(f.pk, f.field) for f in report.failures], [(str(pks[1]), "ssn")])
+        self.assertEqual([(f.pk, f.field) for f in report.failures], [(str(pks[1]), "code")])
         self.assertIn("2 values would be converted and 1 rows would fail", report.reason)
-        self.assertEqual(report.legacy_left, {SSN: 3})
+        self.assertEqual(report.legacy_left, {CODE: 3})
 
 
 @in_transition()
 class ColumnChoiceTests(TestCase):
     def test_a_column_not_in_transition_is_refused_with_what_to_do(self):
         with (
-            in_transition({SSN: "plaintext"}),
+            in_transition({CODE: "plaintext"}),
             self.assertRaisesMessage(
                 ImproperlyConfigured,
                 f"{LABEL}.notes is not in DATA_ENCRYPTION_LEGACY_COLUMNS. Add it with the reader "
@@ -163,9 +161,9 @@ class ColumnChoiceTests(TestCase):
 
     def test_a_model_with_no_column_in_transition_is_refused(self):
         with self.assertRaisesMessage(
-            ImproperlyConfigured, "data_encryption_tests.Patient has no column in DATA_ENCRYPTION"
+            ImproperlyConfigured, "data_encryption_tests.Note has no column in DATA_ENCRYPTION"
         ):
-            KeyRotationService().encrypt_existing(["data_encryption_tests.Patient"])
+            KeyRotationService().encrypt_existing(["data_encryption_tests.Note"])
 
     def test_a_plain_column_is_refused(self):
         name = f"{LABEL}.name"
@@ -202,7 +200,7 @@ def running_run(kind, **fields):
 class SharedLockTests(FreshKeyRingMixin, TransactionTestCase):
     def test_a_conversion_waits_for_a_live_rotation(self):
         rotation = running_run(RunKind.ROTATION)
-        report = KeyRotationService().encrypt_existing([SSN])
+        report = KeyRotationService().encrypt_existing([CODE])
         self.assertEqual(report.status, RunStatus.SKIPPED)
         self.assertIn(f"rotation {rotation.pk} holds the lock", report.reason)
         self.assertIn("a conversion and a rotation never run at once", report.reason)
@@ -211,15 +209,15 @@ class SharedLockTests(FreshKeyRingMixin, TransactionTestCase):
         rotation = running_run(RunKind.ROTATION, phase="reencrypt")
         age(rotation)
         pks, _ = seed(1)
-        report = KeyRotationService().encrypt_existing([SSN])
+        report = KeyRotationService().encrypt_existing([CODE])
         self.assertEqual(report.status, RunStatus.SKIPPED)
         self.assertIn("run rotate_encryption_key to finish it", report.reason)
         rotation.refresh_from_db()
         self.assertEqual((rotation.status, rotation.phase), (RunStatus.RUNNING, "reencrypt"))
-        self.assertFalse(is_envelope(stored(pks[0], "ssn")))
+        self.assertFalse(is_envelope(stored(pks[0], "code")))
 
     def test_a_rotation_waits_for_a_live_conversion(self):
-        conversion = running_run(RunKind.CONVERSION, phase="reencrypt", columns=[SSN])
+        conversion = running_run(RunKind.CONVERSION, phase="reencrypt", columns=[CODE])
         report = KeyRotationService().rotate()
         self.assertEqual(report["status"], "skipped")
         self.assertIn(f"conversion {conversion.pk} is already running", report["reason"])
@@ -228,21 +226,21 @@ class SharedLockTests(FreshKeyRingMixin, TransactionTestCase):
     def test_a_rotation_closes_a_dead_conversion_and_converts_the_rest_itself(self):
         ensure_primary_key()
         pks, expected = seed(3)
-        conversion = running_run(RunKind.CONVERSION, phase="reencrypt", columns=[SSN])
+        conversion = running_run(RunKind.CONVERSION, phase="reencrypt", columns=[CODE])
         age(conversion)
         report = KeyRotationService().rotate()
         self.assertEqual(report["status"], "completed", report["reason"])
         conversion.refresh_from_db()
         self.assertEqual(conversion.status, RunStatus.FAILED)
         self.assertIn("closed when a rotation took the lock", conversion.reason)
-        self.assertTrue(all(is_envelope(stored(pk, "ssn")) for pk in pks))
+        self.assertTrue(all(is_envelope(stored(pk, "code")) for pk in pks))
         self.assertEqual(read_back(), expected)
 
     def test_a_conversion_of_other_columns_closes_a_dead_one(self):
         dead = running_run(RunKind.CONVERSION, phase="reencrypt", columns=[f"{LABEL}.notes"])
         age(dead)
         seed(1)
-        report = KeyRotationService().encrypt_existing([SSN])
+        report = KeyRotationService().encrypt_existing([CODE])
         self.assertEqual(report.status, RunStatus.COMPLETED, report.reason)
         self.assertFalse(report.resumed)
         self.assertNotEqual(report.run_id, dead.pk)
@@ -253,5 +251,5 @@ class SharedLockTests(FreshKeyRingMixin, TransactionTestCase):
         from data_encryption.schedule import rotation_due
 
         seed(1)
-        KeyRotationService().encrypt_existing([SSN])
+        KeyRotationService().encrypt_existing([CODE])
         self.assertTrue(rotation_due("default", timezone.now()))

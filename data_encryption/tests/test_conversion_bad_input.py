@@ -17,10 +17,10 @@ from data_encryption.tests.conversion_utils import (
     stored,
 )
 from data_encryption.tests.runner import CapturingHandler
-from data_encryption.tests.testapp.models import Applicant
+from data_encryption.tests.testapp.models import Patient
 from data_encryption.tests.utils import FreshKeyRingMixin
 
-TOO_LONG = "123-45-678901"  # 13 characters; the field's max_length is 11
+TOO_LONG = "C-678901234"  # 11 characters; the field's max_length is 10
 NOT_UTF8 = b"caf\xe9 \xff\xfe secret-notes"
 NOT_JSON = '{"diagnosis": "secret-profile", '
 
@@ -40,18 +40,18 @@ class BadInputTests(FreshKeyRingMixin, TestCase):
 
     @in_transition()
     def test_each_bad_value_fails_its_row_alone(self):
-        good = ("good", "111-22-3333", "fine", json_text({"ok": True}), 5)
+        good = ("good", "C-11122233", "fine", json_text({"ok": True}), 5)
         pks = insert_legacy(
             [
                 good,
                 ("long", TOO_LONG, "n", json_text(1), 1),
-                ("bytes", "222-33-4444", NOT_UTF8, json_text(2), 2),
-                ("json", "333-44-5555", "n", NOT_JSON, 3),
+                ("bytes", "C-22233344", NOT_UTF8, json_text(2), 2),
+                ("json", "C-33344455", "n", NOT_JSON, 3),
                 good,
             ]
         )
         before = {
-            pk: {name: stored(pk, name) for name in ("ssn", "notes", "profile")} for pk in pks
+            pk: {name: stored(pk, name) for name in ("code", "notes", "profile")} for pk in pks
         }
         report = KeyRotationService(batch_size=2).encrypt_existing([LABEL])
         self.assertEqual(report.status, RunStatus.FAILED)
@@ -59,18 +59,18 @@ class BadInputTests(FreshKeyRingMixin, TestCase):
         self.assertEqual(report.failed_records, 3)
         failures = {(failure.pk, failure.field): failure.error for failure in report.failures}
         self.assertEqual(
-            set(failures), {(str(pks[1]), "ssn"), (str(pks[2]), "notes"), (str(pks[3]), "profile")}
+            set(failures), {(str(pks[1]), "code"), (str(pks[2]), "notes"), (str(pks[3]), "profile")}
         )
-        self.assertIn("(max_length 11)", failures[(str(pks[1]), "ssn")])
+        self.assertIn("(max_length 10)", failures[(str(pks[1]), "code")])
         self.assertIn("is not UTF-8 text", failures[(str(pks[2]), "notes")])
         self.assertIn("is not valid JSON", failures[(str(pks[3]), "profile")])
         # The failed values are left exactly as they were; every other value is converted.
-        for pk, name in [(pks[1], "ssn"), (pks[2], "notes"), (pks[3], "profile")]:
+        for pk, name in [(pks[1], "code"), (pks[2], "notes"), (pks[3], "profile")]:
             self.assertEqual(stored(pk, name), before[pk][name])
         for pk in (pks[0], pks[4]):
             self.assertTrue(all(is_envelope(stored(pk, name)) for name in before[pk]))
         self.assertTrue(is_envelope(stored(pks[1], "notes")))  # the row's other columns too
-        self.assertEqual(report.legacy_left[f"{LABEL}.ssn"], 1)
+        self.assertEqual(report.legacy_left[f"{LABEL}.code"], 1)
         self.assertIn("3 rows failed: fix them, then run encrypt_existing again", report.reason)
         self.assertNeverShown(report, TOO_LONG, NOT_UTF8, NOT_JSON)
 
@@ -89,7 +89,7 @@ class BadInputTests(FreshKeyRingMixin, TestCase):
             foreign_before = stored(pks[1], "notes")
             report = KeyRotationService().encrypt_existing([f"{LABEL}.notes"])
             self.assertEqual((report.status, report.failed_records), (RunStatus.FAILED, 1))
-            self.assertEqual(Applicant.objects.get(pk=pks[0]).notes, "readable notes")
+            self.assertEqual(Patient.objects.get(pk=pks[0]).notes, "readable notes")
         self.assertTrue(is_envelope(stored(pks[0], "notes")))
         self.assertEqual(stored(pks[1], "notes"), foreign_before)
         [failure] = report.failures

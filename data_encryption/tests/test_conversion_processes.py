@@ -34,12 +34,12 @@ from data_encryption.tests.processes import child_environment, start_command
 
 ROWS = 20_000
 TRIALS = 10
-COLUMNS = {f"{LABEL}.ssn": TEXT_READER, f"{LABEL}.notes": TEXT_READER}
+COLUMNS = {f"{LABEL}.code": TEXT_READER, f"{LABEL}.notes": TEXT_READER}
 ENVIRONMENT = "DATA_ENCRYPTION_TEST_LEGACY_COLUMNS"  # read by tests/settings.py
 
 
 def original(index):
-    return f"{index:03d}-{index % 100:02d}-0000"[:11], f"original note {index}"
+    return f"P{index:07d}", f"original note {index}"
 
 
 @in_transition(COLUMNS)
@@ -100,20 +100,20 @@ class KilledConversionTests(TransactionTestCase):
         self.assertGreater(written["writes"], 100, "the writer barely ran")
         self.assertGreaterEqual(killed_in.count("reencrypt"), 3, killed_in)
 
-        from data_encryption.tests.testapp.models import Applicant
+        from data_encryption.tests.testapp.models import Patient
 
-        raw = connection.ops.quote_name(Applicant._meta.db_table)
+        raw = connection.ops.quote_name(Patient._meta.db_table)
         with connection.cursor() as cursor:
-            cursor.execute(f"SELECT id, ssn, notes FROM {raw}")
+            cursor.execute(f"SELECT id, code, notes FROM {raw}")
             stored = cursor.fetchall()
         self.assertEqual(len(stored), ROWS)
-        for pk, ssn, notes in stored:
-            self.assertTrue(is_envelope(bytes(ssn)) and is_envelope(bytes(notes)), pk)
-        for row in Applicant.objects.all():
-            want_ssn, want_notes = originals[row.pk]
-            want_ssn = written["ssn"].get(str(row.pk), want_ssn)
+        for pk, code, notes in stored:
+            self.assertTrue(is_envelope(bytes(code)) and is_envelope(bytes(notes)), pk)
+        for row in Patient.objects.all():
+            want_code, want_notes = originals[row.pk]
+            want_code = written["code"].get(str(row.pk), want_code)
             want_notes = written["notes"].get(str(row.pk), want_notes)
-            self.assertEqual((row.ssn, row.notes), (want_ssn, want_notes), row.pk)
+            self.assertEqual((row.code, row.notes), (want_code, want_notes), row.pk)
         census = KeyRotationService().encrypt_existing(list(COLUMNS), dry_run=True)
         self.assertEqual(census.legacy_left, dict.fromkeys(COLUMNS, 0))
         self.assertEqual(census.failed_records, 0)

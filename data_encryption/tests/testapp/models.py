@@ -50,18 +50,6 @@ class Note(models.Model):
     body = fields.EncryptedTextField(default="")
 
 
-class Applicant(models.Model):
-    """A table adopting the app: each encrypted column here was a plain one (``CharField``,
-    ``TextField``, ``JSONField``, ``IntegerField``) whose values the conversion tests put back
-    in their pre-conversion form and convert with ``encrypt_existing``."""
-
-    name = models.CharField(max_length=100)
-    ssn = fields.EncryptedCharField(max_length=11, null=True, blank=True)
-    notes = fields.EncryptedTextField(null=True, blank=True)
-    profile = fields.EncryptedJSONField(null=True, blank=True)
-    visits = fields.EncryptedIntegerField(null=True, blank=True)
-
-
 class PlainValues(models.Model):
     """Every plain field type, as a column holds it before it becomes encrypted: what the
     plaintext legacy reader reads."""
