@@ -36,6 +36,11 @@ ENCRYPTION_KEY_ROTATION = {
     "BATCH_SIZE": int(os.environ.get("BENCH_BATCH_SIZE", "5000")),
     "CHUNK_ROWS": int(os.environ.get("BENCH_CHUNK_ROWS", "100000")),
 }
+# The conversion case's tables are in transition: their plaintext is read until converted.
+DATA_ENCRYPTION_LEGACY_COLUMNS = {
+    f"benchapp.{model}.value": "plaintext"
+    for model in ("ConversionRecord", "SmallConversionRecord", "NaiveConversionRecord")
+}
 # The fan-out case's workers rotate its one table only (see bench/services.py).
 if os.environ.get("BENCH_ONE_TABLE_SERVICE"):
     DATA_ENCRYPTION_SERVICE = "bench.services.RotationRecordOnly"

@@ -147,6 +147,17 @@ class RunStatus:
     ]
 
 
+class RunKind:
+    """What a run does. A ``rotation`` makes a new key and moves every value onto it; a
+    ``conversion`` (``encrypt_existing``) seals the legacy values of some columns in transition
+    under the current primary key and makes no key. Both hold the one lock."""
+
+    ROTATION = "rotation"
+    CONVERSION = "conversion"
+
+    choices = [(ROTATION, "key rotation"), (CONVERSION, "conversion of legacy values")]
+
+
 class RotationRun(models.Model):
     """The ledger: one row per rotation run, with its phase, per-model progress and counts.
 
@@ -160,9 +171,12 @@ class RotationRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     heartbeat_at = models.DateTimeField()
     status = models.CharField(max_length=16, choices=RunStatus.choices, default=RunStatus.RUNNING)
+    kind = models.CharField(max_length=16, choices=RunKind.choices, default=RunKind.ROTATION)
     # backup -> activate -> wait -> plan -> reencrypt [-> finishing] -> census -> done
-    # ("finishing": a Celery final step claimed the run)
+    # ("finishing": a Celery final step claimed the run); a conversion starts at plan
     phase = models.CharField(max_length=16, default="backup")
+    # A conversion's columns ("app_label.Model.field"): a run resumed must cover the same.
+    columns = models.JSONField(default=list, blank=True)
     holder = models.CharField(max_length=200, help_text="host:pid:token of the process running it")
     trigger = models.CharField(max_length=32, default="api")
     old_key_ids = models.JSONField(default=list)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from .conf import encryption_settings
-from .models import DataKey, KeyState, RotationRun, RunStatus
+from .models import DataKey, KeyState, RotationRun, RunKind, RunStatus
 
 GRACE = timedelta(hours=1)
 TASK_NAME = "data_encryption.tasks.rotate_encryption_key_task"
@@ -37,7 +37,7 @@ def add_period(moment: datetime, schedule: str) -> datetime:
 def last_completed_rotation(using: str) -> RotationRun | None:
     return (
         RotationRun.objects.using(using)
-        .filter(status=RunStatus.COMPLETED, finished_at__isnull=False)
+        .filter(status=RunStatus.COMPLETED, finished_at__isnull=False, kind=RunKind.ROTATION)
         .order_by("-finished_at")
         .first()
     )

@@ -38,6 +38,8 @@ from .rotation import (
     rewrap_stalled_pending,
     rotation_lock,
 )
+from .rotation.conversion import Conversion, conversion_tables
+from .rotation.conversion_report import ConversionReport
 from .schedule import next_due, rotation_due
 
 logger = logging.getLogger("data_encryption")
@@ -213,6 +215,24 @@ class KeyRotationService:
         not_due = self.skip_unless_due(force=force)
         report = self.perform_rotation(trigger=trigger) if not_due is None else not_due
         return report.as_dict()
+
+    def encrypt_existing(
+        self, columns: Sequence[str], *, dry_run: bool = False, trigger: str = "api"
+    ) -> ConversionReport:
+        """Convert the legacy values of ``columns`` (``"app_label.Model.field"``, or
+        ``"app_label.Model"`` for each of its columns in ``DATA_ENCRYPTION_LEGACY_COLUMNS``) in
+        place, online: the rotation's walk and lock, no new key (see ``rotation.conversion``)."""
+        tables = conversion_tables(columns, self._load_model_configurations())
+        conversion = Conversion(
+            tables,
+            using=self.using,
+            batch_size=self.batch_size,
+            dry_run=dry_run,
+            progress=self.progress,
+            trigger=trigger,
+            sender=type(self),
+        )
+        return conversion.run()
 
     def primary_key_id(self) -> str | None:
         """The primary data key's id (8 hex digits); ``None`` before the first is made."""

@@ -15,11 +15,11 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 SQLITE_CASES=(value load rotation)
-POSTGRES_CASES=(rotation memory fanout)
+POSTGRES_CASES=(rotation memory fanout conversion conversion-memory)
 options=() cases=()
 for arg in "$@"; do  # a case's name is a case; anything else is an option or its value
   case $arg in
-    value|load|rotation|memory|fanout) cases+=("$arg") ;;
+    value|load|rotation|memory|fanout|conversion|conversion-memory) cases+=("$arg") ;;
     *) options+=("$arg") ;;
   esac
 done

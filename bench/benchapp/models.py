@@ -69,3 +69,29 @@ class BulkUpdateRecord(models.Model):
     """The same shape, re-encrypted by ``QuerySet.iterator()`` + ``bulk_update()``."""
 
     value = fields.EncryptedCharField(max_length=11)
+
+
+class ConversionRecord(models.Model):
+    """The conversion benchmark's table: an ``EncryptedCharField`` column in transition (listed
+    in ``DATA_ENCRYPTION_LEGACY_COLUMNS``) whose rows hold their 11-character plaintext, as the
+    column-type change left them."""
+
+    value = fields.EncryptedCharField(max_length=11)
+
+
+class ConversionFloorRecord(models.Model):
+    """The conversion floor's table: the same stored plaintext bytes in a plain binary column."""
+
+    value = models.BinaryField()
+
+
+class SmallConversionRecord(models.Model):
+    """The same shape at a tenth of the size, for the memory measurement."""
+
+    value = fields.EncryptedCharField(max_length=11)
+
+
+class NaiveConversionRecord(models.Model):
+    """The same shape, converted by ``for obj in Model.objects.all(): obj.save()``."""
+
+    value = fields.EncryptedCharField(max_length=11)

@@ -52,4 +52,6 @@ CASES: dict[str, Callable[[Options], BuildResult]] = {
     "rotation": _lazy("rotation"),
     "memory": _lazy("rotation_memory"),
     "fanout": _lazy("fanout"),
+    "conversion": _lazy("conversion"),
+    "conversion-memory": _lazy("conversion_memory"),
 }

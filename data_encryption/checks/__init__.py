@@ -37,6 +37,8 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
 - W003 the primary data key is not the newest key: pinned by hand (``key_table``).
 - W004 the last completed rotation's census found no legacy Fernet value, but
   ``ACCEPT_LEGACY_TOKENS`` is still on (database check).
+- W005 a column in ``DATA_ENCRYPTION_LEGACY_COLUMNS`` whose last census found no legacy value
+  left: the transition is over (database check, ``transition``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from .key_settings import check_keys, check_payload_settings
 from .key_table import check_data_keys
 from .legacy_columns import check_legacy_columns
 from .rotation_settings import check_rotation_settings
+from .transition import check_transition_over
 
 __all__ = [
     "check_data_keys",
@@ -60,4 +63,5 @@ __all__ = [
     "check_rotation_overdue",
     "check_rotation_settings",
     "check_service_class",
+    "check_transition_over",
 ]

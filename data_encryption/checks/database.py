@@ -50,7 +50,7 @@ def check_legacy_tokens_still_accepted(
     from django.db import DatabaseError
 
     from ..keys import key_database
-    from ..models import RotationRun, RunStatus
+    from ..models import RotationRun, RunKind, RunStatus
     from ..rotation.census import LEGACY, census_totals
 
     using = key_database()
@@ -64,7 +64,7 @@ def check_legacy_tokens_still_accepted(
     try:
         last = (
             RotationRun.objects.using(using)
-            .filter(status=RunStatus.COMPLETED)
+            .filter(status=RunStatus.COMPLETED, kind=RunKind.ROTATION)
             .order_by("-finished_at", "-pk")
             .first()
         )

@@ -25,6 +25,7 @@ def recent_runs(using: str, limit: int) -> list[dict[str, Any]]:
     return [
         {
             "id": run.pk,
+            "kind": run.kind,
             "status": run.status,
             "phase": run.phase,
             "chunks_done": chunks.get(run.pk, {}).get("done", 0),

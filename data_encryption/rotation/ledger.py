@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,9 +15,16 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, QuerySet
 
 from ..exceptions import describe_error
-from ..models import RotationChunk, RotationFailure, RotationRun, RunStatus, format_key_id
+from ..models import (
+    RotationChunk,
+    RotationFailure,
+    RotationRun,
+    RunKind,
+    RunStatus,
+    format_key_id,
+)
 from .batch import Batch
-from .lock import LockLost, holder_is_alive
+from .lock import CLOSE, REFUSE, LockLost, close_abandoned, holder_is_alive, takeover
 from .report import MAX_FAILURES_IN_REPORT, ReportedFailure
 
 logger = logging.getLogger(__name__)
@@ -52,17 +59,28 @@ class RunLedger:
     def running(self) -> RotationRun | None:
         return self.runs.filter(status=RunStatus.RUNNING).first()
 
-    def acquire(self, trigger: str) -> RotationRun | None:
-        """A new run, or the running one when its holder died; ``None``: another holds it."""
+    def acquire(
+        self, trigger: str, kind: str = RunKind.ROTATION, columns: Sequence[str] = ()
+    ) -> RotationRun | None:
+        """A new run of ``kind``, or the running one when its holder died (see ``takeover``
+        for a dead run of the other kind); ``None``: another holds the lock."""
         now = self.clock()
         running = self.running()
         if running is not None:
             if holder_is_alive(running.heartbeat_at, now):
                 return None
-            taken = self.runs.filter(
+            verdict = takeover(running, kind, columns)
+            stale = self.runs.filter(
                 pk=running.pk, holder=running.holder, heartbeat_at=running.heartbeat_at
-            ).update(holder=self.holder, heartbeat_at=now)
-            if not taken:
+            )
+            if verdict == REFUSE or (verdict == CLOSE and not close_abandoned(stale, kind, now)):
+                return None
+            if verdict == CLOSE:
+                logger.warning(
+                    "Closed %s %s left by a process that died.", running.kind, running.pk
+                )
+                return self._create(trigger, kind, columns, now)
+            if not stale.update(holder=self.holder, heartbeat_at=now):
                 return None  # another process took it over first
             running.holder, running.heartbeat_at = self.holder, now
             self.resumed = True
@@ -72,10 +90,21 @@ class RunLedger:
                 running.phase,
             )
             return running
+        return self._create(trigger, kind, columns, now)
+
+    def _create(
+        self, trigger: str, kind: str, columns: Sequence[str], now: datetime
+    ) -> RotationRun | None:
         try:
             with transaction.atomic(using=self.using):
                 return self.runs.create(
-                    started_at=now, heartbeat_at=now, holder=self.holder, trigger=trigger
+                    started_at=now,
+                    heartbeat_at=now,
+                    holder=self.holder,
+                    trigger=trigger,
+                    kind=kind,
+                    columns=list(columns),
+                    phase="plan" if kind == RunKind.CONVERSION else "backup",
                 )
         except IntegrityError:
             return None  # another process started one between our read and our insert
@@ -251,7 +280,8 @@ class RunLedger:
         status = RunStatus.FAILED if run.failed_records else RunStatus.COMPLETED
         self.update(run, status=status, finished_at=self.clock())
         logger.info(
-            "Rotation %s %s: %s records, %s re-encrypted, %s failed.",
+            "%s %s %s: %s records, %s rewritten, %s failed.",
+            run.kind.capitalize(),
             run.pk,
             status,
             run.records_processed,

@@ -2,23 +2,25 @@
 ``RotationRun`` row with status ``running`` (a partial unique index allows one); its holder is
 alive while its heartbeat is fresh, whatever host, container or PID namespace it runs in. A
 maintenance step that must not run beside a rotation (re-wrapping the keys) holds it for one
-transaction (``rotation_lock``)."""
+transaction (``rotation_lock``). Rotations and conversions (``encrypt_existing``) share it, so the
+two never run at once; ``takeover`` says what each does with a run of the other's that died."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..conf import encryption_settings
 from ..exceptions import DataEncryptionError
-from ..models import RotationRun, RunStatus
+from ..models import RotationRun, RunKind, RunStatus
 
 
 class LockLost(DataEncryptionError):
@@ -35,6 +37,43 @@ def holder_is_alive(heartbeat_at: datetime, now: datetime) -> bool:
     ``LOCK_TIMEOUT_SECONDS``. The heartbeat is the only evidence: a process id says nothing
     about a holder in another container or PID namespace that shares this hostname."""
     return now - heartbeat_at <= timedelta(seconds=encryption_settings.lock_timeout_seconds)
+
+
+RESUME, CLOSE, REFUSE = "resume", "close", "refuse"
+
+
+def takeover(dead: RotationRun, kind: str, columns: Sequence[str]) -> str:
+    """What a new run of ``kind`` (over ``columns``, for a conversion) does with ``dead``, a
+    run whose holder died: ``RESUME`` it (the same kind; a conversion of the same columns),
+    ``CLOSE`` it and start afresh, or ``REFUSE`` to start.
+
+    Only a rotation can finish a rotation (its new key, its backup), so a conversion refuses
+    and says to run ``rotate_encryption_key``. A rotation closes a dead conversion: it rewrites
+    the legacy values of every column in transition itself, so nothing is lost, and a scheduled
+    rotation is never held up by a conversion nobody resumes. A conversion of other columns
+    closes one too: what the dead one converted stays converted, and a run of its columns
+    later walks only what is left.
+    """
+    if dead.kind != RunKind.CONVERSION:
+        return RESUME if kind == RunKind.ROTATION else REFUSE
+    if kind == RunKind.CONVERSION and sorted(dead.columns) == sorted(columns):
+        return RESUME
+    return CLOSE
+
+
+def close_abandoned(stale: QuerySet[RotationRun], kind: str, now: datetime) -> bool:
+    """Mark the dead run ``stale`` selects (by its id, holder and heartbeat) ``failed``, as a
+    run of ``kind`` takes the lock; ``False`` when another process took it first."""
+    return bool(
+        stale.filter(status=RunStatus.RUNNING).update(
+            status=RunStatus.FAILED,
+            finished_at=now,
+            reason=(
+                f"Its process died; closed when a {kind} took the lock. Values it converted "
+                "stay converted; run encrypt_existing again for the rest."
+            ),
+        )
+    )
 
 
 class RotationRunning(DataEncryptionError):
@@ -66,9 +105,10 @@ def rotation_lock(
             age = (now - running.heartbeat_at).total_seconds()
             timeout = encryption_settings.lock_timeout_seconds
             raise RotationRunning(
-                f"Rotation {running.pk} is running (holder {running.holder}, last heartbeat "
-                f"{age:.0f}s ago), so {purpose} did nothing. Run it again once the rotation has "
-                "finished; if that rotation's process died, its lock frees when the heartbeat is "
-                f"older than LOCK_TIMEOUT_SECONDS ({timeout:.0f}s)."
+                f"{running.kind.capitalize()} {running.pk} is running (holder "
+                f"{running.holder}, last heartbeat {age:.0f}s ago), so {purpose} did nothing. "
+                f"Run it again once the {running.kind} has finished; if its process died, "
+                "its lock frees when the heartbeat is older than LOCK_TIMEOUT_SECONDS "
+                f"({timeout:.0f}s)."
             )
         yield running

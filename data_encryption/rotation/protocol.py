@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from django.db import connections, transaction
 from django.utils import timezone
 
+from ..ciphers import AeadCipher
 from ..conf import encryption_settings
 from ..exceptions import describe_traceback
 from ..keys import cipher_for, key_database, reset_key_ring
@@ -34,6 +35,9 @@ class Rotation:
 
     ``clock`` and ``sleep`` are parameters so tests need no clock mocks.
     """
+
+    # A conversion (its subclass) rewrites only the legacy values of columns in transition.
+    only_legacy = False
 
     def __init__(
         self,
@@ -236,8 +240,7 @@ class Rotation:
         if chunk.done:
             return
         table = self.table(chunk.model)
-        assert run.new_key_id is not None
-        cipher = cipher_for(run.new_key_id)
+        key_id, cipher = self._sealing_key(run)
         self.ledger.start_chunk(chunk)
         while True:
             rows = read_rows(self.connection, table, chunk.cursor, self.batch_size, chunk.upper)
@@ -248,12 +251,13 @@ class Rotation:
             batch = examine_rows(
                 rows,
                 table.columns,
-                run.new_key_id,
+                key_id,
                 cipher,
                 rewrite=True,
                 bindings=table.bindings,
                 legacy=table.legacy,
                 encrypted=table.encrypted,
+                only_legacy=self.only_legacy,
             )
             with transaction.atomic(using=self.using):
                 write_rows(self.connection, table, batch)
@@ -261,6 +265,11 @@ class Rotation:
                 self.ledger.advance_chunk(chunk, _jsonable_pk(batch.last_pk), batch)
                 self.ledger.add_counts(run, batch)
             self.progress.advance(table.label, batch.rows)
+
+    def _sealing_key(self, run: RotationRun) -> tuple[int, AeadCipher]:
+        """The key every rewritten value is sealed under: the run's new key."""
+        assert run.new_key_id is not None
+        return run.new_key_id, cipher_for(run.new_key_id)
 
     # -- census and retirement ------------------------------------------------------------------
 

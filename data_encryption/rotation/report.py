@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
-from ..models import RotationRun, RunStatus, format_key_id
+from ..models import RotationRun, RunKind, RunStatus, format_key_id
 from .census import Census
 
 MAX_FAILURES_IN_REPORT = 100
@@ -126,7 +126,7 @@ class RotationReport(Mapping[str, Any]):
         resumed: bool,
         now: datetime,
         elapsed: float | None = None,
-    ) -> RotationReport:
+    ) -> Self:
         """A run that ended (or stopped). ``elapsed``: seconds this process spent on it; by
         default, from the run's start to its end."""
         finished = run.finished_at or now
@@ -159,11 +159,13 @@ class RotationReport(Mapping[str, Any]):
         """Nothing done: ``running`` holds the rotation lock (``None``: it was taken between
         this process's read and its insert)."""
         reason = (
-            f"rotation {running.pk} is already running (held by {running.holder}, last "
+            f"{running.kind} {running.pk} is already running (held by {running.holder}, last "
             f"heartbeat {running.heartbeat_at.isoformat()})"
             if running
             else "another rotation started at the same moment"
         )
+        if running and running.kind != RunKind.ROTATION:
+            reason += "; a rotation and a conversion never run at once: rotate once it is done"
         return cls(
             status=RunStatus.SKIPPED,
             timestamp=now,

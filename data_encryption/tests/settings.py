@@ -9,6 +9,7 @@ The database is SQLite unless ``DATA_ENCRYPTION_TEST_DB=postgres``; then the lib
 afresh at every run: no key is written down anywhere.
 """
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -44,6 +45,11 @@ ENCRYPTION_KEY_ROTATION = {
     "CHUNK_ROWS": int(os.environ.get("DATA_ENCRYPTION_TEST_CHUNK_ROWS", "100000")),
     "BATCH_SIZE": int(os.environ.get("DATA_ENCRYPTION_TEST_BATCH_SIZE", "1000")),
 }
+# Columns in transition: none, except in the processes a conversion test starts, which get the
+# test's own through the environment (JSON).
+DATA_ENCRYPTION_LEGACY_COLUMNS = json.loads(
+    os.environ.get("DATA_ENCRYPTION_TEST_LEGACY_COLUMNS", "{}")
+)
 # The peer libraries' own key settings, as their docs say (test_legacy_*), generated per run:
 # django-fernet-encrypted-fields derives its keys from SECRET_KEY and SALT_KEY, django-cryptography
 # from SECRET_KEY, and django-encrypted-model-fields reads FIELD_ENCRYPTION_KEY when imported.

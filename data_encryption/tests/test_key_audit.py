@@ -302,13 +302,17 @@ class MigrationTests(TransactionTestCase):
     def setUp(self):
         reset_key_ring()
         self.addCleanup(reset_key_ring)
-        self.addCleanup(self.migrate, self.after)  # leave the schema as the other tests want it
+        self.addCleanup(self.migrate_to_latest)  # leave the schema as the other tests want it
 
     def migrate(self, target):
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
         executor.migrate([target])
         return executor.loader.project_state([target]).apps
+
+    def migrate_to_latest(self):
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes("data_encryption"))
 
     def old_rows(self):
         apps = self.migrate(self.before)

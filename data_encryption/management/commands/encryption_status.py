@@ -10,8 +10,10 @@ from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
 from data_encryption.exceptions import KeyConfigurationError
-from data_encryption.models import DataKey, RunStatus
+from data_encryption.models import DataKey, RunKind, RunStatus
 from data_encryption.rotation import census_totals
+from data_encryption.rotation.conversion import columns_in_transition
+from data_encryption.rotation.conversion_report import legacy_left
 from data_encryption.rotation.history import recent_runs
 from data_encryption.services import get_rotation_service_class
 
@@ -45,6 +47,8 @@ def status_report(using: str, *, census: bool = True, runs: int = 5) -> dict[str
         counts = service.census()
         report["census"] = counts
         report["values_per_key"] = census_totals(counts)
+        # Columns in transition: the legacy values encrypt_existing has yet to convert.
+        report["legacy_left"] = legacy_left(counts, columns_in_transition())
     report["runs"] = recent_runs(using, runs)
     return report
 
@@ -90,13 +94,25 @@ class Command(BaseCommand):
                 for name, counts in fields.items():
                     shown = ", ".join(f"{k}: {v:,}" for k, v in counts.items()) or "no rows"
                     write(f"  {label}.{name}: {shown}")
-        write(style.MIGRATE_HEADING("Recent rotations"))
+        if report.get("legacy_left"):
+            write(style.MIGRATE_HEADING("Columns in transition"))
+            for column, left in report["legacy_left"].items():
+                write(
+                    f"  {column}: {left:,} legacy values left (run encrypt_existing {column})"
+                    if left
+                    else style.SUCCESS(
+                        f"  {column}: none left; the transition is over: remove it from "
+                        "DATA_ENCRYPTION_LEGACY_COLUMNS and deploy"
+                    )
+                )
+        write(style.MIGRATE_HEADING("Recent runs"))
         if not report["runs"]:
             write("  none yet")
         for run in report["runs"]:
             write(
                 f"  #{run['id']} {run['status']:<10} {run['started_at'][:19]}  "
-                f"{run['records_processed']:,} records, {run['failed_records']:,} failed"
+                + ("conversion, " if run["kind"] == RunKind.CONVERSION else "")
+                + f"{run['records_processed']:,} records, {run['failed_records']:,} failed"
                 + (
                     f", phase {run['phase']}, {run['chunks_done']}/{run['chunks']} chunks done"
                     if run["status"] == RunStatus.RUNNING

@@ -1,0 +1,98 @@
+"""Bad input to a conversion: each row that cannot be converted is reported by pk and field (never
+its value), left byte for byte as it was, and the run finishes and says how many."""
+
+import json
+
+from cryptography.fernet import Fernet
+from django.test import TestCase
+
+from data_encryption.models import RotationFailure, RunStatus
+from data_encryption.services import KeyRotationService
+from data_encryption.tests.conversion_utils import (
+    LABEL,
+    in_transition,
+    insert_legacy,
+    is_envelope,
+    json_text,
+    stored,
+)
+from data_encryption.tests.runner import CapturingHandler
+from data_encryption.tests.testapp.models import Patient
+from data_encryption.tests.utils import FreshKeyRingMixin
+
+TOO_LONG = "C-678901234"  # 11 characters; the field's max_length is 10
+NOT_UTF8 = b"caf\xe9 \xff\xfe secret-notes"
+NOT_JSON = '{"diagnosis": "secret-profile", '
+
+
+class BadInputTests(FreshKeyRingMixin, TestCase):
+    def assertNeverShown(self, report, *values):
+        """No value reaches the report, the failure rows or the log."""
+        shown = [
+            json.dumps(report.as_dict(), default=str),
+            *RotationFailure.objects.values_list("error", flat=True),
+            *CapturingHandler.records,
+        ]
+        for value in values:
+            text = value.decode("latin-1") if isinstance(value, bytes) else value
+            for piece in (text, text[:11]):
+                self.assertFalse(any(piece in line for line in shown), piece)
+
+    @in_transition()
+    def test_each_bad_value_fails_its_row_alone(self):
+        good = ("good", "C-11122233", "fine", json_text({"ok": True}), 5)
+        pks = insert_legacy(
+            [
+                good,
+                ("long", TOO_LONG, "n", json_text(1), 1),
+                ("bytes", "C-22233344", NOT_UTF8, json_text(2), 2),
+                ("json", "C-33344455", "n", NOT_JSON, 3),
+                good,
+            ]
+        )
+        before = {
+            pk: {name: stored(pk, name) for name in ("code", "notes", "profile")} for pk in pks
+        }
+        report = KeyRotationService(batch_size=2).encrypt_existing([LABEL])
+        self.assertEqual(report.status, RunStatus.FAILED)
+        self.assertEqual(report.records_processed, 5)
+        self.assertEqual(report.failed_records, 3)
+        failures = {(failure.pk, failure.field): failure.error for failure in report.failures}
+        self.assertEqual(
+            set(failures), {(str(pks[1]), "code"), (str(pks[2]), "notes"), (str(pks[3]), "profile")}
+        )
+        self.assertIn("(max_length 10)", failures[(str(pks[1]), "code")])
+        self.assertIn("is not UTF-8 text", failures[(str(pks[2]), "notes")])
+        self.assertIn("is not valid JSON", failures[(str(pks[3]), "profile")])
+        # The failed values are left exactly as they were; every other value is converted.
+        for pk, name in [(pks[1], "code"), (pks[2], "notes"), (pks[3], "profile")]:
+            self.assertEqual(stored(pk, name), before[pk][name])
+        for pk in (pks[0], pks[4]):
+            self.assertTrue(all(is_envelope(stored(pk, name)) for name in before[pk]))
+        self.assertTrue(is_envelope(stored(pks[1], "notes")))  # the row's other columns too
+        self.assertEqual(report.legacy_left[f"{LABEL}.code"], 1)
+        self.assertIn("3 rows failed: fix them, then run encrypt_existing again", report.reason)
+        self.assertNeverShown(report, TOO_LONG, NOT_UTF8, NOT_JSON)
+
+    def test_a_token_under_a_key_the_reader_lacks_fails_its_row(self):
+        known, unknown = Fernet.generate_key(), Fernet.generate_key()
+        reader = {
+            "READER": "data_encryption.tests.legacy_readers.FernetTokenReader",
+            "OPTIONS": {"KEYS": [known.decode()]},
+        }
+        readable = Fernet(known).encrypt(b"readable notes").decode()
+        foreign = Fernet(unknown).encrypt(b"foreign-secret").decode()
+        with in_transition({f"{LABEL}.notes": reader}):
+            pks = insert_legacy(
+                [("a", None, readable, None, None), ("b", None, foreign, None, None)]
+            )
+            foreign_before = stored(pks[1], "notes")
+            report = KeyRotationService().encrypt_existing([f"{LABEL}.notes"])
+            self.assertEqual((report.status, report.failed_records), (RunStatus.FAILED, 1))
+            self.assertEqual(Patient.objects.get(pk=pks[0]).notes, "readable notes")
+        self.assertTrue(is_envelope(stored(pks[0], "notes")))
+        self.assertEqual(stored(pks[1], "notes"), foreign_before)
+        [failure] = report.failures
+        self.assertEqual((failure.pk, failure.field), (str(pks[1]), "notes"))
+        self.assertIn("not a Fernet token under any key the reader has", failure.error)
+        self.assertNeverShown(report, "foreign-secret", foreign)
