@@ -126,7 +126,7 @@ class EncryptField(_ColumnConversion):
     ``manage.py encrypt_existing app_label.Model.field``.
 
     The migration must depend on ``data_encryption``'s latest migration (the key table), e.g.
-    ``("data_encryption", "0005_datakey_metadata_mac")``.
+    ``("data_encryption", "0006_rotationrun_kind")`` (``makemigrations_encrypted`` writes it).
     """
 
     def __init__(
