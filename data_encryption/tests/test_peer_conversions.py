@@ -15,7 +15,7 @@ from io import StringIO
 
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connection, models
+from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import override_settings
 
@@ -156,7 +156,7 @@ class InMigrationTests(PeerConversionTestCase):
             steps.append((operation, state, state := self.step(operation, state)))
         return steps, state
 
-    def step(self, operation, state, backwards=False):
+    def step(self, operation, state):
         new_state = state.clone()
         operation.state_forwards(APP, new_state)
         with connection.schema_editor() as editor:

@@ -178,7 +178,6 @@ class OnlineTests(ThrowawayAppTestCase):
             self.assertEqual(self.read(), self.expected)
 
     def test_the_command_takes_the_raw_column_and_backwards_gives_the_plain_column(self):
-        from data_encryption.tests.property_app.models import Customer
 
         self.migrate("0002_encrypt_ssn")
         out = StringIO()
