@@ -135,6 +135,10 @@ class EncryptField(_ColumnConversion):
     column in ``DATA_ENCRYPTION_LEGACY_COLUMNS`` before deploying it, then run
     ``manage.py encrypt_existing app_label.Model.field``.
 
+    ``field`` may also be a raw ``models.BinaryField`` (the hand-written property pattern's
+    ``_ssn``) listed in ``ENCRYPTION_KEY_ROTATION["MODELS"]``: its values are sealed as
+    ``EncryptionService.encrypt`` seals their text (bound when ``MODELS`` gives a context).
+
     The migration must depend on ``data_encryption``'s latest migration (the key table), e.g.
     ``("data_encryption", "0006_rotationrun_kind")`` (``makemigrations_encrypted`` writes it).
     """
