@@ -25,6 +25,7 @@ from .conf import encryption_settings, load_class
 from .encryptor import context_bytes, decrypt_text, encrypt_text, open_value, seal
 from .key_audit import Authentication, KeyAudit, audit_data_keys, authenticate_data_keys
 from .keys import key_database, reset_key_ring, rewrap_data_keys, warm_up_key_ring
+from .legacy.columns import decrypt_column
 from .master_key import master_keys
 from .models import DataKey, KeyState, RunStatus
 from .rotation import (
@@ -54,6 +55,7 @@ class EncryptionService:
     # a value encrypted with one decrypts only with the same, so a copy moved elsewhere fails.
     encrypt = staticmethod(encrypt_text)
     decrypt = staticmethod(decrypt_text)
+    decrypt_column = staticmethod(decrypt_column)  # a raw column's, by name (legacy.columns)
 
     @classmethod
     def encrypt_bytes(cls, value: bytes, context: str | None = None) -> bytes:

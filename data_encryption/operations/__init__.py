@@ -5,7 +5,7 @@ a big one converts online (``EncryptField(..., convert=False)`` and ``encrypt_ex
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from django.db import models
@@ -14,9 +14,10 @@ from django.db.migrations.operations.fields import FieldOperation
 
 from ..fields import EncryptedFieldMixin
 from ..legacy import PLAINTEXT, load_reader
-from .column_types import check_vendor, to_encrypted, to_plain
+from .column_types import check_vendor, raw_values_as_bytes, to_encrypted, to_plain
 from .conversion import ConversionError, latest_key_migration, open_column, seal_column
 from .conversion import require_key_table as _require_key_table
+from .raw_columns import binding_of, check_raw_column, is_raw, stored_as
 
 __all__ = ["ConversionError", "DecryptField", "EncryptField", "latest_key_migration"]
 
@@ -72,8 +73,10 @@ class _ColumnConversion(FieldOperation):
         self._check(editor, plain, encrypted, keys=convert)
         reader = load_reader(self.reader, where=self.describe())
         to_encrypted(editor, model, plain, encrypted)
+        if is_raw(encrypted):
+            raw_values_as_bytes(editor, model, encrypted)
         if convert:
-            seal_column(connection, encrypted_model, encrypted, reader)
+            seal_column(connection, encrypted_model, encrypted, reader, binding_of(encrypted))
 
     def _decrypt(self, app_label: str, editor: Any, encrypted_state: Any, plain_state: Any) -> None:
         """The column from its encrypted field back to its plain one, every value decrypted
@@ -85,13 +88,20 @@ class _ColumnConversion(FieldOperation):
         _plain_model, plain = self._fields(app_label, plain_state)
         self._check(editor, plain, encrypted, keys=True)
         reader = load_reader(self.reader, where=self.describe())
-        open_column(connection, model, encrypted, reader, _stored_as(plain, encrypted, connection))
+        binding = binding_of(encrypted)
+        open_column(
+            connection, model, encrypted, reader, binding, stored_as(plain, encrypted, connection)
+        )
         to_plain(editor, model, encrypted, plain)
 
     def _check(self, editor: Any, plain: Any, encrypted: Any, *, keys: bool) -> None:
         where = f"{type(self).__name__} of {plain.model._meta.label}.{self.name}"
         check_vendor(editor.connection, where)
-        if not isinstance(encrypted, EncryptedFieldMixin) or isinstance(plain, EncryptedFieldMixin):
+        if is_raw(encrypted) and not isinstance(plain, EncryptedFieldMixin):
+            check_raw_column(encrypted, where)
+        elif not isinstance(encrypted, EncryptedFieldMixin) or isinstance(
+            plain, EncryptedFieldMixin
+        ):
             raise TypeError(
                 f"{where} changes a plain field into an encrypted one (EncryptField) or back "
                 f"(DecryptField); here it would change a {type(plain).__name__} into a "
@@ -125,6 +135,10 @@ class EncryptField(_ColumnConversion):
     column in ``DATA_ENCRYPTION_LEGACY_COLUMNS`` before deploying it, then run
     ``manage.py encrypt_existing app_label.Model.field``.
 
+    ``field`` may also be a raw ``models.BinaryField`` (the hand-written property pattern's
+    ``_ssn``) listed in ``ENCRYPTION_KEY_ROTATION["MODELS"]``: its values are sealed as
+    ``EncryptionService.encrypt`` seals their text (bound when ``MODELS`` gives a context).
+
     The migration must depend on ``data_encryption``'s latest migration (the key table), e.g.
     ``("data_encryption", "0006_rotationrun_kind")`` (``makemigrations_encrypted`` writes it).
     """
@@ -137,10 +151,11 @@ class EncryptField(_ColumnConversion):
         reader: ReaderSpec = PLAINTEXT,
         convert: bool = True,
     ) -> None:
-        if not isinstance(field, EncryptedFieldMixin):
+        if not isinstance(field, EncryptedFieldMixin) and not is_raw(field):
             raise TypeError(
                 f"EncryptField({model_name!r}, {name!r}) needs the encrypted field the column "
-                f"becomes, not a {type(field).__name__}. DecryptField goes the other way."
+                f"becomes (or the raw BinaryField of the hand-written property pattern), not a "
+                f"{type(field).__name__}. DecryptField goes the other way."
             )
         self.convert = convert
         super().__init__(model_name, name, field, reader)
@@ -215,20 +230,3 @@ class DecryptField(_ColumnConversion):
     @property
     def migration_name_fragment(self) -> str:
         return f"decrypt_{self.model_name_lower}_{self.name_lower}"
-
-
-def _stored_as(plain: Any, encrypted: Any, connection: Any) -> Callable[[Any], Any]:
-    """How a value is written into the binary column before it becomes ``plain``'s again: as the
-    plain field stores it (SQLite keeps it through the table rebuild), or on PostgreSQL as the
-    bytes its type is parsed from (the plaintext; a text column's own text, which for another
-    library's field is its token)."""
-    if connection.vendor != "postgresql":
-        return lambda value: plain.get_db_prep_save(value, connection)
-
-    def plaintext(value: Any) -> bytes:
-        prepared = plain.get_db_prep_save(value, connection)
-        if isinstance(prepared, str):
-            return prepared.encode()
-        return bytes(encrypted.to_plaintext(encrypted.get_prep_value(value)))
-
-    return plaintext

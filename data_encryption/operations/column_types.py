@@ -130,3 +130,16 @@ def _parse_of(plain_type: str) -> str:
     if kind == "interval":  # integer microseconds; exact, whatever the size
         return f"({text} || ' microseconds')::interval"
     return f"CAST({text} AS {plain_type})"  # booleans too: '1' and '0' are boolean literals
+
+
+def raw_values_as_bytes(schema_editor: Any, model: Any, field: models.Field) -> None:
+    """SQLite: a raw column's values, which its table rebuild kept as the plain column stored
+    them (text, numbers), as their UTF-8 text's bytes, which is what PostgreSQL's type change
+    makes of them too: the property pattern's column then holds bytes, whatever the database."""
+    if schema_editor.connection.vendor != "sqlite":
+        return
+    quote = schema_editor.quote_name
+    column, table = quote(field.column), quote(model._meta.db_table)
+    # Quoted names only; no value enters the statement.
+    update = f"UPDATE {table} SET {column} = CAST({column} AS BLOB)"  # noqa: S608
+    schema_editor.execute(f"{update} WHERE typeof({column}) IN ('text', 'integer', 'real')")

@@ -13,12 +13,14 @@ from django.db import connections, models
 
 from ..encryptor import open_value
 from ..exceptions import DataEncryptionError, KeyConfigurationError
+from ..fields.binding import ColumnBinding
 from ..keys import key_database, key_ring
 from ..legacy import LegacyColumn, LegacyReader, is_envelope
 from ..models import DataKey
 from ..rotation.batch import examine_rows, failure_reason
 from ..rotation.rows import Rewrite, pages, write_rows
 from ..rotation.tables import Table
+from .raw_columns import is_raw, raw_plaintext
 
 BATCH_SIZE = 1000
 # A failure names this many primary keys; the rest are counted.
@@ -59,13 +61,20 @@ def latest_key_migration() -> tuple[str, str]:
     return leaves[-1]
 
 
-def seal_column(connection: Any, model: type[models.Model], encrypted: Any, reader: Any) -> None:
+def seal_column(
+    connection: Any,
+    model: type[models.Model],
+    encrypted: Any,
+    reader: Any,
+    binding: ColumnBinding | None,
+) -> None:
     """Encrypt every value of ``encrypted``'s column that is not an envelope yet, read by
-    ``reader`` (its old value's text, or bytes) under the current primary data key."""
+    ``reader`` (its old value's text, or bytes) under the current primary data key, bound to
+    ``binding`` (``None``: unbound)."""
     ring = key_ring()
     if ring.refusal:
         raise KeyConfigurationError(ring.refusal)
-    table = _table(model, encrypted)
+    table = _table(model, encrypted, binding)
     table.legacy[encrypted.name] = LegacyColumn(reader, encrypted)
     table.encrypted.add(encrypted.name)
     failures: list[tuple[Any, str]] = []
@@ -91,13 +100,15 @@ def open_column(
     model: type[models.Model],
     encrypted: Any,
     reader: LegacyReader | None,
+    binding: ColumnBinding | None,
     stored: Callable[[Any], Any],
 ) -> None:
     """Replace every value of ``encrypted``'s column by ``stored(value)``: an envelope is
     decrypted, a value from before the column was ours (a conversion left unfinished) is read
-    by ``reader``. Every value is read before any is written."""
-    table = _table(model, encrypted)
-    binding = table.bindings.get(encrypted.name)
+    by ``reader``. A raw column's value is its plaintext bytes. Every value is read before any
+    is written."""
+    table = _table(model, encrypted, binding)
+    raw_column = is_raw(encrypted)
     rewrites: list[Rewrite] = []
     failures: list[tuple[Any, str]] = []
     for rows in pages(connection, table, BATCH_SIZE):
@@ -109,9 +120,13 @@ def open_column(
             try:
                 if is_envelope(raw) or reader is None:
                     context = None if binding is None else binding.for_row(pk)
-                    value = encrypted.from_plaintext_checked(open_value(raw, context))
+                    value = open_value(raw, context)
+                    if not raw_column:
+                        value = encrypted.from_plaintext_checked(value)
                 else:
                     value = reader.read(raw, encrypted)
+                    if raw_column:
+                        value = raw_plaintext(value)
                 rewrites.append((stored(value), pk, raw))
             except Exception as exc:  # any value's failure is that row's; never the value
                 failures.append((pk, failure_reason(exc)))
@@ -138,10 +153,10 @@ class _Writes:
         self.refused.append((pk, reason))
 
 
-def _table(model: type[models.Model], encrypted: Any) -> Table:
+def _table(model: type[models.Model], encrypted: Any, binding: ColumnBinding | None) -> Table:
     bindings: Mapping[str, Any] = {}
-    if encrypted.binding is not None:
-        bindings = {encrypted.name: encrypted.binding}
+    if binding is not None:
+        bindings = {encrypted.name: binding}
     pk_column = model._meta.pk.column
     assert pk_column is not None  # a model's primary key always has a column
     return Table(
