@@ -56,6 +56,7 @@ __all__ = [
     "LegacyColumn",
     "LegacyReader",
     "LegacyValueError",
+    "field_named",
     "is_envelope",
     "is_fernet_token",
     "legacy_readers",
@@ -109,18 +110,25 @@ def reader_for_field(field: models.Field) -> LegacyReader | None:
     return legacy_readers().get((concrete._meta.label_lower, field.name))
 
 
+def field_named(column: str, *, where: str) -> models.Field:
+    """The field ``"app_label.Model.field"`` names; ``where`` (a setting, a function) is who
+    named it, for the error when it names none."""
+    model_label, _, name = str(column).rpartition(".")
+    try:
+        field = apps.get_model(model_label)._meta.get_field(name)
+    except (LookupError, ValueError, FieldDoesNotExist):
+        raise ImproperlyConfigured(
+            f"{where} names {column!r}, which is not a field of an installed model. Use "
+            "'app_label.Model.field', e.g. 'customers.Customer.ssn'."
+        ) from None
+    assert isinstance(field, models.Field)
+    return field
+
+
 def _resolve(columns: Mapping[str, Any]) -> dict[tuple[str, str], LegacyReader]:
     resolved = {}
     for label, spec in columns.items():
-        model_label, _, name = str(label).rpartition(".")
-        try:
-            model = apps.get_model(model_label)
-            field = model._meta.get_field(name)
-        except (LookupError, ValueError, FieldDoesNotExist):
-            raise ImproperlyConfigured(
-                f"{SETTING} names {label!r}, which is not a field of an installed model. Use "
-                "'app_label.Model.field'."
-            ) from None
+        field = field_named(label, where=SETTING)
         concrete = field.model._meta.concrete_model or field.model
         resolved[(concrete._meta.label_lower, field.name)] = load_reader(
             spec, where=f"{SETTING}[{label!r}]"

@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.apps import apps
-from django.core.exceptions import FieldDoesNotExist, ImproperlyConfigured
 from django.db import models
 
 from ..conf import register_cache
@@ -20,7 +18,7 @@ from ..conf.settings import encryption_settings
 from ..encryptor import decrypt_text
 from ..envelope import Binary
 from ..exceptions import DecryptionError
-from . import legacy_readers
+from . import field_named, legacy_readers
 from .base import LegacyReader, LegacyValueError, is_envelope, is_fernet_token
 
 
@@ -108,15 +106,7 @@ def _resolve(column: str) -> RawColumn:
             f"decrypt_column() names its column as 'app_label.Model.field', not "
             f"{type(column).__name__}."
         )
-    model_label, _, name = column.rpartition(".")
-    try:
-        model = apps.get_model(model_label)
-        field = model._meta.get_field(name)
-    except (LookupError, ValueError, FieldDoesNotExist):
-        raise ImproperlyConfigured(
-            f"decrypt_column() names {column!r}, which is not a field of an installed model. "
-            "Use 'app_label.Model.field', e.g. 'customers.Customer._ssn'."
-        ) from None
+    field = field_named(column, where="decrypt_column()")
     concrete = field.model._meta.concrete_model or field.model
     label_lower = concrete._meta.label_lower
     context = None
