@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from django.core import exceptions
 from django.db import models
 
-from ..envelope import ValueKind, classify
+from ..envelope import ValueKind, classify, read_header
 from ..exceptions import DecryptionError
 
 PLAINTEXT = "plaintext"
@@ -59,12 +59,27 @@ class LegacyReader(abc.ABC):
         return f"<{type(self).__name__} {self.name}>"  # never the options: they hold keys
 
 
+class UndecodableText(bytes):
+    """A SQLite TEXT value that is not UTF-8 (SQLite stores whatever bytes it is given), as its
+    bytes: sqlite3 cannot make a ``str`` of it, so a walk reads it this way instead of failing
+    the page. Never UTF-8 text, so it fails its own row ("not UTF-8") and is never written back
+    (the compare-and-swap could not match a TEXT value with bytes anyway)."""
+
+    def __repr__(self) -> str:
+        return f"<UndecodableText {len(self)}B>"  # never the bytes: they are plaintext
+
+
 def is_envelope(raw: Any) -> bool:
-    """Whether ``raw`` is (or starts like) one of our envelopes, in either form. Such a value is
-    never handed to a legacy reader: if it does not open, it was altered, and says so."""
+    """Whether ``raw`` is one of our envelopes: a value that starts like the binary form (no
+    UTF-8 text starts with its ``ff`` byte), or parses canonically as the ASCII form. Such a
+    value is never handed to a legacy reader: if it does not open, it was altered, and says so.
+    Text that merely starts like the ASCII form (``"de2: call back Tuesday"``) is not one."""
     if not isinstance(raw, (bytes, bytearray, memoryview, str)):
         return False
-    return classify(raw) in (ValueKind.ENVELOPE_BINARY, ValueKind.ENVELOPE_ASCII)
+    kind = classify(raw)
+    if kind is ValueKind.ENVELOPE_ASCII:
+        return read_header(raw) is not None
+    return kind is ValueKind.ENVELOPE_BINARY
 
 
 def is_fernet_token(raw: Any) -> bool:

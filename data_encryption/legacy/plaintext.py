@@ -21,7 +21,7 @@ from django.db import DEFAULT_DB_ALIAS, connections, models, router
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime, parse_time
 
-from .base import PLAINTEXT, LegacyReader, LegacyValueError, _label
+from .base import PLAINTEXT, LegacyReader, LegacyValueError, UndecodableText, _label
 
 
 class PlaintextReader(LegacyReader):
@@ -30,6 +30,11 @@ class PlaintextReader(LegacyReader):
     name = PLAINTEXT
 
     def read(self, raw: Any, field: models.Field) -> Any:
+        if isinstance(raw, UndecodableText):
+            raise LegacyValueError(
+                f"A plaintext value of {_label(field)} is text that is not UTF-8; the row is "
+                "left as it is. Fix the row, then run the conversion again."
+            )
         if not hasattr(field, "from_plaintext"):
             return raw  # a raw column (the property pattern): its text or bytes as they are
         try:

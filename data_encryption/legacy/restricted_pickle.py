@@ -37,11 +37,25 @@ def _pytz_zone(
     return datetime.timezone(offset, tzname) if tzname else datetime.timezone(offset)
 
 
+def _no_size(kind: type) -> Any:
+    """``bytes``/``bytearray`` built from their contents only: ``bytearray(10**12)`` from a
+    pickle would allocate whatever size it names."""
+
+    def build(*args: Any) -> Any:
+        if args and isinstance(args[0], int):
+            raise pickle.UnpicklingError("a size, not contents")
+        return kind(*args)
+
+    return build
+
+
 _ALLOWED: dict[tuple[str, str], Any] = {
     **{
         ("builtins", kind.__name__): kind
-        for kind in (str, bytes, bytearray, int, float, bool, list, dict, tuple, set, frozenset)
+        for kind in (str, int, float, bool, list, dict, tuple, set, frozenset)
     },
+    ("builtins", "bytes"): _no_size(bytes),
+    ("builtins", "bytearray"): _no_size(bytearray),
     ("builtins", "getattr"): _zoneinfo_unpickler,
     ("decimal", "Decimal"): decimal.Decimal,
     **{

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, OperationalError, transaction
 
 from ..exceptions import describe_error
+from ..legacy import UndecodableText
 from .tables import Table
 
 Rewrite = tuple[Any, Any, Any]  # (new value, pk, old value)
@@ -49,9 +50,39 @@ def read_rows(
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     table_name = _quote(connection, table.table)
     sql = f"SELECT {quoted_pk}, {columns} FROM {table_name}{where} ORDER BY {quoted_pk} LIMIT %s"  # noqa: S608
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [*params, limit])
+            return cursor.fetchall()
+    except OperationalError as exc:
+        if connection.vendor != "sqlite" or "decode" not in str(exc):
+            raise
+    # SQLite holds a TEXT value that is not UTF-8 in this page (it stores any bytes it is
+    # given), and sqlite3 refuses the whole page. Read the page again with such values as
+    # bytes, so that one row fails alone ("not UTF-8") instead of the run.
+    safe = ", ".join(
+        f"CASE WHEN typeof({column}) = 'text' THEN CAST({column} AS BLOB) ELSE {column} END, "
+        f"typeof({column})"
+        for column in (_quote(connection, column) for _, column in table.columns)
+    )
+    sql = f"SELECT {quoted_pk}, {safe} FROM {table_name}{where} ORDER BY {quoted_pk} LIMIT %s"  # noqa: S608
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, limit])
-        return cursor.fetchall()
+        return [_decoded(row) for row in cursor.fetchall()]
+
+
+def _decoded(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A row read with each value beside its SQLite type: text back to ``str``, or to
+    ``UndecodableText`` when it is not UTF-8; every other value as it was."""
+    values: list[Any] = [row[0]]
+    for value, kind in zip(row[1::2], row[2::2], strict=True):
+        if kind == "text":
+            try:
+                value = bytes(value).decode()
+            except UnicodeDecodeError:
+                value = UndecodableText(value)
+        values.append(value)
+    return tuple(values)
 
 
 def pages(

@@ -4,6 +4,7 @@ its value), left byte for byte as it was, and the run finishes and says how many
 import json
 
 from cryptography.fernet import Fernet
+from django.db import connection
 from django.test import TestCase
 
 from data_encryption.models import RotationFailure, RunStatus
@@ -96,3 +97,36 @@ class BadInputTests(FreshKeyRingMixin, TestCase):
         self.assertEqual((failure.pk, failure.field), (str(pks[1]), "notes"))
         self.assertIn("not a Fernet token under any key the reader has", failure.error)
         self.assertNeverShown(report, "foreign-secret", foreign)
+
+    @in_transition()
+    def test_sqlite_text_that_is_not_utf8_fails_its_row_not_the_run(self):
+        # SQLite stores any bytes as TEXT (CAST(x'..' AS TEXT)), and sqlite3 cannot make a str of
+        # them: the page is read again with such values as bytes, so the row fails alone.
+        if connection.vendor != "sqlite":
+            self.skipTest("PostgreSQL refuses text that is not UTF-8 on the way in")
+        pks = insert_legacy([("a", "C-1", "fine", None, 1), ("b", "C-2", "x", None, 2)])
+        table = connection.ops.quote_name(Patient._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {table} SET notes = CAST(x'ff61e9' AS TEXT) WHERE id = %s", [pks[1]]
+            )
+        report = KeyRotationService(batch_size=10).encrypt_existing([LABEL])
+        self.assertEqual((report.status, report.failed_records), (RunStatus.FAILED, 1))
+        [failure] = report.failures
+        self.assertEqual((failure.pk, failure.field), (str(pks[1]), "notes"))
+        self.assertIn("not UTF-8", failure.error)
+        self.assertEqual(Patient.objects.get(pk=pks[0]).notes, "fine")
+        self.assertTrue(is_envelope(stored(pks[1], "code")))  # the row's other columns too
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT typeof(notes), hex(notes) FROM {table} WHERE id = %s", [pks[1]])
+            self.assertEqual(cursor.fetchone(), ("text", "FF61E9"))  # left as it was
+
+    @in_transition()
+    def test_plaintext_that_starts_like_the_ascii_form_is_plaintext(self):
+        # "de2:" begins the ASCII envelope, but only a canonical one is an envelope.
+        [pk] = insert_legacy([("a", "C-1", "de2: call back Tuesday", None, 1)])
+        self.assertEqual(Patient.objects.get(pk=pk).notes, "de2: call back Tuesday")
+        report = KeyRotationService().encrypt_existing([LABEL])
+        self.assertEqual((report.status, report.failed_records), (RunStatus.COMPLETED, 0))
+        self.assertTrue(is_envelope(stored(pk, "notes")))
+        self.assertEqual(Patient.objects.get(pk=pk).notes, "de2: call back Tuesday")

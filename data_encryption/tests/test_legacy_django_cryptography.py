@@ -146,7 +146,9 @@ class DjangoCryptographyReaderTests(TestCase):
     def test_an_authentic_pickle_of_anything_but_a_field_value_is_refused(self):
         # Made with the library's own cipher and the right keys: only the unpickler stands guard.
         run_code = b"cos\nsystem\n(S'echo never run'\ntR."
-        for plaintext in [run_code, pickle.dumps(ValueError("x")), pickle.dumps(print)]:
+        # bytearray(10**12): a pickle that names a size would allocate it.
+        huge = b"cbuiltins\nbytearray\n(I1000000000000\ntR."
+        for plaintext in [run_code, huge, pickle.dumps(ValueError("x")), pickle.dumps(print)]:
             token = FernetBytes().encrypt(plaintext)
             with (
                 self.subTest(plaintext=plaintext[:12]),
@@ -155,6 +157,15 @@ class DjangoCryptographyReaderTests(TestCase):
                 load_reader(NAME).read(token, ROW["char"][0])
             self.assertIn("is authentic but does not hold a field value", str(caught.exception))
             self.assertNotIn("system", str(caught.exception))
+
+    def test_the_unpickler_builds_bytes_from_contents_never_from_a_size(self):
+        from data_encryption.legacy.restricted_pickle import load_field_value
+
+        for kind in ("bytes", "bytearray"):
+            sized = f"cbuiltins\n{kind}\n(I5\ntR.".encode()
+            with self.subTest(kind=kind), self.assertRaises(pickle.UnpicklingError):
+                load_field_value(sized)
+        self.assertEqual(load_field_value(pickle.dumps(bytearray(b"ab"), protocol=3)), b"ab")
 
     def test_a_value_that_is_not_the_libraries_is_refused(self):
         for raw in [b"plain secret", "plain secret", b"\x80" + b"\x00" * 40]:
