@@ -5,7 +5,6 @@ a big one converts online (``EncryptField(..., convert=False)`` and ``encrypt_ex
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from django.db import models
@@ -13,15 +12,14 @@ from django.db.migrations.operations.base import OperationCategory
 from django.db.migrations.operations.fields import FieldOperation
 
 from ..fields import EncryptedFieldMixin
-from ..legacy import PLAINTEXT, load_reader
+from ..legacy import PLAINTEXT
 from .column_types import check_vendor, raw_values_as_bytes, to_encrypted, to_plain
 from .conversion import ConversionError, latest_key_migration, open_column, seal_column
 from .conversion import require_key_table as _require_key_table
 from .raw_columns import binding_of, check_raw_column, is_raw, stored_as
+from .readers import ReaderSpec, check_reader_spec, operation_reader, reader_name
 
 __all__ = ["ConversionError", "DecryptField", "EncryptField", "latest_key_migration"]
-
-ReaderSpec = str | Mapping[str, Any]
 
 
 class _ColumnConversion(FieldOperation):
@@ -37,8 +35,17 @@ class _ColumnConversion(FieldOperation):
     def __init__(
         self, model_name: str, name: str, field: models.Field, reader: ReaderSpec = PLAINTEXT
     ) -> None:
+        check_reader_spec(reader, f"{type(self).__name__}({model_name!r}, {name!r})")
         self.reader = reader
         super().__init__(model_name, name, field)
+
+    def __repr__(self) -> str:
+        # Never the reader's options (a reader with options is refused anyway: they hold keys).
+        shown = f"{self.model_name}.{self.name} {type(self.field).__name__}"
+        return f"<{type(self).__name__} {shown} reader={self._reader_name()!r}{self._flags()}>"
+
+    def _flags(self) -> str:
+        return ""
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
         kwargs: dict[str, Any] = {
@@ -58,7 +65,12 @@ class _ColumnConversion(FieldOperation):
         return model, model._meta.get_field(self.name)
 
     def _reader_name(self) -> str:
-        return str(self.reader.get("READER") if isinstance(self.reader, Mapping) else self.reader)
+        return reader_name(self.reader)
+
+    def _reader(self, model: type[models.Model]) -> Any:
+        return operation_reader(
+            self.reader, f"{model._meta.label}.{self.name}", where=self.describe()
+        )
 
     def _encrypt(
         self, app_label: str, editor: Any, plain_state: Any, encrypted_state: Any, convert: bool
@@ -71,7 +83,7 @@ class _ColumnConversion(FieldOperation):
             return
         encrypted_model, encrypted = self._fields(app_label, encrypted_state)
         self._check(editor, plain, encrypted, keys=convert)
-        reader = load_reader(self.reader, where=self.describe())
+        reader = self._reader(model)
         to_encrypted(editor, model, plain, encrypted)
         if is_raw(encrypted):
             raw_values_as_bytes(editor, model, encrypted)
@@ -87,7 +99,7 @@ class _ColumnConversion(FieldOperation):
             return
         _plain_model, plain = self._fields(app_label, plain_state)
         self._check(editor, plain, encrypted, keys=True)
-        reader = load_reader(self.reader, where=self.describe())
+        reader = self._reader(model)
         binding = binding_of(encrypted)
         open_column(
             connection, model, encrypted, reader, binding, stored_as(plain, encrypted, connection)
@@ -128,7 +140,10 @@ class EncryptField(_ColumnConversion):
     that cannot be converted (too long, not its type, a token ``reader`` cannot open) stops the
     migration with its pk, and every row stays as it was (DDL is transactional on PostgreSQL and
     SQLite; other databases are refused). ``reader`` names what the old values are: ``plaintext``
-    or another library's reader (a name, a dotted path, or ``{"READER": ..., "OPTIONS": ...}``).
+    or another library's reader (its name or a dotted path), which reads the library's settings
+    (its keys), or takes its OPTIONS from the column's ``DATA_ENCRYPTION_LEGACY_COLUMNS`` entry
+    when that names the same reader: keys never go in a migration file, so ``OPTIONS`` here is
+    refused.
     Backwards, every value is decrypted and the plain column comes back with its values.
 
     ``convert=False`` changes only the column's type, for a big table converted online: list the
@@ -159,6 +174,9 @@ class EncryptField(_ColumnConversion):
             )
         self.convert = convert
         super().__init__(model_name, name, field, reader)
+
+    def _flags(self) -> str:
+        return "" if self.convert else " convert=False"
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
         name, args, kwargs = super().deconstruct()

@@ -11,7 +11,7 @@ from data_encryption.operations import DecryptField, EncryptField
 
 class WriterTests(SimpleTestCase):
     def test_a_written_migration_loads_back_the_same_operations(self):
-        reader = {"READER": "django-encrypted-model-fields", "OPTIONS": {"KEY_SETTING": "X"}}
+        reader = {"READER": "django-encrypted-model-fields"}
         operations = [
             EncryptField("customer", "ssn", fields.EncryptedCharField(max_length=11)),
             EncryptField(
