@@ -17,7 +17,13 @@ from .column_types import check_vendor, raw_values_as_bytes, to_encrypted, to_pl
 from .conversion import ConversionError, latest_key_migration, open_column, seal_column
 from .conversion import require_key_table as _require_key_table
 from .raw_columns import binding_of, check_raw_column, is_raw, stored_as
-from .readers import ReaderSpec, check_reader_spec, operation_reader, reader_name
+from .readers import (
+    ReaderSpec,
+    check_reader_spec,
+    operation_reader,
+    reader_name,
+    require_transition,
+)
 
 __all__ = ["ConversionError", "DecryptField", "EncryptField", "latest_key_migration"]
 
@@ -83,6 +89,9 @@ class _ColumnConversion(FieldOperation):
             return
         encrypted_model, encrypted = self._fields(app_label, encrypted_state)
         self._check(editor, plain, encrypted, keys=convert)
+        if not convert:
+            column = f"{model._meta.label}.{self.name}"
+            require_transition(self.reader, column, f"{type(self).__name__} of {column}")
         reader = self._reader(model)
         to_encrypted(editor, model, plain, encrypted)
         if is_raw(encrypted):
@@ -147,7 +156,8 @@ class EncryptField(_ColumnConversion):
     Backwards, every value is decrypted and the plain column comes back with its values.
 
     ``convert=False`` changes only the column's type, for a big table converted online: list the
-    column in ``DATA_ENCRYPTION_LEGACY_COLUMNS`` before deploying it, then run
+    column in ``DATA_ENCRYPTION_LEGACY_COLUMNS`` with the same reader in the settings you migrate
+    and deploy with (the migration is refused, before any change, without), then run
     ``manage.py encrypt_existing app_label.Model.field``.
 
     ``field`` may also be a raw ``models.BinaryField`` (the hand-written property pattern's

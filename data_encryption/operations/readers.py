@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 from ..conf.settings import encryption_settings
 from ..legacy import READERS, SETTING, LegacyReader, load_reader
 
@@ -61,3 +63,22 @@ def operation_reader(spec: ReaderSpec, column: str, where: str) -> LegacyReader:
     if entry is not None and same_reader(entry[1], spec):
         return load_reader(entry[1], where=f"{SETTING}[{entry[0]!r}]")
     return load_reader(spec, where=where)
+
+
+def require_transition(spec: ReaderSpec, column: str, where: str) -> None:
+    """Refuse a type change that converts no row unless ``column`` is in transition, read by
+    the same reader: otherwise, once deployed, every read of an old value fails."""
+    entry = transition_entry(column)
+    name = reader_name(spec)
+    if entry is None:
+        raise ImproperlyConfigured(
+            f"{where} converts no row, so the column keeps its old values, which only a column "
+            f"in {SETTING} reads. Add {column!r}: {name!r} to {SETTING} (in the settings you "
+            "migrate and deploy with), then migrate again; nothing was changed."
+        )
+    if not same_reader(entry[1], spec):
+        raise ImproperlyConfigured(
+            f"{where} reads the old values with the {name} reader, but {SETTING}[{entry[0]!r}] "
+            f"names the {reader_name(entry[1])} reader. Make them the same reader, then migrate "
+            "again; nothing was changed."
+        )

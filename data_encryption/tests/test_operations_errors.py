@@ -2,8 +2,10 @@
 migration by pk (never by value) and every row stays as it was; what the operations refuse, and
 what they say."""
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, models
 from django.db.migrations.operations import AlterField
+from django.test import override_settings
 
 from data_encryption import fields
 from data_encryption.exceptions import KeyConfigurationError
@@ -50,6 +52,7 @@ class BadRowTests(OperationTestCase):
         self.assertEqual(self.columns(model), self.described)
         self.assertEqual(self.raw_rows(model, "ssn"), self.stored)
 
+    @override_settings(DATA_ENCRYPTION_LEGACY_COLUMNS={"ops_tests.Everything.ssn": "plaintext"})
     def test_convert_false_changes_the_type_only_and_backwards_reads_what_was_left(self):
         operation = self.encrypt(max_length=40, convert=False)
         self.assertIn("DATA_ENCRYPTION_LEGACY_COLUMNS", operation.describe())
@@ -64,6 +67,26 @@ class BadRowTests(OperationTestCase):
         self.assertEqual(stored, expected)
         self.unapply(operation, self.state, after)
         self.assertEqual(self.raw_rows(self.model(self.state), "ssn"), self.stored)
+
+    def test_convert_false_needs_the_column_in_transition_and_changes_nothing_without(self):
+        operation = self.encrypt(max_length=40, convert=False)
+        entries = {
+            None: "Add 'ops_tests.Everything.ssn': 'plaintext' to DATA_ENCRYPTION_LEGACY_COLUMNS",
+            "django-cryptography": "names the django-cryptography reader",
+        }
+        for reader, expected in entries.items():
+            setting = {} if reader is None else {"ops_tests.Everything.ssn": reader}
+            with (
+                self.subTest(entry=reader),
+                override_settings(DATA_ENCRYPTION_LEGACY_COLUMNS=setting),
+                self.assertRaises(ImproperlyConfigured) as caught,
+            ):
+                self.apply(operation, self.state)
+            self.assertIn(expected, str(caught.exception))
+            self.assertIn("nothing was changed", str(caught.exception))
+            model = self.model(self.state)
+            self.assertEqual(self.columns(model), self.described)
+            self.assertEqual(self.raw_rows(model, "ssn"), self.stored)
 
     def test_a_value_that_does_not_decrypt_stops_the_way_back_and_changes_nothing(self):
         model = self.model(self.state)
