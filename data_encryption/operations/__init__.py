@@ -16,6 +16,7 @@ from ..legacy import PLAINTEXT
 from .column_types import check_vendor, raw_values_as_bytes, to_encrypted, to_plain
 from .conversion import ConversionError, latest_key_migration, open_column, seal_column
 from .conversion import require_key_table as _require_key_table
+from .json_nulls import NoJsonNull, holds_json, json_nulls_to_sql, sql_nulls_to_json
 from .raw_columns import binding_of, check_raw_column, is_raw, stored_as
 from .readers import (
     ReaderSpec,
@@ -23,6 +24,7 @@ from .readers import (
     operation_reader,
     reader_name,
     require_transition,
+    same_reader,
 )
 
 __all__ = ["ConversionError", "DecryptField", "EncryptField", "latest_key_migration"]
@@ -96,6 +98,11 @@ class _ColumnConversion(FieldOperation):
         to_encrypted(editor, model, plain, encrypted)
         if is_raw(encrypted):
             raw_values_as_bytes(editor, model, encrypted)
+        if holds_json(encrypted) and same_reader(self.reader, PLAINTEXT):
+            if encrypted.null:
+                json_nulls_to_sql(editor, model, encrypted)
+            else:
+                reader = NoJsonNull(reader)
         if convert:
             seal_column(connection, encrypted_model, encrypted, reader, binding_of(encrypted))
 
@@ -113,6 +120,8 @@ class _ColumnConversion(FieldOperation):
         open_column(
             connection, model, encrypted, reader, binding, stored_as(plain, encrypted, connection)
         )
+        if holds_json(encrypted):
+            sql_nulls_to_json(editor, model, plain)
         to_plain(editor, model, encrypted, plain)
 
     def _check(self, editor: Any, plain: Any, encrypted: Any, *, keys: bool) -> None:
@@ -154,6 +163,10 @@ class EncryptField(_ColumnConversion):
     when that names the same reader: keys never go in a migration file, so ``OPTIONS`` here is
     refused.
     Backwards, every value is decrypted and the plain column comes back with its values.
+
+    An ``EncryptedJSONField`` stores Python ``None`` as SQL NULL, so a JSON ``null`` of the
+    plain column becomes SQL NULL when the encrypted field is ``null=True`` (and JSON null again
+    backwards if the plain field is NOT NULL); otherwise each such row stops the migration.
 
     ``convert=False`` changes only the column's type, for a big table converted online: list the
     column in ``DATA_ENCRYPTION_LEGACY_COLUMNS`` with the same reader in the settings you migrate
