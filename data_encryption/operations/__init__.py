@@ -5,7 +5,6 @@ a big one converts online (``EncryptField(..., convert=False)`` and ``encrypt_ex
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from django.db import models
@@ -13,15 +12,22 @@ from django.db.migrations.operations.base import OperationCategory
 from django.db.migrations.operations.fields import FieldOperation
 
 from ..fields import EncryptedFieldMixin
-from ..legacy import PLAINTEXT, load_reader
+from ..legacy import PLAINTEXT
 from .column_types import check_vendor, raw_values_as_bytes, to_encrypted, to_plain
 from .conversion import ConversionError, latest_key_migration, open_column, seal_column
 from .conversion import require_key_table as _require_key_table
+from .json_nulls import NoJsonNull, holds_json, json_nulls_to_sql, sql_nulls_to_json
 from .raw_columns import binding_of, check_raw_column, is_raw, stored_as
+from .readers import (
+    ReaderSpec,
+    check_reader_spec,
+    operation_reader,
+    reader_name,
+    require_transition,
+    same_reader,
+)
 
 __all__ = ["ConversionError", "DecryptField", "EncryptField", "latest_key_migration"]
-
-ReaderSpec = str | Mapping[str, Any]
 
 
 class _ColumnConversion(FieldOperation):
@@ -37,8 +43,17 @@ class _ColumnConversion(FieldOperation):
     def __init__(
         self, model_name: str, name: str, field: models.Field, reader: ReaderSpec = PLAINTEXT
     ) -> None:
+        check_reader_spec(reader, f"{type(self).__name__}({model_name!r}, {name!r})")
         self.reader = reader
         super().__init__(model_name, name, field)
+
+    def __repr__(self) -> str:
+        # Never the reader's options (a reader with options is refused anyway: they hold keys).
+        shown = f"{self.model_name}.{self.name} {type(self.field).__name__}"
+        return f"<{type(self).__name__} {shown} reader={self._reader_name()!r}{self._flags()}>"
+
+    def _flags(self) -> str:
+        return ""
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
         kwargs: dict[str, Any] = {
@@ -58,7 +73,12 @@ class _ColumnConversion(FieldOperation):
         return model, model._meta.get_field(self.name)
 
     def _reader_name(self) -> str:
-        return str(self.reader.get("READER") if isinstance(self.reader, Mapping) else self.reader)
+        return reader_name(self.reader)
+
+    def _reader(self, model: type[models.Model]) -> Any:
+        return operation_reader(
+            self.reader, f"{model._meta.label}.{self.name}", where=self.describe()
+        )
 
     def _encrypt(
         self, app_label: str, editor: Any, plain_state: Any, encrypted_state: Any, convert: bool
@@ -71,10 +91,18 @@ class _ColumnConversion(FieldOperation):
             return
         encrypted_model, encrypted = self._fields(app_label, encrypted_state)
         self._check(editor, plain, encrypted, keys=convert)
-        reader = load_reader(self.reader, where=self.describe())
+        if not convert:
+            column = f"{model._meta.label}.{self.name}"
+            require_transition(self.reader, column, f"{type(self).__name__} of {column}")
+        reader = self._reader(model)
         to_encrypted(editor, model, plain, encrypted)
         if is_raw(encrypted):
             raw_values_as_bytes(editor, model, encrypted)
+        if holds_json(encrypted) and same_reader(self.reader, PLAINTEXT):
+            if encrypted.null:
+                json_nulls_to_sql(editor, model, encrypted)
+            else:
+                reader = NoJsonNull(reader)
         if convert:
             seal_column(connection, encrypted_model, encrypted, reader, binding_of(encrypted))
 
@@ -87,11 +115,13 @@ class _ColumnConversion(FieldOperation):
             return
         _plain_model, plain = self._fields(app_label, plain_state)
         self._check(editor, plain, encrypted, keys=True)
-        reader = load_reader(self.reader, where=self.describe())
+        reader = self._reader(model)
         binding = binding_of(encrypted)
         open_column(
             connection, model, encrypted, reader, binding, stored_as(plain, encrypted, connection)
         )
+        if holds_json(encrypted):
+            sql_nulls_to_json(editor, model, plain)
         to_plain(editor, model, encrypted, plain)
 
     def _check(self, editor: Any, plain: Any, encrypted: Any, *, keys: bool) -> None:
@@ -128,11 +158,19 @@ class EncryptField(_ColumnConversion):
     that cannot be converted (too long, not its type, a token ``reader`` cannot open) stops the
     migration with its pk, and every row stays as it was (DDL is transactional on PostgreSQL and
     SQLite; other databases are refused). ``reader`` names what the old values are: ``plaintext``
-    or another library's reader (a name, a dotted path, or ``{"READER": ..., "OPTIONS": ...}``).
+    or another library's reader (its name or a dotted path), which reads the library's settings
+    (its keys), or takes its OPTIONS from the column's ``DATA_ENCRYPTION_LEGACY_COLUMNS`` entry
+    when that names the same reader: keys never go in a migration file, so ``OPTIONS`` here is
+    refused.
     Backwards, every value is decrypted and the plain column comes back with its values.
 
+    An ``EncryptedJSONField`` stores Python ``None`` as SQL NULL, so a JSON ``null`` of the
+    plain column becomes SQL NULL when the encrypted field is ``null=True`` (and JSON null again
+    backwards if the plain field is NOT NULL); otherwise each such row stops the migration.
+
     ``convert=False`` changes only the column's type, for a big table converted online: list the
-    column in ``DATA_ENCRYPTION_LEGACY_COLUMNS`` before deploying it, then run
+    column in ``DATA_ENCRYPTION_LEGACY_COLUMNS`` with the same reader in the settings you migrate
+    and deploy with (the migration is refused, before any change, without), then run
     ``manage.py encrypt_existing app_label.Model.field``.
 
     ``field`` may also be a raw ``models.BinaryField`` (the hand-written property pattern's
@@ -159,6 +197,9 @@ class EncryptField(_ColumnConversion):
             )
         self.convert = convert
         super().__init__(model_name, name, field, reader)
+
+    def _flags(self) -> str:
+        return "" if self.convert else " convert=False"
 
     def deconstruct(self) -> tuple[str, list[Any], dict[str, Any]]:
         name, args, kwargs = super().deconstruct()

@@ -16,6 +16,7 @@ from django.db import models
 # type change back with the rows. MySQL does not (its DDL commits), so it is refused.
 SUPPORTED_VENDORS = ("postgresql", "sqlite")
 
+_MICROSECONDS_PER_DAY = 86_400_000_000
 _UTC_ISO = '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\''
 
 
@@ -109,8 +110,9 @@ def _plaintext_of(plain_type: str) -> str:
         # In UTC with its offset: right for USE_TZ and, converted to TIME_ZONE, without it.
         text = f"to_char({{column}} AT TIME ZONE 'UTC', {_UTC_ISO})"
     elif kind == "interval":
-        # Exact: EXTRACT gives numeric on PostgreSQL 14+, the oldest that Django 5.2 supports.
-        text = "(EXTRACT(EPOCH FROM {column}) * 1000000)::bigint::text"
+        # Exact: EXTRACT gives numeric on PostgreSQL 14+, the oldest that Django 5.2 supports;
+        # no bigint, whose range ends at about 106,751 days (timedelta.max has 999,999,999).
+        text = "trunc(EXTRACT(EPOCH FROM {column}) * 1000000)::text"
     elif kind == "inet":
         text = "host({column})"
     elif kind.startswith(("varchar", "text", "char", "citext")):
@@ -127,8 +129,12 @@ def _parse_of(plain_type: str) -> str:
     if kind == "bytea":
         return "{column}"
     text = "convert_from({column}, 'UTF8')"
-    if kind == "interval":  # integer microseconds; exact, whatever the size
-        return f"({text} || ' microseconds')::interval"
+    if kind == "interval":
+        # Integer microseconds, exact whatever the size: as days and the rest, since an
+        # interval holds its days apart from its (bigint) microseconds.
+        micros, day = f"{text}::numeric", _MICROSECONDS_PER_DAY
+        days, rest = f"div({micros}, {day})", f"mod({micros}, {day})"
+        return f"({days} || ' days ' || {rest} || ' microseconds')::interval"
     return f"CAST({text} AS {plain_type})"  # booleans too: '1' and '0' are boolean literals
 
 

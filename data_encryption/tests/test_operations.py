@@ -5,8 +5,9 @@ CHECK) and every stored value are exactly what they were."""
 import datetime
 import decimal
 import uuid
+from unittest import skipUnless
 
-from django.db import models
+from django.db import connection, models
 from django.test import override_settings
 
 from data_encryption import fields
@@ -166,3 +167,27 @@ class NaiveDateTimeTests(EveryTypeTests):
          [datetime.datetime(2024, 3, 10, 2, 30), datetime.datetime(1999, 12, 31, 23, 59, 59, 1),
           None, datetime.datetime(2024, 11, 3, 1, 30), datetime.datetime(2000, 7, 1)]),
     ]  # fmt: skip
+
+
+@skipUnless(connection.vendor == "postgresql", "SQLite stores durations in 64-bit microseconds")
+class ExtremeDurationTests(OperationTestCase):
+    """PostgreSQL's interval holds ``timedelta.max`` and ``min`` (999,999,999 days), far past
+    64-bit microseconds: both convert and come back exactly."""
+
+    values = [datetime.timedelta.max, datetime.timedelta.min, None, datetime.timedelta(0)]
+
+    def test_the_largest_durations_convert_both_ways(self):
+        state = self.make_table([("span", models.DurationField(null=True))])
+        model = self.model(state)
+        model.objects.bulk_create([model(span=value) for value in self.values])
+        stored = self.raw_rows(model, "span")
+        operation = EncryptField("everything", "span", fields.EncryptedDurationField(null=True))
+        after = self.apply(operation, state)
+        self.assert_all_envelopes(self.model(after), "span")
+        read = self.model(after).objects.order_by("id").values_list("span", flat=True)
+        self.assertEqual(list(read), self.values)
+        self.unapply(operation, state, after)
+        self.assertEqual(self.raw_rows(model, "span"), stored)
+        back = DecryptField("everything", "span", models.DurationField(null=True))
+        self.apply(back, self.apply(operation, state))
+        self.assertEqual(self.raw_rows(model, "span"), stored)

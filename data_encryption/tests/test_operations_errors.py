@@ -2,8 +2,11 @@
 migration by pk (never by value) and every row stays as it was; what the operations refuse, and
 what they say."""
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, models
 from django.db.migrations.operations import AlterField
+from django.db.models import JSONField, Value
+from django.test import override_settings
 
 from data_encryption import fields
 from data_encryption.exceptions import KeyConfigurationError
@@ -17,6 +20,7 @@ from data_encryption.operations import (
 from data_encryption.tests.operations_support import OperationTestCase
 
 SECRET = "Jane Q. Public 078-05-1120"
+JSON_NULL = Value(None, JSONField())
 
 
 class BadRowTests(OperationTestCase):
@@ -50,6 +54,7 @@ class BadRowTests(OperationTestCase):
         self.assertEqual(self.columns(model), self.described)
         self.assertEqual(self.raw_rows(model, "ssn"), self.stored)
 
+    @override_settings(DATA_ENCRYPTION_LEGACY_COLUMNS={"ops_tests.Everything.ssn": "plaintext"})
     def test_convert_false_changes_the_type_only_and_backwards_reads_what_was_left(self):
         operation = self.encrypt(max_length=40, convert=False)
         self.assertIn("DATA_ENCRYPTION_LEGACY_COLUMNS", operation.describe())
@@ -64,6 +69,26 @@ class BadRowTests(OperationTestCase):
         self.assertEqual(stored, expected)
         self.unapply(operation, self.state, after)
         self.assertEqual(self.raw_rows(self.model(self.state), "ssn"), self.stored)
+
+    def test_convert_false_needs_the_column_in_transition_and_changes_nothing_without(self):
+        operation = self.encrypt(max_length=40, convert=False)
+        entries = {
+            None: "Add 'ops_tests.Everything.ssn': 'plaintext' to DATA_ENCRYPTION_LEGACY_COLUMNS",
+            "django-cryptography": "names the django-cryptography reader",
+        }
+        for reader, expected in entries.items():
+            setting = {} if reader is None else {"ops_tests.Everything.ssn": reader}
+            with (
+                self.subTest(entry=reader),
+                override_settings(DATA_ENCRYPTION_LEGACY_COLUMNS=setting),
+                self.assertRaises(ImproperlyConfigured) as caught,
+            ):
+                self.apply(operation, self.state)
+            self.assertIn(expected, str(caught.exception))
+            self.assertIn("nothing was changed", str(caught.exception))
+            model = self.model(self.state)
+            self.assertEqual(self.columns(model), self.described)
+            self.assertEqual(self.raw_rows(model, "ssn"), self.stored)
 
     def test_a_value_that_does_not_decrypt_stops_the_way_back_and_changes_nothing(self):
         model = self.model(self.state)
@@ -143,3 +168,52 @@ class RefusalTests(OperationTestCase):
         later = AlterField("Customer", "ssn", fields.EncryptedCharField(max_length=12))
         self.assertFalse(operation.reduce(later, "app"))
         self.assertFalse(later.reduce(operation, "app"))
+
+
+class JsonNullTests(OperationTestCase):
+    """A JSON null (not SQL NULL) in a plain JSONField: EncryptedJSONField stores None as SQL
+    NULL, so the JSON null becomes one when the field is null=True, and fails its row if not."""
+
+    def setUp(self):
+        super().setUp()
+        self.state = self.make_table([("document", models.JSONField())])  # NOT NULL
+        model = self.model(self.state)
+        model.objects.bulk_create(
+            [model(document=value) for value in [{"a": 1}, JSON_NULL, [], JSON_NULL, "null"]]
+        )
+        self.nulls = sorted(model.objects.filter(document=JSON_NULL).values_list("pk", flat=True))
+        self.stored = self.json_nulls(model)
+
+    def json_nulls(self, model):
+        """The rows whose value is JSON null, and those that are SQL NULL."""
+        return (
+            sorted(model.objects.filter(document=JSON_NULL).values_list("pk", flat=True)),
+            sorted(model.objects.filter(document__isnull=True).values_list("pk", flat=True)),
+        )
+
+    def encrypt(self, null):
+        field = fields.EncryptedJSONField(null=null)
+        return EncryptField("everything", "document", field)
+
+    def test_a_json_null_becomes_sql_null_in_a_nullable_field_and_comes_back(self):
+        self.assertEqual(len(self.nulls), 2)
+        operation = self.encrypt(null=True)
+        after = self.apply(operation, self.state)
+        model = self.model(after)
+        self.assertEqual(self.raw_rows(model, "document")[self.nulls[0]], None)
+        read = list(model.objects.order_by("id").values_list("document", flat=True))
+        self.assertEqual(read, [{"a": 1}, None, [], None, "null"])
+        self.unapply(operation, self.state, after)
+        self.assertEqual(self.json_nulls(self.model(self.state)), (self.nulls, []))
+
+    def test_a_json_null_fails_its_row_when_the_field_is_not_nullable(self):
+        described = self.columns(self.model(self.state))
+        with self.assertRaises(ConversionError) as caught:
+            self.apply(self.encrypt(null=False), self.state)
+        message = str(caught.exception)
+        self.assertIn(f"2 row(s) of ops_tests.Everything.document (pk {self.nulls[0]}, ", message)
+        self.assertIn("is a JSON null, which EncryptedJSONField stores as SQL NULL", message)
+        self.assertIn("EncryptedJSONField(null=True)", message)
+        model = self.model(self.state)
+        self.assertEqual(self.columns(model), described)
+        self.assertEqual(self.json_nulls(model), (self.nulls, []))
