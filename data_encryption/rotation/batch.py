@@ -98,10 +98,11 @@ def examine_rows(
     ``only_legacy`` (a conversion) leaves every envelope, under any key, as it is. A value that
     cannot be read or re-sealed becomes a failure and is left as it is.
     """
-    # This runs once per stored value, so the common value, a binary envelope, takes a short
-    # path: it is counted under its 8 header bytes (each distinct header is turned into its
-    # label once, at the end) and sealed with one bound call. Anything else gets its label from
-    # census_label. The decisions are the same for both.
+    # This runs once per stored value, so the common values take short paths: a binary envelope
+    # is counted under its 8 header bytes (each distinct header is turned into its label once,
+    # at the end); a conversion's bytes that are no envelope get their reader's label without
+    # census_label; a column's fixed associated data is made once; a rewrite is counted at the
+    # end. Anything else gets its label from census_label. The decisions are the same for all.
     batch = Batch()
     target_label = format_key_id(key_id)
     seal = cipher.seal if rewrite and cipher is not None and key_id is not None else None
@@ -124,26 +125,22 @@ def examine_rows(
             if type(raw) is memoryview:
                 raw = bytes(raw)
             token: bytes | str
-            if type(raw) is bytes and raw[:4] in _HEADERS and len(raw) >= MIN_BINARY_SIZE:
-                token = raw[:HEADER_SIZE]
-            elif (
-                plan.legacy_label is not None
+            if (
+                plan.legacy is not None
                 and type(raw) is bytes
-                and raw[:3] != MAGIC
-                and raw[:4] not in _ASCII_HEADERS
+                and not raw.startswith(_ENVELOPE_STARTS)
             ):
-                # The common value of a conversion: bytes in a column in transition that are
-                # no envelope in either form, its reader's (census_label's verdict, inline).
-                token = plan.legacy_label
+                token = plan.legacy.label  # census_label's verdict, inline
+            elif type(raw) is bytes and raw[:4] in _HEADERS and len(raw) >= MIN_BINARY_SIZE:
+                token = raw[:HEADER_SIZE]
             else:
                 token = census_label(raw, bound=plan.binding is not None, legacy=plan.legacy_label)
-            if token in (plan.target_header, NULL, target_label) or (
-                plan.only_legacy and token != plan.legacy_label
-            ):
+            if token != plan.legacy_label and (plan.only_legacy or token in plan.kept):
                 plan.counts[token] += 1
                 continue
             try:
-                context = None if plan.binding is None else plan.binding.for_row(pk)
+                row_context = plan.row_context
+                context = plan.context if row_context is None else row_context(pk)
                 if plan.legacy is not None and token == plan.legacy_label:
                     plaintext = plan.legacy.plaintext(raw)
                 else:
@@ -151,8 +148,12 @@ def examine_rows(
                 if seal is None or plan.target_header is None:
                     plan.counts[token] += 1
                     continue
-                header = plan.target_header
-                sealed = header + seal(plaintext, associated_data(header, context))
+                sealed = plan.target_header + seal(
+                    plaintext,
+                    plan.associated_data
+                    if row_context is None
+                    else associated_data(plan.target_header, context),
+                )
                 new: Any = sealed
                 if isinstance(raw, str) and not plan.binary:
                     new = parse(sealed).to_ascii()
@@ -163,12 +164,12 @@ def examine_rows(
                 plan.counts[token] += 1
                 continue
             plan.rewrites.append((new, pk, raw))
-            plan.counts[target_label] += 1
         batch.last_pk = pk
     for plan in plans:
         for token, count in plan.counts.items():
             batch.census[(plan.name, plan.label(token))] += count
         if plan.rewrites:
+            batch.census[(plan.name, target_label)] += len(plan.rewrites)
             batch.updates[plan.column] = plan.rewrites
         batch.fields[plan.column] = plan.name
         if plan.binding is not None:
@@ -179,7 +180,8 @@ def examine_rows(
 
 
 _HEADERS = (HEADER_V1, HEADER_V2)
-_ASCII_HEADERS = (ASCII_PREFIX_V1.encode(), ASCII_PREFIX_V2.encode())
+# How either form of envelope starts (envelope.classify): bytes starting otherwise are none.
+_ENVELOPE_STARTS = (MAGIC, ASCII_PREFIX_V1.encode(), ASCII_PREFIX_V2.encode())
 
 
 class _Column:
@@ -201,6 +203,17 @@ class _Column:
         self.legacy_label = None if legacy is None else legacy.label
         version = VERSION_1 if binding is None else VERSION_2
         self.target_header = None if key_id is None else header_for(key_id, version)
+        # The tokens of values left as they are: already where they should be, or NULL.
+        self.kept = {self.target_header, NULL, format_key_id(key_id)} - {None}
+        # A column's context, and so its associated data, is fixed unless bound to each row.
+        per_row = binding is not None and binding.pk_field is not None
+        self.row_context = binding.for_row if per_row else None  # type: ignore[union-attr]
+        self.context = None if binding is None or per_row else binding.context
+        self.associated_data = (
+            b""  # nothing is sealed without a target
+            if self.target_header is None
+            else associated_data(self.target_header, self.context)
+        )
         self.counts: Counter[bytes | str] = Counter()
         self.rewrites: list[tuple[Any, Any, Any]] = []
 
