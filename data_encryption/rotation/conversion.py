@@ -92,7 +92,12 @@ class Conversion(Rotation):
 
     def _census_and_retire(self, run: RotationRun) -> None:
         """The census of the converted columns, which says how many legacy values are left; no
-        key is retired (the census sees only these columns)."""
+        key is retired (the census sees only these columns).
+
+        It reads the columns again rather than summing the walk's counts: those count each batch
+        as it was read, so they miss what the application did behind the cursor (a plaintext
+        write by a process not yet deployed, a row whose compare-and-swap lost, rows inserted
+        or deleted), and the census is what ends the transition."""
         run.refresh_from_db(using=self.using)
         progress, counters = self.ledger.exact_counters(run)
         counts = count_census(
