@@ -9,6 +9,7 @@ it with the generic path's own error, so a failure reads the same whichever path
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -61,9 +62,16 @@ class TextPath:
                 limits.append(validator.limit_value)
             else:
                 self.validators.append(validator)
-        self.limit = min(limits) if limits else None
+        self.limit = min(limits) if limits else sys.maxsize
 
     def __call__(self, raw: Any) -> bytes:
+        if type(raw) is bytes and raw.isascii() and len(raw) <= self.limit and not self.validators:
+            return raw  # the commonest value: ASCII text within the limit, nothing else to check
+        return self.checked(raw)
+
+    def checked(self, raw: Any) -> bytes:
+        """The plaintext for any stored value: checked here when it passes, else the generic
+        path's (and its error)."""
         if type(raw) is bytes:
             text = None
             if raw.isascii():
@@ -86,7 +94,7 @@ class TextPath:
     def fits(self, text: str | bytes, length: int) -> bool:
         """Whether a value of ``length`` characters passes every check (``text`` is its text,
         or its ASCII bytes, decoded only when a validator needs it)."""
-        if self.limit is not None and length > self.limit:
+        if length > self.limit:
             return False
         if self.validators and length:
             value = text if isinstance(text, str) else text.decode()

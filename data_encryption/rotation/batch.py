@@ -118,10 +118,15 @@ def examine_rows(
         )
         for name, column in columns
     ]
+    # Each row is (pk, one value per column), as read_rows selects it; indexing it is far
+    # cheaper per row than zip(plans, row[1:]).
+    positions = list(enumerate(plans, 1))
+    pk, count = None, 0
     for row in rows:
         pk = row[0]
-        batch.rows += 1
-        for plan, raw in zip(plans, row[1:], strict=True):
+        count += 1
+        for position, plan in positions:
+            raw = row[position]
             if type(raw) is memoryview:
                 raw = bytes(raw)
             token: bytes | str
@@ -164,7 +169,7 @@ def examine_rows(
                 plan.counts[token] += 1
                 continue
             plan.rewrites.append((new, pk, raw))
-        batch.last_pk = pk
+    batch.rows, batch.last_pk = count, pk
     for plan in plans:
         for token, count in plan.counts.items():
             batch.census[(plan.name, plan.label(token))] += count
