@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -20,13 +19,11 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from . import envelope, payloads
-from .backups import BackupRewrite, prune_backups, rewrap_backups, write_backup
 from .conf import encryption_settings, load_class
 from .encryptor import context_bytes, decrypt_text, encrypt_text, open_value, seal
 from .key_audit import Authentication, KeyAudit, audit_data_keys, authenticate_data_keys
-from .keys import key_database, reset_key_ring, rewrap_data_keys, warm_up_key_ring
+from .keys import key_database, reset_key_ring, warm_up_key_ring
 from .legacy.columns import decrypt_column
-from .master_key import master_keys
 from .models import DataKey, KeyState, RunStatus
 from .rotation import (
     Census,
@@ -34,13 +31,11 @@ from .rotation import (
     Rotation,
     RotationReport,
     discover_models,
-    pending_key,
     resolve_tables,
-    rewrap_stalled_pending,
-    rotation_lock,
 )
 from .rotation.conversion import Conversion, conversion_tables
 from .rotation.conversion_report import ConversionReport
+from .rotation.master_key_change import MasterKeyRewrap, finish_master_key_change
 from .schedule import next_due, rotation_due
 
 logger = logging.getLogger("data_encryption")
@@ -259,37 +254,10 @@ class KeyRotationService:
         return self.rotation().census()
 
     def rewrap_master_key(self) -> MasterKeyRewrap:
-        """Finish a master-key change. Holding the rotation lock (``RotationRunning`` while a
-        rotation runs): back the keys up (when ``BACKUP_DIR`` is set), re-wrap every data key,
-        and the pending key of a rotation a dead process left, under the current
-        ``DB_ENCRYPTION_KEY``. Then re-wrap every key backup file and re-sign it (after pruning
-        destroyed keys out of them when ``PRUNE_BACKUPS`` is on), so the old master key opens
-        nothing this project still keeps."""
-        using = self.using or key_database()
-        backup_dir = encryption_settings.backup_dir
-        backup_path = None
-        with rotation_lock(using, "rewrap_data_keys") as stalled:
-            if backup_dir is not None:
-                pending = None
-                if stalled is not None and stalled.new_wrapped_key is not None:
-                    pending = pending_key(stalled)  # the stalled rotation's key is backed up too
-                backup_path = write_backup(using=using, pending=pending)
-                logger.info("Key backup written to %s before re-wrapping.", backup_path)
-            rewrapped, current = rewrap_data_keys(using)
-            pending_id = rewrap_stalled_pending(stalled, using)
-        backups = None
-        if backup_dir is not None:
-            if encryption_settings.prune_backups:
-                prune_backups(using=using)
-            backups = rewrap_backups()
-        return MasterKeyRewrap(
-            backup_path,
-            rewrapped,
-            current,
-            master_keys()[0].fingerprint,
-            pending_key_id=pending_id,
-            backups=backups,
-        )
+        """Finish a master-key change: back up, then re-wrap every data key and key backup file
+        under the current ``DB_ENCRYPTION_KEY``, holding the rotation lock (``RotationRunning``
+        while a rotation runs; see ``rotation.master_key_change``)."""
+        return finish_master_key_change(self.using or key_database())
 
     def announce(self, report: RotationReport) -> RotationReport:
         """Send the outcome's signal and the notification; return ``report`` with its
@@ -324,20 +292,6 @@ class KeyRotationService:
         # Receivers may keep ``details``: it ends up as the report ``rotate()`` returns.
         details.update(report.as_dict())
         return report
-
-
-@dataclass(frozen=True)
-class MasterKeyRewrap:
-    """What ``rewrap_master_key`` did: the backup it wrote first (``None`` without
-    ``BACKUP_DIR``), the keys it re-wrapped, those already under the master key ``fingerprint``,
-    the pending key of a stalled rotation it re-wrapped, and what it did to the backup files."""
-
-    backup_path: Path | None
-    rewrapped: list[int]
-    current: list[int]
-    fingerprint: str
-    pending_key_id: int | None = None
-    backups: BackupRewrite | None = None
 
 
 def get_rotation_service_class() -> type[KeyRotationService]:

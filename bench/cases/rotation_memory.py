@@ -1,10 +1,11 @@
 """Peak memory of a rotation: how much a process's peak resident size grows while it rotates a
 table of a tenth of ``rotation_rows`` rows, then one of ``rotation_rows`` rows.
 
-Every measurement is a fresh process (``python -m bench.cases.rotation_memory <model> <batch>``)
-that sets Django up, opens its connection, loads the key ring and imports the rotation's
-modules, then reads its peak, runs one rotation of that table alone (as the rotation case does)
-and reads its peak again. The growth is the difference: what the rotation added to the peak.
+Every measurement is a fresh process (``python -m bench.cases.rotation_memory rotation <model>
+<batch>``) that sets Django up, opens its connection, loads the key ring and imports the
+rotation's modules, then reads its peak, runs one rotation of that table alone (as the rotation
+case does) and reads its peak again. The growth is the difference: what the rotation added to
+the peak. The conversion's memory case measures ``encrypt_existing`` in the same child.
 
 Which peak: ``getrusage().ru_maxrss`` is the obvious one, but on Linux a child process inherits
 its parent's peak at ``fork`` and keeps it across ``exec``, so in a child of the benchmark (which
@@ -23,6 +24,7 @@ import resource
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.db import models
@@ -44,14 +46,24 @@ def build(options: Options) -> list[Row]:
         (SmallRotationRecord, options.rotation_rows // 10),
         (RotationRecord, options.rotation_rows),
     ]
+    return peak_growth_rows("rotation", sizes, fill, options)
+
+
+def peak_growth_rows(
+    work: str,
+    sizes: Sequence[tuple[type[models.Model], int]],
+    fill: Callable[[type[models.Model], int], None],
+    options: Options,
+) -> list[Row]:
+    """One row per table size: the median growth of ``memory_repeats`` fresh processes doing
+    ``work`` (``"rotation"`` or ``"conversion"``), each on the table ``fill`` has just filled."""
     growth: dict[int, float] = {}
     table = []
     for model, rows in sizes:
-        fill(model, rows)
-        samples = [
-            _measure_in_fresh_process(model, options.rotation_batch)
-            for _ in range(options.memory_repeats)
-        ]
+        samples = []
+        for _ in range(options.memory_repeats):
+            fill(model, rows)
+            samples.append(measure_in_fresh_process(work, model, options.rotation_batch))
         growth[rows] = statistics.median(sample["after"] - sample["before"] for sample in samples)
         median = {
             name: statistics.median(sample[name] for sample in samples) for name in samples[0]
@@ -65,8 +77,8 @@ def build(options: Options) -> list[Row]:
         table.append(
             Row(
                 case=(
-                    f"rotation peak memory growth: {rows:,} rows, batches of "
-                    f"{options.rotation_batch:,} (fresh process)"
+                    f"{'encrypt_existing' if work == 'conversion' else work} peak memory growth: "
+                    f"{rows:,} rows, batches of {options.rotation_batch:,} (fresh process)"
                 ),
                 median=(
                     f"{growth[rows]:.1f} MiB (VmHWM {median['before']:.1f} → "
@@ -82,10 +94,13 @@ def build(options: Options) -> list[Row]:
     return table
 
 
-def _measure_in_fresh_process(model: type[models.Model], batch_size: int) -> dict[str, float]:
-    """The child's peaks before and after its rotation, in MiB."""
+def measure_in_fresh_process(
+    work: str, model: type[models.Model], batch_size: int
+) -> dict[str, float]:
+    """The child's peaks before and after its ``work`` (``"rotation"`` or ``"conversion"``) of
+    ``model``'s table, in MiB."""
     done = subprocess.run(
-        [sys.executable, "-m", __name__, model._meta.label, str(batch_size)],
+        [sys.executable, "-m", __name__, work, model._meta.label, str(batch_size)],
         env=os.environ,  # bench.run put the database, the keys and the backup directory there
         capture_output=True,
         text=True,
@@ -111,7 +126,7 @@ def _reset_peak() -> None:
         clear_refs.write("5")
 
 
-def _child(label: str, batch_size: int) -> dict[str, Any]:
+def _child(work: str, label: str, batch_size: int) -> dict[str, Any]:
     import django
 
     django.setup()
@@ -119,6 +134,7 @@ def _child(label: str, batch_size: int) -> dict[str, Any]:
     from django.db import connection
 
     import data_encryption.backups  # noqa: F401  (imported by the rotation; not its growth)
+    from bench.cases.conversion import convert
     from bench.cases.rotation import rotate
     from data_encryption.keys import key_ring
 
@@ -128,9 +144,12 @@ def _child(label: str, batch_size: int) -> dict[str, Any]:
     maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     _reset_peak()
     before = _status_kib("VmHWM")
-    report = rotate(model, batch_size)
+    if work == "rotation":
+        rows = rotate(model, batch_size)["records_processed"]
+    else:
+        rows = convert(model, batch_size)
     return {
-        "rows": report["records_processed"],
+        "rows": rows,
         "before": before,
         "after": _status_kib("VmHWM"),
         "maxrss_before": maxrss_before,
@@ -139,4 +158,4 @@ def _child(label: str, batch_size: int) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(_child(sys.argv[1], int(sys.argv[2]))))
+    print(json.dumps(_child(sys.argv[1], sys.argv[2], int(sys.argv[3]))))

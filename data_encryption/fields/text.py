@@ -17,6 +17,15 @@ from .base import EncryptedFieldMixin
 class _EncryptedTextMixin(EncryptedFieldMixin):
     """Text plaintext: ``from_db_value`` is the row-loading hot path, so it decodes inline."""
 
+    @property
+    def plaintext_is_utf8(self) -> bool:
+        """Whether this field's plaintext is exactly its text's UTF-8 bytes: ``from_plaintext``
+        decodes them, ``get_prep_value`` keeps a ``str`` as it is and ``to_plaintext`` encodes
+        it, refusing only more than ``max_length`` characters. A conversion then seals stored
+        UTF-8 text as it is (``legacy.direct``). Only the fields of this module promise it: a
+        subclass may change any of those methods."""
+        return type(self) in _UTF8_TEXT_FIELDS
+
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         if value is None:
             return None
@@ -88,3 +97,14 @@ class EncryptedSlugField(EncryptedCharField, models.SlugField):
         name, path, args, kwargs = super().deconstruct()
         kwargs.pop("db_index", None)  # always False here; SlugField spells it out
         return name, path, args, kwargs
+
+
+_UTF8_TEXT_FIELDS = frozenset(
+    {
+        EncryptedTextField,
+        EncryptedCharField,
+        EncryptedEmailField,
+        EncryptedURLField,
+        EncryptedSlugField,
+    }
+)

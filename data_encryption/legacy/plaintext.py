@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime, parse_time
 
 from .base import PLAINTEXT, LegacyReader, LegacyValueError, UndecodableText, _label
+from .direct import PlaintextPath, raw_column_path, text_path
 
 
 class PlaintextReader(LegacyReader):
@@ -57,6 +58,13 @@ class PlaintextReader(LegacyReader):
             f"A plaintext value of {_label(field)} {problem}; the row is left as it is. Fix the "
             "row (or the field type), then run the conversion again."
         )
+
+    def direct_path(self, field: models.Field) -> PlaintextPath | None:
+        if type(self).read is not PlaintextReader.read:
+            return None  # a subclass reads its own way
+        if not hasattr(field, "from_plaintext") and not hasattr(field, "to_plaintext"):
+            return raw_column_path(self, field)
+        return text_path(self, field)
 
 
 def _from_sqlite(raw: str | int | float, field: models.Field) -> Any:

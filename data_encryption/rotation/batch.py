@@ -12,6 +12,7 @@ from ..encryptor import open_value
 from ..envelope import (
     ASCII_PREFIX_V1,
     ASCII_PREFIX_V2,
+    FERNET_TEXT_PREFIX,
     HEADER_SIZE,
     HEADER_V1,
     HEADER_V2,
@@ -26,9 +27,9 @@ from ..envelope import (
 )
 from ..exceptions import DecryptionError
 from ..fields.binding import ColumnBinding
-from ..legacy import LegacyColumn
+from ..legacy import PLAINTEXT, LegacyColumn
 from ..models import format_key_id
-from .census import NULL, UNBOUND, census_label
+from .census import LEGACY, NULL, UNBOUND, census_label
 
 
 @dataclass
@@ -98,10 +99,11 @@ def examine_rows(
     ``only_legacy`` (a conversion) leaves every envelope, under any key, as it is. A value that
     cannot be read or re-sealed becomes a failure and is left as it is.
     """
-    # This runs once per stored value, so the common value, a binary envelope, takes a short
-    # path: it is counted under its 8 header bytes (each distinct header is turned into its
-    # label once, at the end) and sealed with one bound call. Anything else gets its label from
-    # census_label. The decisions are the same for both.
+    # This runs once per stored value, so the common values take short paths: a binary envelope
+    # is counted under its 8 header bytes (each distinct header is turned into its label once,
+    # at the end); a conversion's bytes that are no envelope get their reader's label without
+    # census_label; a column's fixed associated data is made once; a rewrite is counted at the
+    # end. Anything else gets its label from census_label. The decisions are the same for all.
     batch = Batch()
     target_label = format_key_id(key_id)
     seal = cipher.seal if rewrite and cipher is not None and key_id is not None else None
@@ -117,42 +119,56 @@ def examine_rows(
         )
         for name, column in columns
     ]
+    # Each row is (pk, one value per column), as read_rows selects it; indexing it is far
+    # cheaper per row than zip(plans, row[1:]).
+    positions = list(enumerate(plans, 1))
+    pk, count = None, 0
     for row in rows:
         pk = row[0]
-        batch.rows += 1
-        for plan, raw in zip(plans, row[1:], strict=True):
+        count += 1
+        for position, plan in positions:
+            raw = row[position]
             if type(raw) is memoryview:
                 raw = bytes(raw)
             token: bytes | str
-            if type(raw) is bytes and raw[:4] in _HEADERS and len(raw) >= MIN_BINARY_SIZE:
-                token = raw[:HEADER_SIZE]
-            elif (
-                plan.legacy_label is not None
+            if (
+                plan.legacy is not None
                 and type(raw) is bytes
-                and raw[:3] != MAGIC
-                and raw[:4] not in _ASCII_HEADERS
+                and not raw.startswith(_ENVELOPE_STARTS)
             ):
-                # The common value of a conversion: bytes in a column in transition that are
-                # no envelope in either form, its reader's (census_label's verdict, inline).
-                token = plan.legacy_label
+                token = plan.legacy.label  # census_label's verdict, inline
+            elif type(raw) is bytes and raw[:4] in _HEADERS and len(raw) >= MIN_BINARY_SIZE:
+                token = raw[:HEADER_SIZE]
             else:
                 token = census_label(raw, bound=plan.binding is not None, legacy=plan.legacy_label)
-            if token in (plan.target_header, NULL, target_label) or (
-                plan.only_legacy and token != plan.legacy_label
+            if token != plan.legacy_label and (
+                (plan.only_legacy and token != plan.own_token) or token in plan.kept
             ):
                 plan.counts[token] += 1
                 continue
             try:
-                context = None if plan.binding is None else plan.binding.for_row(pk)
+                row_context = plan.row_context
+                context = plan.context if row_context is None else row_context(pk)
                 if plan.legacy is not None and token == plan.legacy_label:
                     plaintext = plan.legacy.plaintext(raw)
+                elif token == plan.own_token:
+                    # A Fernet token in a plaintext column: this app's legacy token when it
+                    # opens as one (as the field reads it), else the column's plaintext.
+                    try:
+                        plaintext = open_value(raw, context)
+                    except DecryptionError:
+                        plaintext = plan.legacy.plaintext(raw)  # type: ignore[union-attr]
                 else:
                     plaintext = open_value(raw, context)
                 if seal is None or plan.target_header is None:
                     plan.counts[token] += 1
                     continue
-                header = plan.target_header
-                sealed = header + seal(plaintext, associated_data(header, context))
+                sealed = plan.target_header + seal(
+                    plaintext,
+                    plan.associated_data
+                    if row_context is None
+                    else associated_data(plan.target_header, context),
+                )
                 new: Any = sealed
                 if isinstance(raw, str) and not plan.binary:
                     new = parse(sealed).to_ascii()
@@ -163,12 +179,12 @@ def examine_rows(
                 plan.counts[token] += 1
                 continue
             plan.rewrites.append((new, pk, raw))
-            plan.counts[target_label] += 1
-        batch.last_pk = pk
+    batch.rows, batch.last_pk = count, pk
     for plan in plans:
         for token, count in plan.counts.items():
             batch.census[(plan.name, plan.label(token))] += count
         if plan.rewrites:
+            batch.census[(plan.name, target_label)] += len(plan.rewrites)
             batch.updates[plan.column] = plan.rewrites
         batch.fields[plan.column] = plan.name
         if plan.binding is not None:
@@ -179,7 +195,9 @@ def examine_rows(
 
 
 _HEADERS = (HEADER_V1, HEADER_V2)
-_ASCII_HEADERS = (ASCII_PREFIX_V1.encode(), ASCII_PREFIX_V2.encode())
+# How either form of envelope starts (envelope.classify): bytes starting otherwise are none.
+# Bytes that census_label must judge: envelopes, and Fernet tokens (this app's legacy tokens).
+_ENVELOPE_STARTS = (MAGIC, ASCII_PREFIX_V1.encode(), ASCII_PREFIX_V2.encode(), FERNET_TEXT_PREFIX)
 
 
 class _Column:
@@ -199,8 +217,22 @@ class _Column:
         self.name, self.column, self.binding = name, column, binding
         self.legacy, self.binary, self.only_legacy = legacy, binary, only_legacy
         self.legacy_label = None if legacy is None else legacy.label
+        # The label of this app's legacy tokens in a plaintext column, which even a conversion
+        # opens (they are not the column's plaintext); never matches in any other column.
+        self.own_token = LEGACY if legacy is not None and legacy.label == PLAINTEXT else None
         version = VERSION_1 if binding is None else VERSION_2
         self.target_header = None if key_id is None else header_for(key_id, version)
+        # The tokens of values left as they are: already where they should be, or NULL.
+        self.kept = {self.target_header, NULL, format_key_id(key_id)} - {None}
+        # A column's context, and so its associated data, is fixed unless bound to each row.
+        per_row = binding is not None and binding.pk_field is not None
+        self.row_context = binding.for_row if per_row else None  # type: ignore[union-attr]
+        self.context = None if binding is None or per_row else binding.context
+        self.associated_data = (
+            b""  # nothing is sealed without a target
+            if self.target_header is None
+            else associated_data(self.target_header, self.context)
+        )
         self.counts: Counter[bytes | str] = Counter()
         self.rewrites: list[tuple[Any, Any, Any]] = []
 

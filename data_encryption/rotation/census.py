@@ -14,7 +14,7 @@ from typing import Any
 from ..backups import BackupError, prune_backups
 from ..conf import encryption_settings
 from ..envelope import VERSION_1, ValueKind, classify, read_header
-from ..legacy import PLAINTEXT, is_envelope
+from ..legacy import PLAINTEXT, is_envelope, is_fernet_token
 from ..models import DataKey, KeyState, RotationRun, format_key_id
 from .progress import Progress
 from .rows import pages
@@ -45,6 +45,10 @@ def census_label(raw: Any, *, bound: bool = False, legacy: str | None = None) ->
     if raw is None:
         return NULL
     if legacy is not None and not is_envelope(raw):
+        # A Fernet token in a plaintext column is this app's own legacy token (read as one,
+        # as the field reads it), not plaintext to seal as it is.
+        if legacy == PLAINTEXT and is_fernet_token(raw):
+            return LEGACY
         return legacy
     if not isinstance(raw, (bytes, bytearray, memoryview, str)):
         return UNENCRYPTED

@@ -11,7 +11,6 @@ run of the other.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
@@ -23,12 +22,12 @@ from ..ciphers import AeadCipher
 from ..keys import cipher_for, ensure_primary_key
 from ..legacy import SETTING, legacy_readers
 from ..models import RotationRun, RunKind, RunStatus
-from .batch import examine_rows
-from .census import count_census, per_field
+from .census import count_census
 from .conversion_report import ConversionReport, legacy_left
+from .dry_run import walk_without_writing
+from .failures import reported_failures
 from .protocol import Rotation
-from .report import ReportedFailure
-from .rows import count_rows, pages
+from .report import MAX_FAILURES_IN_REPORT
 from .tables import ModelConfiguration, Table, resolve_tables
 
 
@@ -73,7 +72,7 @@ class Conversion(Rotation):
             return ConversionReport.refused(running, self.columns, now=self.clock())
         report = ConversionReport.from_run(
             run,
-            failures=self.ledger.reported_failures(run),
+            failures=reported_failures(self.using, run),
             models=run.progress or self.ledger.models_progress(run),
             tables=len(self.tables),
             resumed=self.resumed,
@@ -93,7 +92,12 @@ class Conversion(Rotation):
 
     def _census_and_retire(self, run: RotationRun) -> None:
         """The census of the converted columns, which says how many legacy values are left; no
-        key is retired (the census sees only these columns)."""
+        key is retired (the census sees only these columns).
+
+        It reads the columns again rather than summing the walk's counts: those count each batch
+        as it was read, so they miss what the application did behind the cursor (a plaintext
+        write by a process not yet deployed, a row whose compare-and-swap lost, rows inserted
+        or deleted), and the census is what ends the transition."""
         run.refresh_from_db(using=self.using)
         progress, counters = self.ledger.exact_counters(run)
         counts = count_census(
@@ -116,46 +120,12 @@ class Conversion(Rotation):
         """The same pages and the same reading and validation of every legacy value, nothing
         written: what would be converted and what would fail."""
         started = time.monotonic()
-        census, models, failures = {}, {}, []
-        for table in self.tables:
-            self.progress.start_table(table.label, count_rows(self.connection, table), 0)
-            counts: Counter[tuple[str, str]] = Counter()
-            tally = {"rows": 0, "reencrypted": 0, "failed": 0}
-            for rows in pages(self.connection, table, self.batch_size):
-                batch = examine_rows(
-                    rows,
-                    table.columns,
-                    None,
-                    None,
-                    rewrite=False,
-                    bindings=table.bindings,
-                    legacy=table.legacy,
-                    encrypted=table.encrypted,
-                    only_legacy=True,
-                )
-                counts.update(batch.census)
-                tally["rows"] += batch.rows
-                tally["failed"] += batch.failed_rows
-                # Only legacy values are opened (read and validated) here; each that did not
-                # fail would be converted.
-                read = sum(
-                    count
-                    for (name, label), count in batch.census.items()
-                    if batch.legacy_labels.get(name) == label
-                )
-                tally["reencrypted"] += read - len(batch.failures)
-                failures += [
-                    ReportedFailure.of(table.label, *failure) for failure in batch.failures
-                ]
-                self.progress.advance(table.label, batch.rows)
-            self.progress.end_table(table.label)
-            census[table.label] = per_field(table, counts)
-            models[table.label] = tally
+        census, models, failures = walk_without_writing(self, only_legacy=True)
         return ConversionReport.from_dry_run_walk(
             columns=self.columns,
             models=models,
             census=census,
-            failures=failures[:100],
+            failures=failures[:MAX_FAILURES_IN_REPORT],
             now=self.clock(),
             elapsed=time.monotonic() - started,
         )

@@ -1,6 +1,7 @@
 """The ledger: the ``RotationRun`` row that is a rotation's lock, heartbeat and record, and the
-run's chunks and failures. Every write to the run row checks that this process still holds it;
-a holder is alive while its heartbeat is fresh, whatever host or PID namespace it runs in."""
+run's chunks and their counts (its failures are in ``failures``). Every write to the run row
+checks that this process still holds it; a holder is alive while its heartbeat is fresh, whatever
+host or PID namespace it runs in."""
 
 from __future__ import annotations
 
@@ -15,17 +16,9 @@ from django.db import DatabaseError, IntegrityError, transaction
 from django.db.models import F, QuerySet
 
 from ..exceptions import describe_error
-from ..models import (
-    RotationChunk,
-    RotationFailure,
-    RotationRun,
-    RunKind,
-    RunStatus,
-    format_key_id,
-)
+from ..models import RotationChunk, RotationRun, RunKind, RunStatus
 from .batch import Batch
 from .lock import CLOSE, REFUSE, LockLost, close_abandoned, holder_is_alive, takeover
-from .report import MAX_FAILURES_IN_REPORT, ReportedFailure
 
 logger = logging.getLogger(__name__)
 
@@ -241,39 +234,7 @@ class RunLedger:
         finished = self.chunks.filter(run_id=run.pk).exclude(worker="")
         return sorted(set(finished.values_list("worker", flat=True)))
 
-    # -- failures and the end -------------------------------------------------------------------
-
-    def record_failures(self, run: RotationRun, label: str, batch: Batch) -> None:
-        if not batch.failures:
-            return
-        RotationFailure.objects.using(self.using).bulk_create(
-            [
-                RotationFailure(
-                    run=run, model=label, pk_value=str(pk), field=name, key_id=key_id, error=error
-                )
-                for pk, name, key_id, error in batch.failures
-            ],
-            ignore_conflicts=True,
-        )
-        for pk, name, key_id, _error in batch.failures:
-            logger.error(
-                "Rotation %s: %s pk=%s field %s could not be decrypted (key %s); left as it was.",
-                run.pk,
-                label,
-                pk,
-                name,
-                format_key_id(key_id),
-            )
-
-    def reported_failures(self, run: RotationRun) -> list[ReportedFailure]:
-        """The first ``MAX_FAILURES_IN_REPORT`` failures, as the report lists them."""
-        failures = RotationFailure.objects.using(self.using).filter(run_id=run.pk)
-        return [
-            ReportedFailure.of(
-                failure.model, failure.pk_value, failure.field, failure.key_id, failure.error
-            )
-            for failure in failures[:MAX_FAILURES_IN_REPORT]
-        ]
+    # -- the end -------------------------------------------------------------------------------
 
     def record_outcome(self, run: RotationRun) -> None:
         """End a run whose every step is done: ``completed``, or ``failed`` if rows failed."""

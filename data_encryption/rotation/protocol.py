@@ -11,33 +11,31 @@ from datetime import datetime, timedelta
 from django.db import connections, transaction
 from django.utils import timezone
 
-from ..ciphers import AeadCipher
 from ..conf import encryption_settings
 from ..exceptions import describe_traceback
-from ..keys import cipher_for, key_database, reset_key_ring
-from ..models import DataKey, RotationChunk, RotationRun, RunStatus, format_key_id
-from .batch import examine_rows
+from ..keys import key_database, reset_key_ring
+from ..models import DataKey, RotationRun, RunStatus, format_key_id
 from .census import Census, census_totals, count_census, prune_backups_after_retirement, retire_keys
 from .dry_run import dry_run
+from .failures import reported_failures
 from .ledger import RunLedger
 from .lock import LockLost, this_holder
 from .new_key import activate_new_key, back_up_new_key, forget_activated_copy
 from .progress import Progress
 from .report import RotationReport
-from .rows import _jsonable_pk, chunk_bounds, count_rows, read_rows, write_rows
-from .tables import Table, table_named
+from .rows import chunk_bounds
+from .tables import Table
+from .walk import ChunkWalk
 
 logger = logging.getLogger(__name__)
 
 
-class Rotation:
-    """One rotation run over ``tables``. ``run()`` does the whole protocol and returns the report.
+class Rotation(ChunkWalk):
+    """One rotation run over ``tables``. ``run()`` does the whole protocol and returns the report;
+    its re-encrypting phase is the walk over its chunks (``ChunkWalk``).
 
     ``clock`` and ``sleep`` are parameters so tests need no clock mocks.
     """
-
-    # A conversion (its subclass) rewrites only the legacy values of columns in transition.
-    only_legacy = False
 
     def __init__(
         self,
@@ -146,7 +144,7 @@ class Rotation:
             return RotationReport.already_running(self.ledger.running(), now=self.clock())
         return RotationReport.from_run(
             run,
-            failures=self.ledger.reported_failures(run),
+            failures=reported_failures(self.using, run),
             models=run.progress or self.ledger.models_progress(run),
             tables=len(self.tables),
             resumed=self.resumed,
@@ -212,64 +210,6 @@ class Rotation:
 
     def _keep_alive(self, run: RotationRun) -> Callable[[], None]:
         return lambda: self.ledger.keep_alive(run)
-
-    # -- re-encrypting --------------------------------------------------------------------------
-
-    def pending_chunks(self, run: RotationRun) -> list[RotationChunk]:
-        return self.ledger.pending_chunks(run)
-
-    def table(self, label: str) -> Table:
-        return table_named(self.tables, label)
-
-    def _process_pending(self, run: RotationRun) -> None:
-        """Every chunk not yet done, table by table, with the table's progress shown whole."""
-        pending = self.pending_chunks(run)
-        walked = self.ledger.models_progress(run)  # rows already done, when resuming
-        for label in dict.fromkeys(chunk.model for chunk in pending):
-            table = self.table(label)
-            done = walked.get(label, {}).get("rows", 0)
-            self.progress.start_table(label, count_rows(self.connection, table), done)
-            for chunk in pending:
-                if chunk.model == label:
-                    self.process_chunk(run, chunk)
-            self.progress.end_table(label)
-
-    def process_chunk(self, run: RotationRun, chunk: RotationChunk) -> None:
-        """Re-encrypt one chunk from its cursor, batch by batch. Safe to run again: the cursor
-        moves with each committed batch, and values already under the new key are skipped."""
-        if chunk.done:
-            return
-        table = self.table(chunk.model)
-        key_id, cipher = self._sealing_key(run)
-        self.ledger.start_chunk(chunk)
-        while True:
-            rows = read_rows(self.connection, table, chunk.cursor, self.batch_size, chunk.upper)
-            if not rows:
-                self.ledger.end_chunk(chunk)
-                self.ledger.write_counts(run)
-                break
-            batch = examine_rows(
-                rows,
-                table.columns,
-                key_id,
-                cipher,
-                rewrite=True,
-                bindings=table.bindings,
-                legacy=table.legacy,
-                encrypted=table.encrypted,
-                only_legacy=self.only_legacy,
-            )
-            with transaction.atomic(using=self.using):
-                write_rows(self.connection, table, batch)
-                self.ledger.record_failures(run, table.label, batch)
-                self.ledger.advance_chunk(chunk, _jsonable_pk(batch.last_pk), batch)
-                self.ledger.add_counts(run, batch)
-            self.progress.advance(table.label, batch.rows)
-
-    def _sealing_key(self, run: RotationRun) -> tuple[int, AeadCipher]:
-        """The key every rewritten value is sealed under: the run's new key."""
-        assert run.new_key_id is not None
-        return run.new_key_id, cipher_for(run.new_key_id)
 
     # -- census and retirement ------------------------------------------------------------------
 

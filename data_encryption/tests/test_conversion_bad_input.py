@@ -130,3 +130,23 @@ class BadInputTests(FreshKeyRingMixin, TestCase):
         self.assertEqual((report.status, report.failed_records), (RunStatus.COMPLETED, 0))
         self.assertTrue(is_envelope(stored(pk, "notes")))
         self.assertEqual(Patient.objects.get(pk=pk).notes, "de2: call back Tuesday")
+
+    @in_transition()
+    def test_this_apps_own_legacy_tokens_in_a_plaintext_column_are_opened_not_sealed(self):
+        # A Fernet token made with DB_ENCRYPTION_KEY (this app's legacy format) in a column in
+        # transition from plaintext: the field reads it as the token it is, so the conversion
+        # must seal its plaintext, not the token's text. Text that only starts like a token
+        # is the column's plaintext.
+        from django.conf import settings
+
+        token = Fernet(settings.DB_ENCRYPTION_KEY).encrypt(b"legacy-secret").decode()
+        lookalike = "gAAAAA is how this note starts"
+        pks = insert_legacy([("a", "C-1", token, None, 1), ("b", "C-2", lookalike, None, 2)])
+        self.assertEqual(Patient.objects.get(pk=pks[0]).notes, "legacy-secret")
+        report = KeyRotationService().encrypt_existing([LABEL])
+        self.assertEqual((report.status, report.failed_records), (RunStatus.COMPLETED, 0))
+        self.assertEqual(report.legacy_left[f"{LABEL}.notes"], 0)
+        self.assertTrue(is_envelope(stored(pks[0], "notes")))
+        self.assertTrue(is_envelope(stored(pks[1], "notes")))
+        self.assertEqual(Patient.objects.get(pk=pks[0]).notes, "legacy-secret")
+        self.assertEqual(Patient.objects.get(pk=pks[1]).notes, lookalike)
