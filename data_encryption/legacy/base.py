@@ -10,6 +10,12 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from django.core import exceptions
+from django.core.validators import (
+    DecimalValidator,
+    MaxLengthValidator,
+    MaxValueValidator,
+    MinValueValidator,
+)
 from django.db import models
 
 from ..envelope import ValueKind, classify, read_header
@@ -95,11 +101,31 @@ def is_fernet_token(raw: Any) -> bool:
     return classify(raw) is ValueKind.LEGACY_FERNET
 
 
+# The validators a conversion applies: the limits the plain column's type enforced in the
+# database (a varchar's max_length, an integer's range, a decimal's digits), which the binary
+# column of an encrypted field no longer enforces. Others (EmailValidator, URLValidator, a
+# user's own) check input, not storage: save() never ran them on the old values, and refusing
+# such a value would leave it unencrypted for good.
+STORAGE_LIMITS = (MaxLengthValidator, MinValueValidator, MaxValueValidator, DecimalValidator)
+_storage_validators: dict[int, tuple[Any, ...]] = {}
+
+
+def storage_validators(field: models.Field) -> tuple[Any, ...]:
+    """``field``'s validators of ``STORAGE_LIMITS`` kinds (fields are long-lived: cached by
+    identity)."""
+    found = _storage_validators.get(id(field))
+    if found is None or found[0] is not field:
+        kept = tuple(v for v in field.validators if isinstance(v, STORAGE_LIMITS))
+        found = _storage_validators[id(field)] = (field, *kept)
+    return found[1:]
+
+
 def plaintext_from_legacy(reader: LegacyReader, field: models.Field, raw: Any) -> bytes:
     """The plaintext bytes an encrypted ``field`` seals for legacy value ``raw``: read by
-    ``reader``, validated as the field validates (``max_length``, ranges...), encoded as the
-    field encodes. For a column that is not an encrypted field (a raw column the rotation
-    rewrites), the value is text, sealed as its UTF-8 bytes, or bytes, sealed as they are."""
+    ``reader``, checked against the limits the plain column enforced (``STORAGE_LIMITS``:
+    ``max_length``, ranges, digits), encoded as the field encodes. For a column that is not an
+    encrypted field (a raw column the rotation rewrites), the value is text, sealed as its UTF-8
+    bytes, or bytes, sealed as they are."""
     value = reader.read(raw, field)
     to_plaintext = getattr(field, "to_plaintext", None)
     if to_plaintext is None:
@@ -117,7 +143,9 @@ def plaintext_from_legacy(reader: LegacyReader, field: models.Field, raw: Any) -
             "not NULL; the row is left as it is."
         )
     try:
-        field.run_validators(value)
+        if value not in field.empty_values:  # as run_validators skips them
+            for validator in storage_validators(field):
+                validator(value)
         return bytes(to_plaintext(field.get_prep_value(value)))
     except (exceptions.ValidationError, TypeError, ValueError) as exc:
         codes = _validation_codes(exc)

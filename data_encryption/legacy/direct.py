@@ -17,7 +17,7 @@ from typing import Any
 from django.core.validators import MaxLengthValidator
 from django.db import models
 
-from .base import LegacyReader, plaintext_from_legacy
+from .base import LegacyReader, plaintext_from_legacy, storage_validators
 
 PlaintextPath = Callable[[Any], bytes]
 
@@ -42,11 +42,12 @@ def text_path(reader: LegacyReader, field: models.Field) -> PlaintextPath | None
 class TextPath:
     """An encrypted text field whose plaintext is its text's UTF-8 bytes (the field says so with
     ``plaintext_is_utf8``): stored UTF-8 bytes are sealed as they are, once they decode and
-    pass the field's validators; stored text (SQLite) is sealed as its UTF-8 bytes.
+    pass the field's storage limits (``STORAGE_LIMITS``); stored text (SQLite) is sealed as its
+    UTF-8 bytes.
 
     The field's ``MaxLengthValidator`` (and ``to_plaintext``'s own check of ``max_length``, the
     same limit) become one comparison of lengths: an ASCII value's length is its byte count, so
-    most values are never decoded. Any other validator (a user's, ``EmailField``'s...) runs on
+    most values are never decoded. Any other storage limit runs on
     the text, as ``run_validators`` runs it; like it, none runs on an empty value.
     """
 
@@ -56,7 +57,7 @@ class TextPath:
         self.generic: PlaintextPath = partial(plaintext_from_legacy, reader, field)
         limits = [field.max_length] if field.max_length is not None else []
         self.validators: list[Callable[[str], Any]] = []
-        for validator in field.validators:
+        for validator in storage_validators(field):
             # Exactly Django's (a subclass may compare differently), with a fixed limit.
             if type(validator) is MaxLengthValidator and type(validator.limit_value) is int:
                 limits.append(validator.limit_value)

@@ -33,7 +33,8 @@ def record_failures(using: str, run: RotationRun, label: str, failures: Sequence
     )
     for pk, name, key_id, _error in failures:
         logger.error(
-            "Rotation %s: %s pk=%s field %s could not be decrypted (key %s); left as it was.",
+            "%s %s: %s pk=%s field %s could not be read or re-encrypted (key %s); left as it was.",
+            run.kind.capitalize(),
             run.pk,
             label,
             pk,

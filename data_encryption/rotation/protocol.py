@@ -156,12 +156,20 @@ class Rotation(ChunkWalk):
         self, run: RotationRun, exc: BaseException, started: float | None
     ) -> RotationReport:
         if isinstance(exc, LockLost):
-            logger.error("Rotation %s was taken over by another process; this one stopped.", run.pk)
+            logger.error(
+                "%s %s was taken over by another process; this one stopped.",
+                run.kind.capitalize(),
+                run.pk,
+            )
             run.status, run.reason = RunStatus.FAILED, "Taken over by another process."
         elif run.status == RunStatus.RUNNING:
             # Not logger.exception: a database error's text quotes the failing row.
             logger.error(
-                "Rotation %s failed in phase %s: %s", run.pk, run.phase, describe_traceback(exc)
+                "%s %s failed in phase %s: %s",
+                run.kind.capitalize(),
+                run.pk,
+                run.phase,
+                describe_traceback(exc),
             )
             self.ledger.record_error(run, exc)
         return self.report(run, started)

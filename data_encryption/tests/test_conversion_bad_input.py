@@ -15,6 +15,7 @@ from data_encryption.tests.conversion_utils import (
     insert_legacy,
     is_envelope,
     json_text,
+    store_legacy,
     stored,
 )
 from data_encryption.tests.runner import CapturingHandler
@@ -150,3 +151,17 @@ class BadInputTests(FreshKeyRingMixin, TestCase):
         self.assertTrue(is_envelope(stored(pks[1], "notes")))
         self.assertEqual(Patient.objects.get(pk=pks[0]).notes, "legacy-secret")
         self.assertEqual(Patient.objects.get(pk=pks[1]).notes, lookalike)
+
+    def test_values_save_never_checked_are_converted_limits_are_kept(self):
+        # A plain URLField or EmailField holds whatever save() was given (it runs no
+        # validators); the conversion checks only what the plain column enforced (max_length),
+        # or those rows would stay unencrypted for good.
+        columns = {f"{LABEL}.homepage": "plaintext", f"{LABEL}.email": "plaintext"}
+        with in_transition(columns):
+            [pk] = insert_legacy([("a", None, None, None, None)])
+            store_legacy(pk, homepage="not a url", email="not-an-email")
+            report = KeyRotationService().encrypt_existing([LABEL])
+            self.assertEqual((report.status, report.failed_records), (RunStatus.COMPLETED, 0))
+            patient = Patient.objects.get(pk=pk)
+        self.assertEqual((patient.homepage, patient.email), ("not a url", "not-an-email"))
+        self.assertTrue(is_envelope(stored(pk, "homepage")))
