@@ -15,6 +15,7 @@ from ..encryptor import context_bytes, open_value, seal
 from ..exceptions import DecryptionError
 from ..legacy import is_envelope, is_fernet_token, reader_for_field
 from .binding import ColumnBinding, RowBoundAttribute, RowBoundValue, SealedValue
+from .field_checks import field_errors
 from .lookups import EncryptedExact, lookup_error
 from .messages import error_without_value
 
@@ -23,12 +24,6 @@ _REFUSED_OPTIONS = {
     "unique": "unique",
     "db_index": "indexed (db_index=True)",
 }
-
-_INDEX_HINT = "An index on ciphertext cannot serve any query; remove it."
-_UNIQUE_HINT = (
-    "Ciphertext differs on every save, so uniqueness over it enforces nothing; remove the field "
-    "from it, or make a keyed hash of the value in a separate field unique."
-)
 
 
 class EncryptedFieldMixin(models.Field):
@@ -253,53 +248,7 @@ class EncryptedFieldMixin(models.Field):
         raise lookup_error(self, lookup_name)
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
-        errors = super().check(**kwargs)
-        model = getattr(self, "model", None)
-        if model is not None:
-            errors.extend(self._index_errors(model._meta))
-            if self.bind_to_pk and isinstance(
-                model._meta.pk, models.AutoField | models.BigAutoField | models.SmallAutoField
-            ):
-                errors.append(
-                    checks.Error(
-                        f"{model.__name__}.{self.name} is bound to its row's primary key "
-                        "(bind_to_pk=True), but the database assigns that key on insert, so "
-                        "no value could be saved.",
-                        hint="Give the model a primary key set before insert, such as "
-                        "UUIDField(primary_key=True, default=uuid.uuid4), or remove bind_to_pk.",
-                        obj=self,
-                        id="data_encryption.E029",
-                    )
-                )
-        return errors
-
-    def _index_errors(self, opts: Any) -> list[checks.CheckMessage]:
-        # Unique constraints are indexes too, and worse: validate_unique() would query this
-        # field with '=' and raise EncryptedLookupError from full_clean().
-        found = [
-            (f"Index '{index.name}'", _INDEX_HINT)
-            for index in opts.indexes
-            if self.name in {name for name, _order in index.fields_orders}
-        ]
-        found += [
-            (f"Unique constraint '{constraint.name}'", _UNIQUE_HINT)
-            for constraint in opts.constraints
-            if isinstance(constraint, models.UniqueConstraint) and self.name in constraint.fields
-        ]
-        found += [
-            (f"unique_together {tuple(together)!r}", _UNIQUE_HINT)
-            for together in opts.unique_together
-            if self.name in together
-        ]
-        return [
-            checks.Error(
-                f"{what} includes encrypted field '{self.name}'.",
-                hint=hint,
-                obj=self,
-                id="data_encryption.E013",
-            )
-            for what, hint in found
-        ]
+        return [*super().check(**kwargs), *field_errors(self)]
 
 
 def _plaintext_part(expression: Any) -> str | None:
