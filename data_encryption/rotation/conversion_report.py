@@ -13,7 +13,7 @@ from typing import Any
 from ..legacy import PLAINTEXT
 from ..models import RotationRun, RunKind, RunStatus
 from .census import Census
-from .report import ALREADY_RUNNING, ReportedFailure, RotationReport, _plain
+from .report import ALREADY_RUNNING, ReportedFailure, RotationReport, _plain, dry_run_counts
 
 _CONVERTED = (
     "status",
@@ -108,18 +108,10 @@ class ConversionReport(RotationReport):
         elapsed: float,
     ) -> ConversionReport:
         """What a conversion would do; ``models`` has each table's would-be counts."""
-        failed = sum(counts["failed"] for counts in models.values())
-        converted = sum(counts["reencrypted"] for counts in models.values())
+        counts = dry_run_counts(models, now, elapsed)
+        failed, converted = counts["failed_records"], counts["records_reencrypted"]
         return cls(
-            status=RunStatus.FAILED if failed else RunStatus.COMPLETED,
-            timestamp=now,
-            models_processed=len(models),
-            records_processed=sum(counts["rows"] for counts in models.values()),
-            failed_records=failed,
-            dry_run=True,
-            started_at=now,
-            duration_seconds=round(elapsed, 3),
-            records_reencrypted=converted,
+            **counts,
             models=models,
             census=census,
             failures=tuple(failures),

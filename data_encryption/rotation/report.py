@@ -202,17 +202,10 @@ class RotationReport(Mapping[str, Any]):
         elapsed: float,
     ) -> RotationReport:
         """What a rotation would do; ``models`` has each table's would-be counts."""
-        failed = sum(counts["failed"] for counts in models.values())
+        counts = dry_run_counts(models, now, elapsed)
+        failed = counts["failed_records"]
         return cls(
-            status=RunStatus.FAILED if failed else RunStatus.COMPLETED,
-            timestamp=now,
-            models_processed=len(models),
-            records_processed=sum(counts["rows"] for counts in models.values()),
-            failed_records=failed,
-            dry_run=True,
-            started_at=now,
-            duration_seconds=round(elapsed, 3),
-            records_reencrypted=sum(counts["reencrypted"] for counts in models.values()),
+            **counts,
             old_key_ids=_hex(old_key_ids),
             retired_key_ids=_hex(would_retire),
             models=models,
@@ -265,3 +258,22 @@ def _plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
     return value
+
+
+def dry_run_counts(
+    models: Mapping[str, Mapping[str, int]], now: datetime, elapsed: float
+) -> dict[str, Any]:
+    """The fields a dry run's report (a rotation's or a conversion's) takes from its would-be
+    counts per table (``rows``, ``reencrypted``, ``failed``)."""
+    failed = sum(counts["failed"] for counts in models.values())
+    return {
+        "status": RunStatus.FAILED if failed else RunStatus.COMPLETED,
+        "timestamp": now,
+        "models_processed": len(models),
+        "records_processed": sum(counts["rows"] for counts in models.values()),
+        "failed_records": failed,
+        "dry_run": True,
+        "started_at": now,
+        "duration_seconds": round(elapsed, 3),
+        "records_reencrypted": sum(counts["reencrypted"] for counts in models.values()),
+    }

@@ -7,15 +7,13 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS
 
-from data_encryption.conf import ROTATION_OPTIONS
 from data_encryption.legacy import SETTING
 from data_encryption.models import RunStatus
 from data_encryption.rotation.conversion_report import ConversionReport
 from data_encryption.services import get_rotation_service_class
 
-from .rotate_encryption_key import TerminalProgress
+from .rotate_encryption_key import TerminalProgress, add_walk_arguments
 
 
 class Command(BaseCommand):
@@ -38,18 +36,7 @@ class Command(BaseCommand):
             help="Read and check every legacy value and report what would be converted and what "
             "would fail; write nothing.",
         )
-        parser.add_argument(
-            "--batch-size",
-            type=int,
-            default=None,
-            help="Rows per batch (one transaction each). Default ENCRYPTION_KEY_ROTATION"
-            f"['BATCH_SIZE'] or {ROTATION_OPTIONS['BATCH_SIZE'].default}.",
-        )
-        parser.add_argument(
-            "--database",
-            default=DEFAULT_DB_ALIAS,
-            help='The database to convert. Defaults to the "default" database.',
-        )
+        add_walk_arguments(parser, "convert")
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -78,6 +78,22 @@ class TerminalProgress(Progress):
         self.stream.flush()
 
 
+def add_walk_arguments(parser: CommandParser, verb: str) -> None:
+    """``--batch-size`` and ``--database``, as every command that walks tables takes them."""
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="Rows per batch (one transaction each). Default ENCRYPTION_KEY_ROTATION"
+        f"['BATCH_SIZE'] or {ROTATION_OPTIONS['BATCH_SIZE'].default}.",
+    )
+    parser.add_argument(
+        "--database",
+        default=DEFAULT_DB_ALIAS,
+        help=f'The database to {verb}. Defaults to the "default" database.',
+    )
+
+
 class Command(BaseCommand):
     help = (
         "Rotate the data encryption key: back up the keys, make a new primary key, re-encrypt "
@@ -98,18 +114,7 @@ class Command(BaseCommand):
             dest="interactive",
             help="Do not prompt the user for input of any kind (here, the same as --force).",
         )
-        parser.add_argument(
-            "--batch-size",
-            type=int,
-            default=None,
-            help="Rows per batch (one transaction each). Default ENCRYPTION_KEY_ROTATION"
-            f"['BATCH_SIZE'] or {ROTATION_OPTIONS['BATCH_SIZE'].default}.",
-        )
-        parser.add_argument(
-            "--database",
-            default=DEFAULT_DB_ALIAS,
-            help='The database to rotate. Defaults to the "default" database.',
-        )
+        add_walk_arguments(parser, "rotate")
         parser.add_argument(
             "--model",
             action="append",
