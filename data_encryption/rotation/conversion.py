@@ -25,7 +25,6 @@ from ..models import RotationRun, RunKind, RunStatus
 from .census import count_census
 from .conversion_report import ConversionReport, legacy_left
 from .dry_run import walk_without_writing
-from .failures import reported_failures
 from .protocol import Rotation
 from .report import MAX_FAILURES_IN_REPORT
 from .tables import ModelConfiguration, Table, resolve_tables
@@ -37,6 +36,7 @@ class Conversion(Rotation):
     same columns is resumed from its chunks' cursors."""
 
     only_legacy = True
+    report_class = ConversionReport
 
     def __init__(self, tables: Sequence[Table], **options: object) -> None:
         super().__init__(tables, full_scope=False, **options)  # type: ignore[arg-type]
@@ -70,15 +70,8 @@ class Conversion(Rotation):
         if run is None:
             running = self.ledger.running()
             return ConversionReport.refused(running, self.columns, now=self.clock())
-        report = ConversionReport.from_run(
-            run,
-            failures=reported_failures(self.using, run),
-            models=run.progress or self.ledger.models_progress(run),
-            tables=len(self.tables),
-            resumed=self.resumed,
-            now=self.clock(),
-            elapsed=None if started is None else time.monotonic() - started,
-        )
+        report = super().report(run, started)
+        assert isinstance(report, ConversionReport)  # report_class
         return replace(report, columns=tuple(run.columns))
 
     def _acquire(self) -> RotationRun | None:

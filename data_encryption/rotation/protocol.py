@@ -137,12 +137,15 @@ class Rotation(ChunkWalk):
         finishes it once)."""
         return self.ledger.claim_finish(run)
 
+    #: What ``report`` makes of a run (a conversion's report says what it converted).
+    report_class: type[RotationReport] = RotationReport
+
     def report(self, run: RotationRun | None, started: float | None = None) -> RotationReport:
         """The report on ``run`` as it stands (``None``: another rotation held the lock).
         ``started``: when this process began it (``time.monotonic()``)."""
         if run is None:
             return RotationReport.already_running(self.ledger.running(), now=self.clock())
-        return RotationReport.from_run(
+        return self.report_class.from_run(
             run,
             failures=reported_failures(self.using, run),
             models=run.progress or self.ledger.models_progress(run),
