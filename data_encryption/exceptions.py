@@ -52,6 +52,26 @@ class EncryptedLookupError(DataEncryptionError, FieldError):
     """A query asked an encrypted field for a lookup the database cannot answer on ciphertext."""
 
 
+class BlindIndexError(DataEncryptionError):
+    """A blind index (``blind_index=True``) cannot answer a query or be written."""
+
+
+class IndexKeyUnavailableError(BlindIndexError, KeyConfigurationError):
+    """The blind-index key a query or a write needs is not in this process's index key ring:
+    the key table does not hold it, or no configured master key unwraps it. ``key_id`` names it.
+    Raised instead of answering from an index that would silently match nothing."""
+
+    def __init__(self, message: str, *, key_id: int | None = None) -> None:
+        super().__init__(message)
+        self.key_id = key_id
+
+
+class BlindIndexIncomplete(BlindIndexError):
+    """Some rows of an indexed field have no index value under the active index key (values
+    written before ``blind_index=True`` was added, or converted from plaintext), so a query
+    would miss them. ``manage.py rebuild_blind_index`` builds it."""
+
+
 def describe_error(exc: BaseException) -> str:
     """``exc`` described for a record that people read (a run's reason, an email, the admin,
     ``encryption_status``): never the text of an error that may quote data.

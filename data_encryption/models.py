@@ -272,3 +272,67 @@ class RotationFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} pk={self.pk_value} field={self.field}: {self.error}"
+
+
+class IndexKeyState:
+    """The life of a blind-index key (docs/search.md). Each key fills one of the two index
+    columns ("slots") of every indexed field: ``FILLING`` is written on every save while a walk
+    back-fills it, and read by nobody; ``ACTIVE`` (exactly one) is complete, written and read;
+    ``DRAINING`` was active until the last switch and is still written, for processes that have
+    not yet seen the switch; ``RETIRED`` is written as NULL and its slot is cleared."""
+
+    FILLING = "filling"
+    ACTIVE = "active"
+    DRAINING = "draining"
+    RETIRED = "retired"
+    LIVE = (FILLING, ACTIVE, DRAINING)
+
+    choices = [
+        (FILLING, "filling (written, being built)"),
+        (ACTIVE, "active (written and queried)"),
+        (DRAINING, "draining (written until every process has switched)"),
+        (RETIRED, "retired (cleared)"),
+    ]
+
+
+class IndexKey(models.Model):
+    """One random 256-bit blind-index key, stored only wrapped by the master key (as data keys
+    are, under an id of its own). Each indexed field hashes under a key derived from it and
+    the field's name, so equal values of two fields have unrelated index values."""
+
+    key_id = models.PositiveBigIntegerField(unique=True, editable=False)
+    slot = models.CharField(max_length=1, choices=[("a", "a"), ("b", "b")])
+    state = models.CharField(max_length=16, choices=IndexKeyState.choices)
+    # NULL once retired: a retired key's material is wiped with its slot's values.
+    wrapped_key = models.BinaryField(null=True, editable=False)
+    master_key_fingerprint = models.CharField(max_length=16, editable=False)
+    created_at = models.DateTimeField()
+    state_since = models.DateTimeField()
+    # The fields ("app_label.Model.field" contexts) whose index under this key is known to cover
+    # every row: recorded by the walk that built it, or by the first query that checked it.
+    complete_fields = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["state"],
+                condition=Q(state="active"),
+                name="data_encryption_one_active_index_key",
+            ),
+            models.UniqueConstraint(
+                fields=["slot"],
+                condition=Q(state__in=["filling", "active", "draining"]),
+                name="data_encryption_one_live_index_key_per_slot",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"index key {self.hex_id} (slot {self.slot}, {self.state})"
+
+    def __repr__(self) -> str:
+        return f"<IndexKey {self.hex_id} slot={self.slot} state={self.state}>"
+
+    @property
+    def hex_id(self) -> str:
+        return format_key_id(self.key_id)

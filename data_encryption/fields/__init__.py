@@ -21,6 +21,7 @@ from .base import EncryptedFieldMixin
 from .binary import EncryptedBinaryField
 from .dates import EncryptedDateField, EncryptedDateTimeField
 from .identifiers import EncryptedGenericIPAddressField, EncryptedUUIDField
+from .index_columns import BlindIndexColumn, BlindIndexUnique
 from .json import EncryptedJSONField
 from .numbers import (
     EncryptedBigIntegerField,
@@ -69,6 +70,8 @@ ENCRYPTED_FIELD_TYPES: tuple[type[EncryptedFieldMixin], ...] = (
 
 __all__ = [
     "ENCRYPTED_FIELD_TYPES",
+    "BlindIndexColumn",
+    "BlindIndexUnique",
     "EncryptedBigIntegerField",
     "EncryptedBinaryField",
     "EncryptedBooleanField",

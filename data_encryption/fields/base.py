@@ -11,11 +11,15 @@ from django.db import models
 from django.db.models.expressions import Col
 from django.utils.functional import cached_property
 
+from ..blind_index import normalisers
 from ..encryptor import context_bytes, open_value, seal
 from ..exceptions import DecryptionError
 from ..legacy import is_envelope, is_fernet_token, reader_for_field
 from .binding import ColumnBinding, RowBoundAttribute, RowBoundValue, SealedValue
 from .field_checks import field_errors
+from .index_columns import add_index_columns
+from .index_writes import ForInsert, IndexedAssignment
+from .indexing import check_options, folds_case, index_input, index_lookup
 from .lookups import EncryptedExact, lookup_error
 from .messages import error_without_value
 
@@ -35,8 +39,20 @@ class EncryptedFieldMixin(models.Field):
     before the rename no longer decrypt); ``bind_to_pk`` binds each value to its row as well.
     """
 
+    # What a blind index compares: "text" (normalisable), "value" (one canonical spelling), or
+    # None (not supported); see ``indexing``.
+    blind_index_kind: str | None = None
+    default_normaliser: str | None = None
+    index_columns: tuple[Any, ...] = ()
+
     def __init__(
-        self, *args: Any, context: str | None = None, bind_to_pk: bool = False, **kwargs: Any
+        self,
+        *args: Any,
+        context: str | None = None,
+        bind_to_pk: bool = False,
+        blind_index: bool = False,
+        normaliser: str | normalisers.Normaliser | None = None,
+        **kwargs: Any,
     ) -> None:
         if context is not None:
             context_bytes(context)  # refuses a non-str or empty context here, not at first save
@@ -44,6 +60,15 @@ class EncryptedFieldMixin(models.Field):
         self.context_name, self.bind_to_pk = context, bind_to_pk
         if bind_to_pk:
             self.descriptor_class = RowBoundAttribute
+        # With a blind index, unique=True is enforced on the index (``index_columns``).
+        self.index_unique = bool(blind_index and kwargs.pop("unique", False))
+        check_options(self, blind_index, normaliser, self.index_unique)
+        self.blind_index = blind_index
+        self.normaliser = normaliser
+        if blind_index and normaliser is None:
+            self.normaliser = self.default_normaliser
+        self.normalise = normalisers.resolve(self.normaliser)
+        self.normaliser_folds_case = folds_case(self.normaliser)
         super().__init__(*args, **kwargs)
         # Refused here, where the mistake is written, rather than when the model class is built.
         for option, described in _REFUSED_OPTIONS.items():
@@ -51,7 +76,8 @@ class EncryptedFieldMixin(models.Field):
                 raise exceptions.ImproperlyConfigured(
                     f"{type(self).__name__}: an encrypted field cannot be {described}; the "
                     "database holds only ciphertext, which differs on every save. Remove "
-                    f"{option}=True, or keep a keyed hash of the value in a separate field."
+                    f"{option}=True"
+                    + (", or add blind_index=True (docs/search.md)." if option == "unique" else ".")
                 )
 
     @cached_property
@@ -85,6 +111,17 @@ class EncryptedFieldMixin(models.Field):
         # A field copied from an abstract model may carry the abstract model's binding.
         self.__dict__.pop("binding", None)
         self.__dict__.pop("binding_context", None)
+        if self.blind_index and not cls._meta.abstract:
+            add_index_columns(self, cls, name)
+
+    @property
+    def index_context(self) -> bytes:
+        """What the field's index key is derived from: the name its values are bound to."""
+        assert self.binding is not None
+        return self.binding.context
+
+    def index_input(self, value: Any, *, query: bool = False) -> bytes | None:
+        return index_input(self, value, query=query)
 
     def deconstruct(self) -> Any:
         name, path, args, kwargs = super().deconstruct()
@@ -92,6 +129,12 @@ class EncryptedFieldMixin(models.Field):
             kwargs["context"] = self.context_name
         if self.bind_to_pk:
             kwargs["bind_to_pk"] = True
+        if self.blind_index:
+            kwargs["blind_index"] = True
+            if self.index_unique:
+                kwargs["unique"] = True
+            if self.normaliser != self.default_normaliser:
+                kwargs["normaliser"] = self.normaliser
         # Migrations name our fields by the package (data_encryption.fields.EncryptedCharField),
         # not the module that defines them, so moving a field between modules changes none.
         if path.startswith("data_encryption.fields."):
@@ -125,12 +168,20 @@ class EncryptedFieldMixin(models.Field):
 
     def clean(self, value: Any, model_instance: models.Model | None) -> Any:
         try:
-            return super().clean(value, model_instance)
+            value = super().clean(value, model_instance)
         except exceptions.ValidationError as exc:
             error = error_without_value(self, exc)
+        else:
+            if self.normalise is not None and value is not None:
+                self.normalise(str(value))  # its ValidationError shows on the form's field
+            return value
         raise error
 
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
+        value = self._pre_save(model_instance, add)
+        return ForInsert(value) if add and self.blind_index else value
+
+    def _pre_save(self, model_instance: models.Model, add: bool) -> Any:
         value = super().pre_save(model_instance, add)
         if not self.bind_to_pk or value is None:
             return value
@@ -160,6 +211,19 @@ class EncryptedFieldMixin(models.Field):
         return connection.Database.Binary(seal(self.to_plaintext(value), context))
 
     def get_db_prep_save(self, value: Any, connection: Any) -> Any:
+        if isinstance(value, ForInsert):
+            return self.plain_db_prep_save(value.value, connection)
+        if self.blind_index:
+            if hasattr(value, "as_sql"):
+                self._check_expression_writes_ciphertext(value)
+            elif value is not None:
+                # Refused before anything is written: a value the normaliser rejects.
+                self.index_input(value.value if isinstance(value, RowBoundValue) else value)
+            return IndexedAssignment(self, value)
+        return self.plain_db_prep_save(value, connection)
+
+    def plain_db_prep_save(self, value: Any, connection: Any) -> Any:
+        """The ciphertext of ``value`` (or a resolved expression, as it is)."""
         # The SQL compilers hand resolved expressions here too (the Case of bulk_update, an F() in
         # update()): they compile to SQL themselves and must not be stringified and encrypted.
         if hasattr(value, "as_sql"):
@@ -240,6 +304,8 @@ class EncryptedFieldMixin(models.Field):
     def get_lookup(self, lookup_name: str) -> Any:
         if lookup_name == "isnull":
             return super().get_lookup(lookup_name)
+        if self.blind_index and (found := index_lookup(self, lookup_name)):
+            return found
         if lookup_name == "exact":
             return EncryptedExact
         raise lookup_error(self, lookup_name)

@@ -19,6 +19,7 @@ class EncryptedDateField(EncryptedFieldMixin, models.DateField):
     """Encrypted ``DateField`` (ISO 8601)."""
 
     description = _("Encrypted date (without time)")
+    blind_index_kind = "value"
 
     def to_plaintext(self, value: Any) -> bytes:
         return value.isoformat().encode("ascii")

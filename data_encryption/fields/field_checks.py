@@ -8,6 +8,8 @@ from typing import Any
 from django.core import checks
 from django.db import models
 
+from .index_columns import BlindIndexUnique
+
 _INDEX_HINT = "An index on ciphertext cannot serve any query; remove it."
 _UNIQUE_HINT = (
     "Ciphertext differs on every save, so uniqueness over it enforces nothing; remove the field "
@@ -49,7 +51,9 @@ def _index_errors(field: Any, opts: Any) -> list[checks.CheckMessage]:
     found += [
         (f"Unique constraint '{constraint.name}'", _UNIQUE_HINT)
         for constraint in opts.constraints
-        if isinstance(constraint, models.UniqueConstraint) and field.name in constraint.fields
+        if isinstance(constraint, models.UniqueConstraint)
+        and not isinstance(constraint, BlindIndexUnique)  # enforced on the index column
+        and field.name in constraint.fields
     ]
     found += [
         (f"unique_together {tuple(together)!r}", _UNIQUE_HINT)

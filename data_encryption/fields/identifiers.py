@@ -17,6 +17,7 @@ class EncryptedUUIDField(EncryptedFieldMixin, models.UUIDField):
     """Encrypted ``UUIDField``: the hyphenated lower-case form, ``str(uuid)``."""
 
     description = _("Encrypted universally unique identifier")
+    blind_index_kind = "value"
 
     def to_plaintext(self, value: Any) -> bytes:
         return str(value).encode("ascii")

@@ -19,6 +19,7 @@ class _EncryptedIntegerMixin(EncryptedFieldMixin):
     # The range of the unencrypted type: the backends' range check keys on the internal type,
     # which is now BinaryField, so the range is taken from the type this field stands for.
     range_of = "IntegerField"
+    blind_index_kind = "value"
 
     @cached_property
     def validators(self) -> list[Any]:

@@ -17,6 +17,8 @@ from .base import EncryptedFieldMixin
 class _EncryptedTextMixin(EncryptedFieldMixin):
     """Text plaintext: ``from_db_value`` is the row-loading hot path, so it decodes inline."""
 
+    blind_index_kind = "text"
+
     @property
     def plaintext_is_utf8(self) -> bool:
         """Whether this field's plaintext is exactly its text's UTF-8 bytes: ``from_plaintext``
@@ -74,6 +76,9 @@ class EncryptedEmailField(EncryptedCharField, models.EmailField):
     """Encrypted ``EmailField``."""
 
     description = _("Encrypted email address")
+    # With a blind index, "Ann@Example.COM" finds "Ann@example.com" (normaliser="email_lower"
+    # also folds the part before the "@").
+    default_normaliser = "email"
 
 
 class EncryptedURLField(EncryptedCharField, models.URLField):

@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "data_encryption",
     "data_encryption.tests.testapp",
+    "data_encryption.tests.search_app",
 ]
 
 # A process started by a test connects to that test's database directly.

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from data_encryption.index_keys import reset_index_key_ring
 from data_encryption.keys import master_keys, reset_key_ring
 from data_encryption.models import DataKey, KeyState
 from data_encryption.services import EncryptionService
@@ -46,8 +47,10 @@ class FreshKeyRingMixin:
 
     def setUp(self):
         reset_key_ring()
+        reset_index_key_ring()
         super().setUp()
         self.addCleanup(reset_key_ring)
+        self.addCleanup(reset_index_key_ring)
 
 
 def assert_no_material(testcase, texts, raws):

@@ -1,0 +1,169 @@
+"""The columns an indexed field keeps beside its ciphertext, and its unique constraints.
+
+``ssn = EncryptedCharField(blind_index=True)`` adds two ``BlindIndexColumn``s, ``ssn_bidx_a``
+and ``ssn_bidx_b``, one per index-key slot (docs/search.md: two, so that uniqueness holds in the
+database throughout an index-key rotation). They are managed: filled from the field's value on
+every write, never edited, never serialised (a fixture's rows are indexed as they load). With
+``unique=True`` each slot gets a ``BlindIndexUnique``, a unique constraint that the database
+enforces on the slot's column and that ``validate_unique()`` and model forms check on the field,
+with Django's own message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from django.db import models
+from django.db.models import signals
+from django.db.models.constraints import UniqueConstraint
+
+from ..blind_index import DIGEST_BYTES, slot_digest
+from ..index_keys import SLOTS, index_key_ring
+
+
+def index_column_name(source_name: str, slot: str) -> str:
+    return f"{source_name}_bidx_{slot}"
+
+
+class BlindIndexColumn(models.BinaryField):
+    """One slot of a field's blind index: the 16-byte keyed hash of its value (NULL for NULL).
+    Indexed, or unique through the field's ``BlindIndexUnique``."""
+
+    description = "Blind index of an encrypted field"
+
+    def __init__(self, *args: Any, source: str, slot: str, **kwargs: Any) -> None:
+        self.source, self.slot = source, slot
+        kwargs["max_length"] = DIGEST_BYTES
+        kwargs["null"] = True
+        kwargs["editable"] = False
+        kwargs["serialize"] = False
+        super().__init__(*args, **kwargs)
+
+    def deconstruct(self) -> Any:
+        name, _path, args, kwargs = super().deconstruct()
+        for fixed in ("max_length", "null", "editable", "serialize"):
+            kwargs.pop(fixed, None)
+        kwargs["source"], kwargs["slot"] = self.source, self.slot
+        return name, "data_encryption.fields.BlindIndexColumn", args, kwargs
+
+    def contribute_to_class(
+        self, cls: type[models.Model], name: str, private_only: bool = False
+    ) -> None:
+        # A model rendered from migrations lists its index columns itself, and its indexed field
+        # adds them too: whichever comes second is the one already there.
+        if any(f.name == name for f in cls._meta.local_fields):
+            return
+        super().contribute_to_class(cls, name, private_only=private_only)
+
+    def source_field(self) -> Any:
+        return self.model._meta.get_field(self.source)
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> Any:
+        source = self.source_field()
+        if not add and source.attname in model_instance.get_deferred_fields():
+            return getattr(model_instance, self.attname)  # the value did not change
+        data = source.index_input(getattr(model_instance, source.attname))
+        value = slot_digest(source.index_context, data, self.slot)
+        setattr(model_instance, self.attname, value)
+        return value
+
+
+class BlindIndexUnique(UniqueConstraint):
+    """``fields=[<indexed field>]`` for validation (``validate_unique``, model forms, the
+    admin), while the database enforces it on the slot's index column: the ciphertext column
+    itself cannot be unique (every save encrypts anew). Only the constraint of the slot that
+    queries read validates, so a duplicate is reported once."""
+
+    def __init__(self, *, fields: Any, name: str, slot: str, **kwargs: Any) -> None:
+        self.slot = slot
+        super().__init__(fields=fields, name=name, **kwargs)
+
+    def _on_index_column(self) -> UniqueConstraint:
+        return UniqueConstraint(
+            fields=[index_column_name(self.fields[0], self.slot)], name=self.name
+        )
+
+    def constraint_sql(self, model: Any, schema_editor: Any) -> Any:
+        return self._on_index_column().constraint_sql(model, schema_editor)
+
+    def create_sql(self, model: Any, schema_editor: Any) -> Any:
+        return self._on_index_column().create_sql(model, schema_editor)
+
+    def remove_sql(self, model: Any, schema_editor: Any) -> Any:
+        return self._on_index_column().remove_sql(model, schema_editor)
+
+    def validate(self, model: Any, instance: Any, exclude: Any = None, using: Any = None) -> None:
+        if index_key_ring().active_slot == self.slot:
+            super().validate(model, instance, exclude=exclude, using=using)
+
+    def deconstruct(self) -> Any:
+        _path, args, kwargs = super().deconstruct()
+        kwargs["slot"] = self.slot
+        return "data_encryption.fields.BlindIndexUnique", args, kwargs
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, BlindIndexUnique)
+            and self.slot == other.slot
+            and super().__eq__(other)
+        )
+
+    __hash__ = UniqueConstraint.__hash__
+
+
+def constraint_name(model: type[models.Model], source_name: str, slot: str) -> str:
+    """``<table>_<field>_bidx_<slot>_uniq``, shortened with a hash past 60 characters (the
+    shortest identifier limit of the supported databases is PostgreSQL's 63)."""
+    name = f"{model._meta.db_table}_{source_name}_bidx_{slot}_uniq"
+    if len(name) <= 60:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return f"{name[:46]}_{digest}_uniq"
+
+
+def add_index_columns(field: Any, cls: type[models.Model], name: str) -> None:
+    """Give ``cls`` the index columns (and unique constraints) of its indexed field ``name``."""
+    columns = []
+    for slot in SLOTS:
+        column_name = index_column_name(name, slot)
+        existing = next((f for f in cls._meta.local_fields if f.name == column_name), None)
+        if existing is None:
+            existing = BlindIndexColumn(source=name, slot=slot, db_index=not field.index_unique)
+            # Declared right after the field, in every form and in migrations. Not the field's
+            # own counter: fields with equal counters on one model are equal (Field.__eq__).
+            existing.creation_counter = field.creation_counter + (SLOTS.index(slot) + 1) / 4
+            cls.add_to_class(column_name, existing)
+        columns.append(existing)
+        if field.index_unique:
+            constraint = constraint_name(cls, name, slot)
+            if all(c.name != constraint for c in cls._meta.constraints):
+                # A new list: Meta.constraints may be shared with an abstract parent's.
+                cls._meta.constraints = [
+                    *cls._meta.constraints,
+                    BlindIndexUnique(fields=[name], name=constraint, slot=slot),
+                ]
+                # Migrations take a model's constraints from its Meta as written.
+                cls._meta.original_attrs["constraints"] = cls._meta.constraints
+    field.index_columns = tuple(columns)
+    signals.pre_save.connect(
+        _before_save, sender=cls, weak=False, dispatch_uid="data_encryption.blind_index.raw_save"
+    )
+
+
+def _before_save(
+    sender: Any, instance: Any, raw: bool, update_fields: Any = None, **kwargs: Any
+) -> None:
+    """Before ``save()`` opens its transaction: refuse a value the normaliser rejects (so the
+    caller's transaction is not broken by an error in the middle of the save), and for a raw
+    save (``loaddata``), which stores attributes without ``pre_save``, compute the index
+    columns from the loaded value (they are not serialised)."""
+    for field in sender._meta.concrete_fields:
+        if not isinstance(field, BlindIndexColumn):
+            continue
+        if raw:
+            field.pre_save(instance, add=True)
+        elif field.slot == SLOTS[0] and (update_fields is None or field.source in update_fields):
+            source = field.source_field()
+            if source.attname not in instance.get_deferred_fields():
+                source.index_input(getattr(instance, source.attname))
