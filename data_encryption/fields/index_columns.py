@@ -15,6 +15,7 @@ import hashlib
 from typing import Any
 
 from django.db import models
+from django.db.migrations.state import StateApps
 from django.db.models import signals
 from django.db.models.constraints import UniqueConstraint
 
@@ -135,7 +136,10 @@ def add_index_columns(field: Any, cls: type[models.Model], name: str) -> None:
             existing.creation_counter = field.creation_counter + (SLOTS.index(slot) + 1) / 4
             cls.add_to_class(column_name, existing)
         columns.append(existing)
-        if field.index_unique:
+        # A model rendered from migrations has the constraints its migrations gave it (an
+        # AddConstraint after its CreateModel): adding them here too would make CreateModel
+        # create them, and the AddConstraint then fail on PostgreSQL ("already exists").
+        if field.index_unique and not isinstance(cls._meta.apps, StateApps):
             constraint = constraint_name(cls, name, slot)
             if all(c.name != constraint for c in cls._meta.constraints):
                 # A new list: Meta.constraints may be shared with an abstract parent's.
