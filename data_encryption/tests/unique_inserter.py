@@ -19,19 +19,16 @@ def insert_when_told(folder, name, ssn):
     import django
 
     django.setup()
-    from django.conf import settings
-    from django.db import IntegrityError, transaction
-    from django.test import override_settings
+    from django.db import IntegrityError, connection, transaction
 
     from data_encryption.services import EncryptionService
     from data_encryption.tests.search_app.models import Person
 
-    # Both key rings loaded before the race and kept through it (the test settings reload them
-    # every 0.5 s), so that the transaction below only writes: on SQLite a transaction that
-    # read first cannot wait for the other's write lock ("database is locked" at once), which
-    # would test SQLite's locking rather than the unique index.
-    rotation = {**settings.ENCRYPTION_KEY_ROTATION, "KEY_CACHE_SECONDS": 600}
-    override_settings(ENCRYPTION_KEY_ROTATION=rotation).enable()
+    if connection.vendor == "sqlite":
+        # A deferred SQLite transaction that has read (here: a key ring reloaded) cannot wait
+        # for another's write lock and fails at once ("database is locked"); concurrent writers
+        # on SQLite take the write lock at BEGIN, as Django's "transaction_mode" option offers.
+        connection.settings_dict["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
     EncryptionService.encrypt("warm-up")
     Person.objects.filter(ssn="0").exists()
     folder = Path(folder)
