@@ -15,12 +15,15 @@ import hashlib
 from typing import Any
 
 from django.db import models
-from django.db.migrations.state import StateApps
 from django.db.models import signals
 from django.db.models.constraints import UniqueConstraint
 
 from ..blind_index import DIGEST_BYTES, slot_digest
 from ..index_keys import SLOTS, index_key_ring
+
+
+# The module Django gives the models it renders from migration states.
+MIGRATION_MODULE = "__fake__"
 
 
 def index_column_name(source_name: str, slot: str) -> str:
@@ -51,11 +54,13 @@ class BlindIndexColumn(models.BinaryField):
     def contribute_to_class(
         self, cls: type[models.Model], name: str, private_only: bool = False
     ) -> None:
-        # A model rendered from migrations lists its index columns itself, and its indexed field
-        # adds them too: whichever comes second is the one already there.
-        if any(f.name == name for f in cls._meta.local_fields):
-            return
         super().contribute_to_class(cls, name, private_only=private_only)
+        if cls.__module__ == MIGRATION_MODULE:
+            # Listed after its field in a migration: link it to the field (add_index_columns).
+            source = next((f for f in cls._meta.local_fields if f.name == self.source), None)
+            if source is not None:
+                linked = {c.slot: c for c in (*source.index_columns, self)}
+                source.index_columns = tuple(linked[s] for s in SLOTS if s in linked)
 
     def source_field(self) -> Any:
         return self.model._meta.get_field(self.source)
@@ -124,22 +129,31 @@ def constraint_name(model: type[models.Model], source_name: str, slot: str) -> s
 
 
 def add_index_columns(field: Any, cls: type[models.Model], name: str) -> None:
-    """Give ``cls`` the index columns (and unique constraints) of its indexed field ``name``."""
+    """Give ``cls`` the index columns (and unique constraints) of its indexed field ``name``.
+
+    Only a model as declared gets them from its field. A model rendered from migrations
+    ("__fake__", also the copy SQLite's schema editor makes to rebuild a table) has exactly the
+    columns and constraints its migrations gave it, which the field only links to: adding them
+    would make a CreateModel create a constraint before its AddConstraint (PostgreSQL: "already
+    exists"), and a table rebuilt between a RemoveField of a column and the AlterField of its
+    field, or by a RemoveConstraint, keep what was removed."""
+    if cls.__module__ == MIGRATION_MODULE:
+        field.index_columns = tuple(
+            f
+            for f in cls._meta.local_fields
+            if isinstance(f, BlindIndexColumn) and f.source == name
+        )
+        return
     columns = []
     for slot in SLOTS:
         column_name = index_column_name(name, slot)
-        existing = next((f for f in cls._meta.local_fields if f.name == column_name), None)
-        if existing is None:
-            existing = BlindIndexColumn(source=name, slot=slot, db_index=not field.index_unique)
-            # Declared right after the field, in every form and in migrations. Not the field's
-            # own counter: fields with equal counters on one model are equal (Field.__eq__).
-            existing.creation_counter = field.creation_counter + (SLOTS.index(slot) + 1) / 4
-            cls.add_to_class(column_name, existing)
-        columns.append(existing)
-        # A model rendered from migrations has the constraints its migrations gave it (an
-        # AddConstraint after its CreateModel): adding them here too would make CreateModel
-        # create them, and the AddConstraint then fail on PostgreSQL ("already exists").
-        if field.index_unique and not isinstance(cls._meta.apps, StateApps):
+        column = BlindIndexColumn(source=name, slot=slot, db_index=not field.index_unique)
+        # Declared right after the field, in every form and in migrations. Not the field's
+        # own counter: fields with equal counters on one model are equal (Field.__eq__).
+        column.creation_counter = field.creation_counter + (SLOTS.index(slot) + 1) / 4
+        cls.add_to_class(column_name, column)
+        columns.append(column)
+        if field.index_unique:
             constraint = constraint_name(cls, name, slot)
             if all(c.name != constraint for c in cls._meta.constraints):
                 # A new list: Meta.constraints may be shared with an abstract parent's.
