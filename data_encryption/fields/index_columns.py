@@ -21,7 +21,6 @@ from django.db.models.constraints import UniqueConstraint
 from ..blind_index import DIGEST_BYTES, slot_digest
 from ..index_keys import SLOTS, index_key_ring
 
-
 # The module Django gives the models it renders from migration states.
 MIGRATION_MODULE = "__fake__"
 
@@ -57,7 +56,7 @@ class BlindIndexColumn(models.BinaryField):
         super().contribute_to_class(cls, name, private_only=private_only)
         if cls.__module__ == MIGRATION_MODULE:
             # Listed after its field in a migration: link it to the field (add_index_columns).
-            source = next((f for f in cls._meta.local_fields if f.name == self.source), None)
+            source: Any = next((f for f in cls._meta.local_fields if f.name == self.source), None)
             if source is not None:
                 linked = {c.slot: c for c in (*source.index_columns, self)}
                 source.index_columns = tuple(linked[s] for s in SLOTS if s in linked)
