@@ -33,6 +33,8 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
 - E033 an entry of ``DATA_ENCRYPTION_LEGACY_COLUMNS`` is wrong: not a dict, an unknown column, a
   column that is neither an encrypted field nor a raw column of ``MODELS``, a reader that does
   not load, bad options or missing key settings (``legacy_columns``).
+- E034 an admin's ``search_fields`` searches an encrypted field with a lookup it refuses
+  (``"ssn"``, an ``icontains``; ``"=ssn"`` is answered by a blind index) (``admin_search``).
 - W001 the primary data key is older than ``KEY_ROTATION_SCHEDULE`` allows (database check).
 - W003 the primary data key is not the newest key: pinned by hand (``key_table``).
 - W004 the last completed rotation's census found no legacy Fernet value, but
@@ -44,6 +46,7 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
 from __future__ import annotations
 
 # Importing the modules registers their checks with Django.
+from .admin_search import check_admin_search_fields
 from .database import check_legacy_tokens_still_accepted, check_rotation_overdue
 from .extension_points import check_master_key_provider, check_notifier_class, check_service_class
 from .key_settings import check_keys, check_payload_settings
@@ -53,6 +56,7 @@ from .rotation_settings import check_rotation_settings
 from .transition import check_transition_over
 
 __all__ = [
+    "check_admin_search_fields",
     "check_data_keys",
     "check_keys",
     "check_legacy_columns",

@@ -17,7 +17,7 @@ from ..exceptions import DecryptionError
 from ..legacy import is_envelope, is_fernet_token, reader_for_field
 from .binding import ColumnBinding, RowBoundAttribute, RowBoundValue, SealedValue
 from .field_checks import field_errors
-from .index_columns import add_index_columns, index_columns_of
+from .index_columns import add_index_columns
 from .index_writes import ForInsert, IndexedAssignment
 from .indexing import check_options, folds_case, index_input, index_lookup
 from .lookups import EncryptedExact, lookup_error
@@ -51,6 +51,8 @@ class EncryptedFieldMixin(models.Field):
     # None (not supported); see ``indexing``.
     blind_index_kind: str | None = None
     default_normaliser: str | None = None
+    # One per slot, set when the field joins its model (``index_columns.add_index_columns``).
+    index_columns: tuple[Any, ...] = ()
 
     def __init__(
         self,
@@ -117,14 +119,8 @@ class EncryptedFieldMixin(models.Field):
         # A field copied from an abstract model may carry the abstract model's binding.
         self.__dict__.pop("binding", None)
         self.__dict__.pop("binding_context", None)
-        self.__dict__.pop("index_columns", None)
         if self.blind_index and not cls._meta.abstract:
             add_index_columns(self, cls, name)
-
-    @cached_property
-    def index_columns(self) -> tuple[Any, ...]:
-        """The field's index columns, one per slot (``index_columns``)."""
-        return index_columns_of(self)
 
     @property
     def index_context(self) -> bytes:

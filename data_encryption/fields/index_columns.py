@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from django.core import exceptions
 from django.db import models
 from django.db.models import signals
 from django.db.models.constraints import UniqueConstraint
@@ -22,25 +21,12 @@ from django.db.models.constraints import UniqueConstraint
 from ..blind_index import DIGEST_BYTES, slot_digest
 from ..index_keys import SLOTS, index_key_ring
 
+# The module Django gives the models it renders from migration states.
+MIGRATION_MODULE = "__fake__"
+
 
 def index_column_name(source_name: str, slot: str) -> str:
     return f"{source_name}_bidx_{slot}"
-
-
-def index_columns_of(field: Any) -> tuple[BlindIndexColumn, ...]:
-    """The index columns of ``field``, one per slot, found on its model by name."""
-    found = []
-    for slot in SLOTS:
-        name = index_column_name(field.name, slot)
-        column = next((f for f in field.model._meta.fields if f.name == name), None)
-        if not isinstance(column, BlindIndexColumn):
-            raise exceptions.ImproperlyConfigured(
-                f"{field.model.__name__}.{field.name} has blind_index=True but its model has no "
-                f"index column '{name}'. In a migration, add the index columns (what "
-                "makemigrations writes) before using the field."
-            )
-        found.append(column)
-    return tuple(found)
 
 
 class BlindIndexColumn(models.BinaryField):
@@ -67,11 +53,13 @@ class BlindIndexColumn(models.BinaryField):
     def contribute_to_class(
         self, cls: type[models.Model], name: str, private_only: bool = False
     ) -> None:
-        # A model rendered from migrations lists its index columns itself, and its indexed field
-        # adds them too: whichever comes second is the one already there.
-        if any(f.name == name for f in cls._meta.local_fields):
-            return
         super().contribute_to_class(cls, name, private_only=private_only)
+        if cls.__module__ == MIGRATION_MODULE:
+            # Listed after its field in a migration: link it to the field (add_index_columns).
+            source: Any = next((f for f in cls._meta.local_fields if f.name == self.source), None)
+            if source is not None:
+                linked = {c.slot: c for c in (*source.index_columns, self)}
+                source.index_columns = tuple(linked[s] for s in SLOTS if s in linked)
 
     def source_field(self) -> Any:
         return self.model._meta.get_field(self.source)
@@ -142,19 +130,28 @@ def constraint_name(model: type[models.Model], source_name: str, slot: str) -> s
 def add_index_columns(field: Any, cls: type[models.Model], name: str) -> None:
     """Give ``cls`` the index columns (and unique constraints) of its indexed field ``name``.
 
-    Not a model rendered from migrations (module ``__fake__``): its migrations list them, and
-    a constraint added here as well would be created twice."""
-    if cls.__module__ == "__fake__":
+    Only a model as declared gets them from its field. A model rendered from migrations
+    ("__fake__", also the copy SQLite's schema editor makes to rebuild a table) has exactly the
+    columns and constraints its migrations gave it, which the field only links to: adding them
+    would make a CreateModel create a constraint before its AddConstraint (PostgreSQL: "already
+    exists"), and a table rebuilt between a RemoveField of a column and the AlterField of its
+    field, or by a RemoveConstraint, keep what was removed."""
+    if cls.__module__ == MIGRATION_MODULE:
+        field.index_columns = tuple(
+            f
+            for f in cls._meta.local_fields
+            if isinstance(f, BlindIndexColumn) and f.source == name
+        )
         return
+    columns = []
     for slot in SLOTS:
         column_name = index_column_name(name, slot)
-        existing = next((f for f in cls._meta.local_fields if f.name == column_name), None)
-        if existing is None:
-            existing = BlindIndexColumn(source=name, slot=slot, db_index=not field.index_unique)
-            # Declared right after the field, in every form and in migrations. Not the field's
-            # own counter: fields with equal counters on one model are equal (Field.__eq__).
-            existing.creation_counter = field.creation_counter + (SLOTS.index(slot) + 1) / 4
-            cls.add_to_class(column_name, existing)
+        column = BlindIndexColumn(source=name, slot=slot, db_index=not field.index_unique)
+        # Declared right after the field, in every form and in migrations. Not the field's
+        # own counter: fields with equal counters on one model are equal (Field.__eq__).
+        column.creation_counter = field.creation_counter + (SLOTS.index(slot) + 1) / 4
+        cls.add_to_class(column_name, column)
+        columns.append(column)
         if field.index_unique:
             constraint = constraint_name(cls, name, slot)
             if all(c.name != constraint for c in cls._meta.constraints):
@@ -165,6 +162,7 @@ def add_index_columns(field: Any, cls: type[models.Model], name: str) -> None:
                 ]
                 # Migrations take a model's constraints from its Meta as written.
                 cls._meta.original_attrs["constraints"] = cls._meta.constraints
+    field.index_columns = tuple(columns)
     signals.pre_save.connect(
         _before_save, sender=cls, weak=False, dispatch_uid="data_encryption.blind_index.raw_save"
     )

@@ -47,10 +47,7 @@ class _BlindLookup(lookups.Lookup):
                 "hashes of the values)."
             )
         field = self.lhs.output_field
-        try:
-            data = field.index_input(value, query=True)
-        except exceptions.ValidationError:
-            return None
+        data = field.index_input(value, query=True)
         return None if data is None else read_digest(field.index_context, data)
 
 

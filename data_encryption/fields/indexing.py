@@ -8,6 +8,7 @@ from typing import Any
 from django.core import exceptions
 
 from ..blind_index import normalisers
+from ..exceptions import BlindIndexError
 from .index_lookups import BlindExact, BlindIExact, BlindIn
 
 
@@ -41,21 +42,36 @@ def check_options(field: Any, blind_index: bool, normaliser: Any, unique: bool) 
 
 def index_input(field: Any, value: Any, *, query: bool = False) -> bytes | None:
     """The bytes a value is hashed as: its normalised text (text fields), else its canonical
-    plaintext (``7`` and ``"007"`` of an integer field are both ``b"7"``). A normaliser's
-    ``ValidationError`` goes to the caller (a query treats it as no match). A value that
-    does not fit the field raises as the field would for it (on a query a too-long text
-    simply matches nothing)."""
+    plaintext (``7`` and ``"007"`` of an integer field are both ``b"7"``). A value that does
+    not fit the field raises as the field would for it (``filter(number="abc")`` as Django's
+    ``IntegerField`` does). A value the normaliser refuses raises its ``ValidationError`` on a
+    write, and is ``None`` (no row matches) in a query: the admin searches every field with
+    the same term."""
     if value is None:
         return None
     prepared = field.get_prep_value(value)
     if prepared is None:
         return None
     normalise = field.normalise
-    if normalise is not None:
-        return normalise(str(prepared)).encode("utf-8")
-    if query and field.blind_index_kind == "text":
-        return str(prepared).encode("utf-8")
-    return field.to_plaintext(prepared)
+    if normalise is None:
+        if query and field.blind_index_kind == "text":
+            return str(prepared).encode("utf-8")
+        return field.to_plaintext(prepared)
+    try:
+        normalised = normalise(str(prepared))
+    except exceptions.ValidationError:
+        if query:
+            return None
+        raise
+    if not isinstance(normalised, str):
+        raise BlindIndexError(
+            f"{field.model.__name__}.{field.name}: its normaliser "
+            f"{getattr(normalise, '__qualname__', normalise)!r} returned "
+            f"{type(normalised).__name__}, not str. A normaliser takes the value's text and "
+            "returns the text to index; make it return a str (or raise ValidationError for a "
+            "value it refuses)."
+        )
+    return normalised.encode("utf-8")
 
 
 def index_lookup(field: Any, lookup_name: str) -> Any:

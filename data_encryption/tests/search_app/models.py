@@ -2,6 +2,8 @@
 kind, unique and not, with and without a normaliser, a child model (multi-table inheritance),
 and a plain column beside each to compare queries with."""
 
+import uuid
+
 from django.db import models
 
 from data_encryption import fields
@@ -34,3 +36,61 @@ class Record(models.Model):
     ref = fields.EncryptedUUIDField(blind_index=True, null=True)
     label = fields.EncryptedTextField(blind_index=True, normaliser="lower", null=True)
     note = fields.EncryptedTextField(null=True)
+    # The normalised values, plain (``test_blind_index_equivalence``).
+    plain_code = models.CharField(max_length=40, null=True)
+    plain_number = models.BigIntegerField(null=True)
+    plain_born = models.DateField(null=True)
+    plain_ref = models.UUIDField(null=True)
+    plain_label = models.TextField(null=True)
+
+
+class Visit(models.Model):
+    """Rows that point at a ``Person``: lookups through a relation (``person__ssn=``)."""
+
+    person = models.ForeignKey(Person, models.CASCADE, related_name="visits")
+    place = models.CharField(max_length=20)
+
+
+def compact_upper(text):
+    """A module-level normaliser, named by dotted path in ``Contact.phone`` and passed as the
+    function itself in ``Contact.code``."""
+    return "".join(text.split()).upper()
+
+
+class Contact(models.Model):
+    """An abstract base whose indexed fields two concrete children inherit."""
+
+    phone = fields.EncryptedCharField(
+        max_length=30,
+        blind_index=True,
+        unique=True,
+        normaliser="data_encryption.tests.search_app.models.compact_upper",
+    )
+    code = fields.EncryptedCharField(
+        max_length=30, blind_index=True, normaliser=compact_upper, null=True
+    )
+
+    class Meta:
+        abstract = True
+
+
+class Supplier(Contact):
+    pass
+
+
+class Client(Contact):
+    pass
+
+
+class PersonProxy(Person):
+    class Meta:
+        proxy = True
+
+
+class BoundCard(models.Model):
+    """An indexed field whose ciphertext is bound to its row's primary key."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    number = fields.EncryptedCharField(
+        max_length=30, blind_index=True, unique=True, normaliser="digits", bind_to_pk=True
+    )
