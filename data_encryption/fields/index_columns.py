@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from django.apps import apps as global_apps
 from django.db import models
 from django.db.models import signals
 from django.db.models.constraints import UniqueConstraint
@@ -135,7 +136,10 @@ def add_index_columns(field: Any, cls: type[models.Model], name: str) -> None:
             existing.creation_counter = field.creation_counter + (SLOTS.index(slot) + 1) / 4
             cls.add_to_class(column_name, existing)
         columns.append(existing)
-        if field.index_unique:
+        # Only a model of the app registry: a model rendered from a migration state (or by
+        # SQLite's table rebuild, as "new__<table>") has the constraints its state has, and one
+        # added here would outlive its RemoveConstraint (a migration backwards).
+        if field.index_unique and cls._meta.apps is global_apps:
             constraint = constraint_name(cls, name, slot)
             if all(c.name != constraint for c in cls._meta.constraints):
                 # A new list: Meta.constraints may be shared with an abstract parent's.
