@@ -47,16 +47,16 @@ def build(options: Options) -> Comparison:
 
 def _fill(rows: int) -> None:
     """The table, made once per run: ids 1..rows in order, so row ``i`` has id ``i + 1``."""
-    if SearchRecord.objects.count() == rows:
+    if SearchRecord._default_manager.count() == rows:
         return
-    SearchRecord.objects.all().delete()
+    SearchRecord._default_manager.all().delete()
     table = connection.ops.quote_name(SearchRecord._meta.db_table)
     with connection.cursor() as cursor:  # ids from 1 again (PostgreSQL keeps its sequence)
         if connection.vendor == "postgresql":
             cursor.execute(f"TRUNCATE {table} RESTART IDENTITY")
     for start in range(0, rows, INSERT_BATCH):
         with transaction.atomic():
-            SearchRecord.objects.bulk_create(
+            SearchRecord._default_manager.bulk_create(
                 SearchRecord(id=index + 1, ssn=ssn(index), plain_ssn=ssn(index))
                 for index in range(start, min(start + INSERT_BATCH, rows))
             )
@@ -65,7 +65,7 @@ def _fill(rows: int) -> None:
 
 
 def _fetch(column: str, wanted: list[tuple[str, int]]) -> Callable[[], object]:
-    get = SearchRecord.objects.get
+    get = SearchRecord._default_manager.get
 
     def run() -> int:
         found = 0
