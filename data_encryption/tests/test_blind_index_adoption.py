@@ -11,12 +11,17 @@ from io import StringIO
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import IntegrityError, connection, transaction
-from django.test import override_settings
+from django.test import TransactionTestCase, override_settings
 
 from data_encryption.exceptions import BlindIndexIncomplete
 from data_encryption.models import IndexKey, IndexKeyState
 from data_encryption.operations import ConversionError
+from data_encryption.rotation.batch import Batch
+from data_encryption.rotation.rows import write_rows
+from data_encryption.rotation.tables import resolve_tables
+from data_encryption.tests.search_app.models import Person
 from data_encryption.tests.test_operations_makemigrations import PLAIN, MakeMigrationsTestCase
+from data_encryption.tests.utils import FreshKeyRingMixin
 
 INDEXED = (
     "data_encryption.fields.EncryptedCharField("
@@ -77,21 +82,13 @@ class IndexedAdoptionTestCase(MakeMigrationsTestCase):
 
 
 class InMigrationTests(IndexedAdoptionTestCase):
-    def test_the_index_columns_come_before_the_conversion_and_the_constraints_after(self):
-        _label, text = self.indexed_app()
-        positions = [
-            text.index(marker)
-            for marker in (
-                "name='ssn_bidx_a'",
-                "name='ssn_bidx_b'",
-                "EncryptField(",
-                "AddConstraint(",
-            )
-        ]
-        self.assertEqual(positions, sorted(positions))
-
     def test_every_row_is_indexed_in_the_migration_and_back(self):
-        label, _text = self.indexed_app()
+        label, text = self.indexed_app()
+        # As makemigrations_encrypted writes it: the index columns, the conversion filling
+        # them, then the unique constraints on them.
+        markers = ("name='ssn_bidx_a'", "name='ssn_bidx_b'", "EncryptField(", "AddConstraint(")
+        positions = [text.index(marker) for marker in markers]
+        self.assertEqual(positions, sorted(positions))
         values = ssns(ROWS)
         self.insert_many(label, values)
         plain = self.rows(label)
@@ -204,3 +201,34 @@ class OnlineTests(IndexedAdoptionTestCase):
             cursor.execute(f"SELECT ssn FROM {table} WHERE id = %s", [pk])
             value = cursor.fetchone()[0]
         return bytes(value) if isinstance(value, memoryview) else value
+
+
+class IndexedWriteTests(FreshKeyRingMixin, TransactionTestCase):
+    """``write_rows`` with rewrites that carry their index: one statement sets both; a row the
+    database refuses (a race the check before the write could not see) keeps every value."""
+
+    def test_a_refused_row_keeps_its_values_and_the_others_are_written(self):
+        first, second, third = (Person.objects.create(ssn=f"00{n}-00-0000") for n in (1, 2, 3))
+        (table,) = resolve_tables([(Person, ["ssn"])])
+        stored = dict(Person.objects.values_list("pk", "ssn_bidx_a"))
+        rows = {
+            p.pk: bytes(v) for p, v in zip((first, second, third), self.raw("ssn"), strict=True)
+        }
+        batch = Batch(fields={"ssn": "ssn"})
+        batch.updates["ssn"] = [
+            (b"new-2", second.pk, rows[second.pk], bytes(stored[first.pk]), None),  # taken
+            (b"new-3", third.pk, rows[third.pk], b"\x07" * 16, None),
+        ]
+        write_rows(connection, table, batch)
+        self.assertEqual([pk for pk, *_ in batch.failures], [second.pk])
+        self.assertIn("IntegrityError", batch.failures[0][3])
+        self.assertEqual(self.raw("ssn")[1:], [rows[second.pk], b"new-3"])
+        self.assertEqual(
+            [bytes(v) for v in self.raw("ssn_bidx_a")[1:]], [bytes(stored[second.pk]), b"\x07" * 16]
+        )
+
+    def raw(self, column):
+        table = connection.ops.quote_name(Person._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {connection.ops.quote_name(column)} FROM {table} ORDER BY id")
+            return [bytes(v) if v is not None else v for (v,) in cursor.fetchall()]
