@@ -125,14 +125,14 @@ def mark_indexed(connection: Any, table: Any, names: Iterable[str]) -> list[str]
     """Record as complete, under the active index key, each indexed field among ``names``
     of ``table`` whose every non-NULL value has an index in the active slot (what a query
     needs before it answers). Returns the fields so marked, as ``app_label.Model.field``."""
+    indexes = [table.indexes[name] for name in names if name in table.indexes]
+    if not indexes:
+        return []  # no index key is needed (nor made, on a fresh install)
     ring = index_key_ring()
     position = SLOTS.index(ring.active_slot)
     quote = connection.ops.quote_name
     marked = []
-    for name in names:
-        index = table.indexes.get(name)
-        if index is None:
-            continue
+    for index in indexes:
         column = quote(index.field.column)
         sql = (
             f"SELECT 1 FROM {quote(table.table)} WHERE {column} IS NOT NULL "  # noqa: S608
