@@ -38,6 +38,8 @@ QUICK = Options(
     fanout_rows=50_000,
     fanout_repeats=1,
     fanout_chunk_rows=12_500,
+    search_rows=20_000,
+    lookups=1_000,
 )
 
 
@@ -103,6 +105,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"rounds of the fan-out case ({defaults.fanout_repeats})",
     )
     parser.add_argument(
+        "--search-rows",
+        type=int,
+        help=f"rows of the searched table, search-fetch case ({defaults.search_rows:,}; "
+        "also BENCH_SEARCH_ROWS)",
+    )
+    parser.add_argument(
         "--check", action="store_true", help="exit with status 1 when a target is missed"
     )
     parser.add_argument(
@@ -130,9 +138,12 @@ def options_from(args: argparse.Namespace) -> Options:
             "rotation_repeats",
             "fanout_rows",
             "fanout_repeats",
+            "search_rows",
         )
         if getattr(args, name) is not None
     }
+    if args.search_rows is None and os.environ.get("BENCH_SEARCH_ROWS"):
+        overrides["search_rows"] = int(os.environ["BENCH_SEARCH_ROWS"])
     if args.loop_rows is not None:
         overrides.update(loop_rows_postgres=args.loop_rows, loop_rows_sqlite=args.loop_rows)
     return replace(options, **overrides)

@@ -14,12 +14,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
-SQLITE_CASES=(value load rotation)
-POSTGRES_CASES=(rotation memory fanout conversion conversion-memory)
+SQLITE_CASES=(value load rotation search-save)
+POSTGRES_CASES=(rotation memory fanout conversion conversion-memory search-fetch search-save)
 options=() cases=()
 for arg in "$@"; do  # a case's name is a case; anything else is an option or its value
   case $arg in
-    value|load|rotation|memory|fanout|conversion|conversion-memory) cases+=("$arg") ;;
+    value|load|rotation|memory|fanout|conversion|conversion-memory|search-fetch|search-save)
+      cases+=("$arg") ;;
     *) options+=("$arg") ;;
   esac
 done

@@ -95,3 +95,25 @@ class NaiveConversionRecord(models.Model):
     """The same shape, converted by ``for obj in Model.objects.all(): obj.save()``."""
 
     value = fields.EncryptedCharField(max_length=11)
+
+
+class SearchRecord(models.Model):
+    """The search benchmark's table: an 11-character SSN encrypted with a blind index, and the
+    same value in a plain indexed column, so one row is fetched by either in the same table."""
+
+    ssn = fields.EncryptedCharField(max_length=11, blind_index=True)
+    plain_ssn = models.CharField(max_length=11, db_index=True)
+
+
+class IndexedSaveRecord(models.Model):
+    """The save benchmark's indexed row: an SSN as issue 11 shows it (unique, digits)."""
+
+    ssn = fields.EncryptedCharField(
+        max_length=11, blind_index=True, unique=True, normaliser="digits"
+    )
+
+
+class UnindexedSaveRecord(models.Model):
+    """The same save without the blind index: the same encrypted field, nothing else."""
+
+    ssn = fields.EncryptedCharField(max_length=11)

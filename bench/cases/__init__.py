@@ -32,6 +32,8 @@ class Options:
     fanout_rows: int = 400_000  # fan-out case: rows rotated by one, then two Celery workers
     fanout_repeats: int = 3  # fan-out case: rounds (each runs both variants once)
     fanout_chunk_rows: int = 100_000  # fan-out case: CHUNK_ROWS (the app's default)
+    search_rows: int = 1_000_000  # search-fetch case: rows of the searched table
+    lookups: int = 2_000  # search-fetch case: rows fetched per sample, by each variant
 
 
 BuildResult = Comparison | list[Row]
@@ -54,4 +56,6 @@ CASES: dict[str, Callable[[Options], BuildResult]] = {
     "fanout": _lazy("fanout"),
     "conversion": _lazy("conversion"),
     "conversion-memory": _lazy("conversion_memory"),
+    "search-fetch": _lazy("search_fetch"),
+    "search-save": _lazy("search_save"),
 }

@@ -57,7 +57,8 @@ class BlindIndexColumn(models.BinaryField):
         if cls.__module__ == MIGRATION_MODULE:
             # Listed after its field in a migration: link it to the field (add_index_columns).
             source: Any = next((f for f in cls._meta.local_fields if f.name == self.source), None)
-            if source is not None:
+            # Not yet indexed (or not yet encrypted) at this point of the migrations: no link.
+            if getattr(source, "blind_index", False):
                 linked = {c.slot: c for c in (*source.index_columns, self)}
                 source.index_columns = tuple(linked[s] for s in SLOTS if s in linked)
 

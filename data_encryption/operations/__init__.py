@@ -14,7 +14,13 @@ from django.db.migrations.operations.fields import FieldOperation
 from ..fields import EncryptedFieldMixin
 from ..legacy import PLAINTEXT
 from .column_types import check_vendor, raw_values_as_bytes, to_encrypted, to_plain
-from .conversion import ConversionError, latest_key_migration, open_column, seal_column
+from .conversion import (
+    ConversionError,
+    latest_key_migration,
+    open_column,
+    require_index_columns,
+    seal_column,
+)
 from .conversion import require_key_table as _require_key_table
 from .json_nulls import NoJsonNull, holds_json, json_nulls_to_sql, sql_nulls_to_json
 from .raw_columns import binding_of, check_raw_column, is_raw, stored_as
@@ -210,6 +216,10 @@ class EncryptField(_ColumnConversion):
     def database_forwards(
         self, app_label: str, schema_editor: Any, from_state: Any, to_state: Any
     ) -> None:
+        if self.convert:
+            _model, encrypted = self._fields(app_label, to_state)
+            where = f"{type(self).__name__} of {encrypted.model._meta.label}.{self.name}"
+            require_index_columns(schema_editor.connection, encrypted, where)
         self._encrypt(app_label, schema_editor, from_state, to_state, self.convert)
 
     def database_backwards(

@@ -14,10 +14,13 @@ from django.db import connections, models
 from ..encryptor import open_value
 from ..exceptions import DataEncryptionError, KeyConfigurationError
 from ..fields.binding import ColumnBinding
+from ..fields.index_columns import index_column_name
+from ..index_keys import SLOTS
 from ..keys import key_database, key_ring
 from ..legacy import LegacyColumn, LegacyReader, is_envelope
 from ..models import DataKey
 from ..rotation.batch import examine_rows, failure_reason
+from ..rotation.indexes import indexed_column, mark_indexed, refuse_duplicates
 from ..rotation.rows import Rewrite, pages, write_rows
 from ..rotation.tables import Table
 from .raw_columns import is_raw, raw_plaintext
@@ -70,13 +73,17 @@ def seal_column(
 ) -> None:
     """Encrypt every value of ``encrypted``'s column that is not an envelope yet, read by
     ``reader`` (its old value's text, or bytes) under the current primary data key, bound to
-    ``binding`` (``None``: unbound)."""
+    ``binding`` (``None``: unbound). A field with a blind index whose index columns exist gets
+    its index in the same write, and is then recorded as indexed."""
     ring = key_ring()
     if ring.refusal:
         raise KeyConfigurationError(ring.refusal)
     table = _table(model, encrypted, binding)
     table.legacy[encrypted.name] = LegacyColumn(reader, encrypted)
     table.encrypted.add(encrypted.name)
+    index = indexed_column(encrypted, table_columns(connection, table.table))
+    if index is not None:
+        table.indexes[encrypted.name] = index
     failures: list[tuple[Any, str]] = []
     for rows in pages(connection, table, BATCH_SIZE):
         batch = examine_rows(
@@ -89,10 +96,41 @@ def seal_column(
             legacy=table.legacy,
             encrypted=table.encrypted,
             only_legacy=True,
+            indexes=table.indexes,
         )
+        refuse_duplicates(connection, table, batch)
         write_rows(connection, table, batch)
         failures += [(pk, reason) for pk, _name, _key, reason in batch.failures]
     _raise_for(failures, "encrypt", table.label, encrypted.name)
+    mark_indexed(connection, table, [encrypted.name])
+
+
+def table_columns(connection: Any, table: str) -> set[str]:
+    """The names of ``table``'s columns as the database has them now."""
+    with connection.cursor() as cursor:
+        description = connection.introspection.get_table_description(cursor, table)
+    return {column.name for column in description}
+
+
+def require_index_columns(connection: Any, encrypted: Any, where: str) -> None:
+    """Refuse, before any change, to convert an indexed field's rows before its index columns
+    exist: they would be left without an index, which queries refuse to answer from."""
+    if not getattr(encrypted, "blind_index", False):
+        return
+    # By name: the field of a model rendered from migrations links only the columns they made.
+    wanted = [index_column_name(encrypted.name, slot) for slot in SLOTS]
+    missing = [
+        name
+        for name in wanted
+        if name not in table_columns(connection, encrypted.model._meta.db_table)
+    ]
+    if missing:
+        raise ConversionError(
+            f"{where} fills the blind index of {encrypted.name} as it converts the rows, but "
+            f"its index columns {', '.join(missing)} do not exist yet. Put the AddField "
+            f"operations of {', '.join(wanted)} before it in the migration (makemigrations_"
+            "encrypted writes them so), then migrate again."
+        )
 
 
 def open_column(

@@ -25,11 +25,12 @@ from ..envelope import (
     header_key_id,
     parse,
 )
-from ..exceptions import DecryptionError
+from ..exceptions import BlindIndexError, DecryptionError
 from ..fields.binding import ColumnBinding
 from ..legacy import PLAINTEXT, LegacyColumn
 from ..models import format_key_id
 from .census import LEGACY, NULL, UNBOUND, census_label
+from .indexes import IndexedColumn
 
 
 @dataclass
@@ -88,6 +89,7 @@ def examine_rows(
     legacy: Mapping[str, LegacyColumn] | None = None,
     encrypted: Collection[str] = (),
     only_legacy: bool = False,
+    indexes: Mapping[str, IndexedColumn] | None = None,
 ) -> Batch:
     """Decide, row by row, what rotation does with each value (pure: no database access).
 
@@ -96,8 +98,10 @@ def examine_rows(
     before the column was ours, in a column ``legacy`` names, is read by its reader); with
     ``rewrite`` they are re-sealed under ``key_id``, bound as their column says, in the form they
     were stored in (ASCII for text columns; always binary in the ``encrypted`` fields' columns).
-    ``only_legacy`` (a conversion) leaves every envelope, under any key, as it is. A value that
-    cannot be read or re-sealed becomes a failure and is left as it is.
+    ``only_legacy`` (a conversion) leaves every envelope, under any key, as it is. A legacy
+    value of a field in ``indexes`` (by name) is rewritten with its blind index, one value per
+    index column after ``(new, pk, old)``. A value that cannot be read, indexed or re-sealed
+    becomes a failure and is left as it is.
     """
     # This runs once per stored value, so the common values take short paths: a binary envelope
     # is counted under its 8 header bytes (each distinct header is turned into its label once,
@@ -116,6 +120,7 @@ def examine_rows(
             (legacy or {}).get(name),
             binary=name in encrypted,
             only_legacy=only_legacy,
+            index=(indexes or {}).get(name),
         )
         for name, column in columns
     ]
@@ -172,6 +177,10 @@ def examine_rows(
                 new: Any = sealed
                 if isinstance(raw, str) and not plan.binary:
                     new = parse(sealed).to_ascii()
+                # A legacy value had no index (an envelope has its own already).
+                if plan.index is not None and token in (plan.legacy_label, plan.own_token):
+                    plan.rewrites.append((new, pk, raw, *plan.index.digests(plaintext)))
+                    continue
             except Exception as exc:
                 # Whatever one value does (garbage, a header no parser expected, a bug), it is
                 # that value's failure, never the run's; the row is left as it is.
@@ -213,8 +222,9 @@ class _Column:
         *,
         binary: bool = False,
         only_legacy: bool = False,
+        index: IndexedColumn | None = None,
     ) -> None:
-        self.name, self.column, self.binding = name, column, binding
+        self.name, self.column, self.binding, self.index = name, column, binding, index
         self.legacy, self.binary, self.only_legacy = legacy, binary, only_legacy
         self.legacy_label = None if legacy is None else legacy.label
         # The label of this app's legacy tokens in a plaintext column, which even a conversion
@@ -248,6 +258,6 @@ def failure_reason(exc: Exception) -> str:
     """What a failure records of ``exc``: our ``DecryptionError`` text (written never to hold
     key material or plaintext), else the exception's class alone, since its text may quote
     the value."""
-    if isinstance(exc, DecryptionError):
+    if isinstance(exc, (DecryptionError, BlindIndexError)):
         return str(exc)[:300]
     return f"{type(exc).__name__} while decrypting or re-encrypting the value"

@@ -25,6 +25,7 @@ from ..models import RotationRun, RunKind, RunStatus
 from .census import count_census
 from .conversion_report import ConversionReport, legacy_left
 from .dry_run import walk_without_writing
+from .indexes import mark_indexed
 from .protocol import Rotation
 from .report import MAX_FAILURES_IN_REPORT
 from .tables import ModelConfiguration, Table, resolve_tables
@@ -96,6 +97,8 @@ class Conversion(Rotation):
         counts = count_census(
             self.connection, self.tables, self.batch_size, self.progress, self._keep_alive(run)
         )
+        for table in self.tables:  # queries may answer from an index that every row has
+            mark_indexed(self.connection, table, [name for name, _ in table.columns])
         self.ledger.update(
             run,
             census=counts,

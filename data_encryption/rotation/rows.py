@@ -15,7 +15,9 @@ from ..exceptions import describe_error
 from ..legacy import UndecodableText
 from .tables import Table
 
-Rewrite = tuple[Any, Any, Any]  # (new value, pk, old value)
+# (new value, pk, old value), then, for a value of an indexed field that gets its blind index
+# with it (a conversion), the value of each of its index columns (``Table.indexes``).
+Rewrite = tuple[Any, ...]
 
 
 class Rewrites(Protocol):
@@ -147,12 +149,29 @@ def _write_batch(connection: Any, table: Table, batch: Rewrites) -> None:
     quoted_pk = _quote(connection, table.pk_column)
     with connection.cursor() as cursor:
         for column, params in batch.updates.items():
-            quoted = _quote(connection, column)
-            cursor.executemany(
-                f"UPDATE {quoted_table} SET {quoted} = %s "  # noqa: S608
-                f"WHERE {quoted_pk} = %s AND {quoted} = %s",
-                params,
-            )
+            for extra, group in _by_index_columns(table, column, params):
+                assignments = "".join(f", {_quote(connection, name)} = %s" for name in extra)
+                quoted = _quote(connection, column)
+                if extra:  # the parameters in the statement's order
+                    group = [(new, *digests, pk, old) for new, pk, old, *digests in group]
+                cursor.executemany(
+                    f"UPDATE {quoted_table} SET {quoted} = %s{assignments} "  # noqa: S608
+                    f"WHERE {quoted_pk} = %s AND {quoted} = %s",
+                    group,
+                )
+
+
+def _by_index_columns(
+    table: Table, column: str, rewrites: Sequence[Rewrite]
+) -> list[tuple[tuple[str, ...], Sequence[Rewrite]]]:
+    """``rewrites`` of ``column`` in groups by the index columns each also sets: none for a
+    plain rewrite, every slot's for a rewrite that carries its blind index."""
+    index = next((i for i in table.indexes.values() if i.field.column == column), None)
+    if index is None:
+        return [((), rewrites)]
+    plain = [rewrite for rewrite in rewrites if len(rewrite) == 3]
+    indexed = [rewrite for rewrite in rewrites if len(rewrite) > 3]
+    return [group for group in (((), plain), (index.columns, indexed)) if group[1]]
 
 
 def _write_row_by_row(connection: Any, table: Table, batch: Rewrites) -> None:
@@ -167,12 +186,15 @@ def _write_row_by_row(connection: Any, table: Table, batch: Rewrites) -> None:
         column = writes[0][0]
         try:
             with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
-                for column, (new, _pk, old) in writes:
+                for column, rewrite in writes:
+                    ((extra, _group),) = _by_index_columns(table, column, [rewrite])
+                    assignments = "".join(f", {_quote(connection, name)} = %s" for name in extra)
                     quoted = _quote(connection, column)
+                    new, _pk, old, *digests = rewrite
                     cursor.execute(
-                        f"UPDATE {quoted_table} SET {quoted} = %s "  # noqa: S608
+                        f"UPDATE {quoted_table} SET {quoted} = %s{assignments} "  # noqa: S608
                         f"WHERE {quoted_pk} = %s AND {quoted} = %s",
-                        [new, pk, old],
+                        [new, *digests, pk, old],
                     )
         except DatabaseError as exc:
             refused.append((pk, column, database_error_reason(exc)))
@@ -195,19 +217,29 @@ def _write_rows_postgresql(connection: Any, table: Table, batch: Rewrites) -> No
     quoted_table = _quote(connection, table.table)
     quoted_pk = _quote(connection, table.pk_column)
     statements = []
-    for column, params in batch.updates.items():
-        quoted = _quote(connection, column)
-        sql = (
-            f"UPDATE {quoted_table} AS t SET {quoted} = v.new "  # noqa: S608
-            f"FROM unnest({marker}, {marker}, {marker}) AS v(pk, new, old) "
-            f"WHERE t.{quoted_pk} = v.pk AND t.{quoted} = v.old"
-        )
-        new, pks, old = ([row[index] for row in params] for index in range(3))
-        arguments: list[Any] = [pks, new, old]
-        if all(type(pk) is int for pk in pks):
-            sql += f" AND t.{quoted_pk} BETWEEN {marker} AND {marker}"
-            arguments += [min(pks), max(pks)]
-        statements.append((sql, arguments))
+    for column, all_params in batch.updates.items():
+        for extra, params in _by_index_columns(table, column, all_params):
+            quoted = _quote(connection, column)
+            digests = [f"i{position}" for position in range(len(extra))]
+            assignments = "".join(
+                f", {_quote(connection, name)} = v.{alias}"
+                for name, alias in zip(extra, digests, strict=True)
+            )
+            sql = (
+                f"UPDATE {quoted_table} AS t SET {quoted} = v.new{assignments} "  # noqa: S608
+                # A slot no key fills is all NULL, an array whose type must be given.
+                f"FROM unnest({', '.join([marker] * 3 + [f'{marker}::bytea[]'] * len(extra))}) "
+                f"AS v({', '.join(['pk', 'new', 'old', *digests])}) "
+                f"WHERE t.{quoted_pk} = v.pk AND t.{quoted} = v.old"
+            )
+            new, pks, old, *indexes = (
+                [row[index] for row in params] for index in range(3 + len(extra))
+            )
+            arguments: list[Any] = [pks, new, old, *indexes]
+            if all(type(pk) is int for pk in pks):
+                sql += f" AND t.{quoted_pk} BETWEEN {marker} AND {marker}"
+                arguments += [min(pks), max(pks)]
+            statements.append((sql, arguments))
     if not statements:
         return
     if not is_psycopg3:

@@ -13,6 +13,7 @@ from ..conf import encryption_settings
 from ..encryptor import context_bytes
 from ..fields.binding import ColumnBinding
 from ..legacy import LegacyColumn, reader_for_field
+from .indexes import IndexedColumn, indexed_column
 
 ModelConfiguration = Sequence[tuple[type[models.Model], Sequence[str]]]
 
@@ -33,6 +34,9 @@ class Table:
     # The encrypted fields' names: their columns are binary, so a rewrite is always binary (a
     # raw column keeps the form its value had: text stays text).
     encrypted: set[str] = field(default_factory=set)
+    # The indexed fields' blind indexes, by field name: a legacy value converted gets its index
+    # in the same write (``indexes``).
+    indexes: dict[str, IndexedColumn] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"<Table {self.label}: {', '.join(name for name, _ in self.columns)}>"
@@ -100,6 +104,8 @@ def resolve_tables(configuration: ModelConfiguration) -> list[Table]:
             if isinstance(model_field, EncryptedFieldMixin):
                 table.encrypted.add(model_field.name)
                 binding = model_field.binding
+                if (index := indexed_column(model_field)) is not None:
+                    table.indexes[model_field.name] = index
             else:
                 context = raw_contexts.get(owner, {}).get(model_field.name)
                 binding = None if context is None else ColumnBinding(context_bytes(context))

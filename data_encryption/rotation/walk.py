@@ -14,6 +14,7 @@ from ..keys import cipher_for
 from ..models import RotationChunk, RotationRun
 from .batch import examine_rows
 from .failures import record_failures
+from .indexes import refuse_duplicates
 from .ledger import RunLedger
 from .progress import Progress
 from .rows import _jsonable_pk, count_rows, read_rows, write_rows
@@ -75,8 +76,10 @@ class ChunkWalk:
                 legacy=table.legacy,
                 encrypted=table.encrypted,
                 only_legacy=self.only_legacy,
+                indexes=table.indexes,
             )
             with transaction.atomic(using=self.using):
+                refuse_duplicates(self.connection, table, batch)
                 write_rows(self.connection, table, batch)
                 record_failures(self.using, run, table.label, batch.failures)
                 self.ledger.advance_chunk(chunk, _jsonable_pk(batch.last_pk), batch)
