@@ -215,20 +215,27 @@ class KeyAudit:
 
 def audit_data_keys(using: str) -> list[KeyAudit]:
     """Every key row's verdicts, newest first. Unwraps each key's material and forgets it."""
-    audits = []
-    for row in DataKey.objects.using(using).order_by("-created_at", "-key_id"):
-        unwraps = None if row.state == KeyState.DESTROYED else unwrap_material(row) is not None
-        audits.append(
-            KeyAudit(
-                row.key_id,
-                row.state,
-                row.master_key_fingerprint,
-                row.created_at,
-                metadata_verdict(row),
-                unwraps,
-            )
-        )
-    return audits
+    rows = DataKey.objects.using(using).order_by("-created_at", "-key_id")
+    return [_audit(row, row.state == KeyState.DESTROYED) for row in rows]
+
+
+def audit_index_keys(using: str) -> list[KeyAudit]:
+    """Every blind-index key row's verdicts, newest first (``unwraps`` is ``None`` for a
+    retired key, whose material is wiped)."""
+    rows = IndexKey.objects.using(using).order_by("-created_at", "-key_id")
+    return [_audit(row, row.wrapped_key is None) for row in rows]
+
+
+def _audit(row: DataKey | IndexKey, wiped: bool) -> KeyAudit:
+    unwraps = None if wiped else unwrap_material(row) is not None
+    return KeyAudit(
+        row.key_id,
+        row.state,
+        row.master_key_fingerprint,
+        row.created_at,
+        metadata_verdict(row),
+        unwraps,
+    )
 
 
 @dataclass
@@ -241,7 +248,8 @@ class Authentication:
 
 
 def authenticate_data_keys(using: str, key_ids: list[int] | None = None) -> Authentication:
-    """Sign the metadata of key rows as they stand now, under the current master key.
+    """Sign the metadata of key rows (data keys' and blind-index keys') as they stand now,
+    under the current master key.
 
     Without ``key_ids``: every row with no MAC (migrated without a master key). With them: those
     rows even when their MAC fails, for an operator who has checked (or repaired) them against a
@@ -250,12 +258,14 @@ def authenticate_data_keys(using: str, key_ids: list[int] | None = None) -> Auth
     """
     done = Authentication()
     with transaction.atomic(using=using):
-        rows = DataKey.objects.using(using).select_for_update()
-        if key_ids is None:
-            rows = rows.filter(metadata_mac=None)
-        else:
-            rows = rows.filter(key_id__in=key_ids)
-        found = {row.key_id: row for row in rows.order_by("created_at", "key_id")}
+        found: dict[int, DataKey | IndexKey] = {}
+        for model in (DataKey, IndexKey):  # ids are distinct across the two tables
+            rows = model.objects.using(using).select_for_update()  # type: ignore[attr-defined]
+            if key_ids is None:
+                rows = rows.filter(metadata_mac=None)
+            else:
+                rows = rows.filter(key_id__in=key_ids)
+            found.update((row.key_id, row) for row in rows.order_by("created_at", "key_id"))
         done.unknown = [key_id for key_id in key_ids or [] if key_id not in found]
         if done.unknown:
             return done
