@@ -260,7 +260,7 @@ def authenticate_data_keys(using: str, key_ids: list[int] | None = None) -> Auth
     with transaction.atomic(using=using):
         found: dict[int, DataKey | IndexKey] = {}
         for model in (DataKey, IndexKey):  # ids are distinct across the two tables
-            rows = model.objects.using(using).select_for_update()  # type: ignore[attr-defined]
+            rows = model.objects.using(using).select_for_update()
             if key_ids is None:
                 rows = rows.filter(metadata_mac=None)
             else:

@@ -143,7 +143,7 @@ def write_document(
 def _verify(written: Path, keys: list[BackupKey | BackupIndexKey], path: Path) -> None:
     try:
         loaded = read_backup_file(written)
-        found = [*loaded.keys, *loaded.index_keys]
+        found: list[BackupKey | BackupIndexKey] = [*loaded.keys, *loaded.index_keys]
     except BackupError as exc:
         raise BackupError(f"The key backup {path} did not read back whole ({exc}).") from None
     if [(key.key_id, key.wrapped_key) for key in found] != [

@@ -129,8 +129,8 @@ def _rewrite_all(
         except BackupError as exc:
             report.left.append((path, str(exc)))
             continue
-        before: list[AnyKey] = [*loaded.keys, *loaded.index_keys]
-        after: list[AnyKey] = [*new.keys, *new.index_keys]
+        before: list[BackupKey | BackupIndexKey] = [*loaded.keys, *loaded.index_keys]
+        after: list[BackupKey | BackupIndexKey] = [*new.keys, *new.index_keys]
         changed = {key.key_id for old, key in zip(before, after, strict=True) if old != key}
         if delete_empty and changed and not any(key.wrapped_key for key in after):
             report.deleted.append(path)
