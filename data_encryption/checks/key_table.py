@@ -15,6 +15,7 @@ Ids (the catalogue is in ``checks``, the package):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
@@ -39,16 +40,20 @@ def check_data_keys(
 ) -> list[CheckMessage]:
     """E027, E032, E031, W003: what the key table says about each data key (needs the
     database: ``manage.py check --database default``, and ``migrate``)."""
+    audits = _audits(audit_data_keys, databases)
+    return [] if audits is None else _key_audit_messages(audits)
+
+
+def _audits(audit: Callable[[str], list[KeyAudit]], databases: Any) -> list[KeyAudit] | None:
+    """``audit`` of the key database; ``None`` when there is nothing to say (the database was
+    not asked for, is not migrated yet, or no master key is usable: E001, E002, E025 say why)."""
     using = key_database()
     if not databases or using not in databases:
-        return []
+        return None
     try:
-        audits = audit_data_keys(using)
-    except DatabaseError:  # not migrated yet: nothing to say
-        return []
-    except ImproperlyConfigured:  # no usable master key: E001, E002 or E025 say why
-        return []
-    return _key_audit_messages(audits)
+        return audit(using)
+    except (DatabaseError, ImproperlyConfigured):
+        return None
 
 
 @register(Tags.database, Tags.security)
@@ -57,14 +62,8 @@ def check_index_keys(
 ) -> list[CheckMessage]:
     """E035, E036: what the key table says about each blind-index key (a database check, as
     ``check_data_keys``)."""
-    using = key_database()
-    if not databases or using not in databases:
-        return []
-    try:
-        audits = audit_index_keys(using)
-    except DatabaseError:  # not migrated yet: nothing to say
-        return []
-    except ImproperlyConfigured:  # no usable master key: E001, E002 or E025 say why
+    audits = _audits(audit_index_keys, databases)
+    if audits is None:
         return []
     messages: list[CheckMessage] = []
     unwrappable: dict[str, list[KeyAudit]] = {}

@@ -146,13 +146,9 @@ class Command(BaseCommand):
         write, style = self.stdout.write, self.style
         write(style.MIGRATE_HEADING("Data keys"))
         for key in report["keys"]:
-            problems = [f"metadata {key['metadata']}"] if key["metadata"] not in OK else []
-            if key["unwraps"] is False:
-                problems.append(f"no master key unwraps it ({key['master_key_fingerprint']})")
             write(
                 f"  {key['key_id']}  {key['state']:<12} {key['age_days']:>4} days old  "
-                f"created {key['created_at'][:19]}"
-                + (style.ERROR(f"  [{'; '.join(problems)}]") if problems else "")
+                f"created {key['created_at'][:19]}" + self._problems(key)
             )
         if any(key["metadata"] not in OK or key["unwraps"] is False for key in report["keys"]):
             write(style.ERROR(f"  See 'manage.py check --database {using}' for what to do."))
@@ -190,6 +186,13 @@ class Command(BaseCommand):
                 + (f"  ({run['reason']})" if run["reason"] else "")
             )
 
+    def _problems(self, key: dict[str, Any]) -> str:
+        """What is wrong with a key's row, as a red note ("" when nothing)."""
+        problems = [f"metadata {key['metadata']}"] if key["metadata"] not in OK else []
+        if key["unwraps"] is False:
+            problems.append(f"no master key unwraps it ({key['master_key_fingerprint']})")
+        return self.style.ERROR(f"  [{'; '.join(problems)}]") if problems else ""
+
     def _write_index_status(self, report: dict[str, Any], using: str) -> None:
         if not report["index_keys"] and not report["indexed_fields"]:
             return  # no blind index here: nothing to say
@@ -198,13 +201,9 @@ class Command(BaseCommand):
         if not report["index_keys"]:
             write("  none yet (the first is made on first use)")
         for key in report["index_keys"]:
-            problems = [f"metadata {key['metadata']}"] if key["metadata"] not in OK else []
-            if key["unwraps"] is False:
-                problems.append(f"no master key unwraps it ({key['master_key_fingerprint']})")
             write(
                 f"  {key['key_id']}  slot {key['slot']}  {key['state']:<9} since "
-                f"{key['since'][:19]}"
-                + (style.ERROR(f"  [{'; '.join(problems)}]") if problems else "")
+                f"{key['since'][:19]}" + self._problems(key)
             )
         if report["indexed_fields"]:
             write(style.MIGRATE_HEADING("Indexed fields (under the active index key)"))
