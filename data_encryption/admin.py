@@ -7,7 +7,14 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import DataKey, RotationChunk, RotationFailure, RotationRun, format_key_id
+from .models import (
+    DataKey,
+    IndexKey,
+    RotationChunk,
+    RotationFailure,
+    RotationRun,
+    format_key_id,
+)
 
 
 class ReadOnlyPermissions:
@@ -50,6 +57,27 @@ class DataKeyAdmin(ReadOnlyAdmin):
 
     @admin.display(description="key id", ordering="key_id")
     def hex_id(self, obj: DataKey) -> str:
+        return obj.hex_id
+
+
+@admin.register(IndexKey)
+class IndexKeyAdmin(ReadOnlyAdmin):
+    list_display = ("hex_id", "slot", "state", "created_at", "state_since")
+    list_filter = ("state", "slot")
+    # wrapped_key is deliberately absent, as on the data key pages.
+    fields = (
+        "hex_id",
+        "slot",
+        "state",
+        "master_key_fingerprint",
+        "created_at",
+        "state_since",
+        "complete_fields",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="key id", ordering="key_id")
+    def hex_id(self, obj: IndexKey) -> str:
         return obj.hex_id
 
 

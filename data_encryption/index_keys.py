@@ -28,7 +28,9 @@ from .ciphers import generate_data_key
 from .conf import encryption_settings, register_cache
 from .envelope import format_key_id
 from .exceptions import IndexKeyUnavailableError, KeyConfigurationError
-from .master_key import master_keys, rewrapped_for, unwrap_with_any
+from .key_audit import Metadata, metadata_problem, metadata_verdict
+from .keys import PendingKey, rewrap_rows
+from .master_key import master_keys, unwrap_with_any
 from .models import DataKey, IndexKey, IndexKeyState
 
 logger = logging.getLogger("data_encryption")
@@ -40,13 +42,15 @@ _FIELD_KEY_INFO = b"data_encryption/blind-index/v1\x00"
 @dataclass(frozen=True, slots=True)
 class SlotKey:
     """The key that fills one slot. ``material`` is ``None`` when no configured master key
-    unwraps it; ``complete``: the field contexts whose index under it covers every row."""
+    unwraps it; ``complete``: the field contexts whose index under it covers every row;
+    ``refusal``: why no query may read its slot ("" when one may)."""
 
     key_id: int
     slot: str
     state: str
     material: bytes | None = field(repr=False)
     complete: frozenset[str] = field(repr=False)
+    refusal: str = field(default="", repr=False)
 
     @property
     def hex_id(self) -> str:
@@ -77,7 +81,13 @@ class IndexKeyRing:
 
     @property
     def active(self) -> SlotKey:
-        return self.slots[self.active_slot]
+        """The key queries read; ``IndexKeyUnavailableError`` when its row's metadata does not
+        verify. Writes still hash under it (its material is authenticated by the wrap): only
+        its state and ``complete_fields``, which decide what a query trusts, are in doubt."""
+        key = self.slots[self.active_slot]
+        if key.refusal:
+            raise IndexKeyUnavailableError(key.refusal, key_id=key.key_id)
+        return key
 
     def field_key(self, key: SlotKey, context: bytes) -> bytes:
         cached = self._field_keys.get((key.key_id, context))
@@ -101,9 +111,15 @@ _cache = _RingCache()
 _lock = threading.Lock()
 
 
+# (key id, verdict) pairs already logged: once per bad row, not per reload; forgotten with the
+# ring, so a row still wrong after an operator's fix is logged again.
+_refused: set[tuple[int, str]] = set()
+
+
 @register_cache
 def reset_index_key_ring() -> None:
     _cache.ring = None
+    _refused.clear()
 
 
 def index_key_ring() -> IndexKeyRing:
@@ -147,10 +163,35 @@ def load_index_key_ring(using: str | None = None) -> IndexKeyRing:
                 row.slot,
             )
         slots[row.slot] = SlotKey(
-            row.key_id, row.slot, row.state, material, frozenset(row.complete_fields or ())
+            row.key_id,
+            row.slot,
+            row.state,
+            material,
+            frozenset(row.complete_fields or ()),
+            read_refusal(row),
         )
     active = next(row.slot for row in rows if row.state == IndexKeyState.ACTIVE)
     return IndexKeyRing(slots, active, monotonic() + lifetime)
+
+
+def read_refusal(row: IndexKey) -> str:
+    """Why no query may read ``row``'s slot ("" when one may): its metadata does not verify, so
+    its state (a filling key made active early, a retired one revived) or ``complete_fields``
+    may have been set outside the application, and answers read from it could miss rows."""
+    verdict = metadata_verdict(row)
+    if verdict == Metadata.VERIFIED:
+        return ""
+    problem = metadata_problem(row.hex_id, verdict, "blind-index key")
+    if (row.key_id, verdict) not in _refused:
+        _refused.add((row.key_id, verdict))
+        logger.error("%s Queries on indexed fields are refused until it is fixed.", problem)
+    return (
+        f"Refusing to answer a query from blind-index key {row.hex_id} (slot {row.slot}, "
+        f"{row.state}). {problem} Compare the index key table with your latest key backup "
+        "('manage.py restore_encryption_keys <file>' brings lost keys back); a row that is "
+        "right as it stands can be signed with 'manage.py authenticate_data_keys "
+        f"{row.hex_id}'."
+    )
 
 
 def ensure_active_index_key(using: str | None = None) -> IndexKey:
@@ -179,10 +220,11 @@ def ensure_active_index_key(using: str | None = None) -> IndexKey:
 
 
 @sensitive_variables()
-def create_index_key(using: str, *, slot: str, state: str) -> IndexKey:
-    """Store a new index key, wrapped under the current master key. Its id is distinct from
-    every data key's and index key's, so a wrapped key copied between the two tables (the wrap
-    binds the id) never unwraps as the other."""
+def generate_wrapped_index_key(using: str) -> PendingKey:
+    """A new index key, wrapped under the current master key and not yet stored (so a key
+    backup can hold it first). Its id is distinct from every data key's and index key's, so a
+    wrapped key copied between the two tables (the wrap binds the id) never unwraps as the
+    other."""
     master = master_keys()[0]
     for _attempt in range(8):
         key_id = secrets.randbits(32)
@@ -194,13 +236,22 @@ def create_index_key(using: str, *, slot: str, state: str) -> IndexKey:
             break
     else:
         raise RuntimeError("Could not find a free index key id in 8 attempts.")
+    return PendingKey(key_id, master.wrap(key_id, generate_data_key()), master.fingerprint)
+
+
+def create_index_key(
+    using: str, *, slot: str, state: str, pending: PendingKey | None = None
+) -> IndexKey:
+    """Store a new index key (``pending``, as ``generate_wrapped_index_key`` made it and a
+    backup holds it, or a fresh one) in ``slot``."""
+    pending = pending or generate_wrapped_index_key(using)
     now = timezone.now()
     row = IndexKey(
-        key_id=key_id,
+        key_id=pending.key_id,
         slot=slot,
         state=state,
-        wrapped_key=master.wrap(key_id, generate_data_key()),
-        master_key_fingerprint=master.fingerprint,
+        wrapped_key=pending.wrapped_key,
+        master_key_fingerprint=pending.master_key_fingerprint,
         created_at=now,
         state_since=now,
     )
@@ -220,24 +271,14 @@ def mark_complete(key_id: int, context: str, using: str | None = None) -> None:
     reset_index_key_ring()
 
 
-@sensitive_variables()
-def rewrap_index_keys(using: str | None = None) -> list[int]:
-    """Re-wrap every live index key under the current master key (a master-key change);
-    returns the ids re-wrapped. Safe to rerun."""
+def rewrap_index_keys(using: str | None = None) -> tuple[list[int], list[int]]:
+    """Re-wrap every index key under the current master key (a master-key change), as
+    ``keys.rewrap_data_keys`` does data keys: ``(rewrapped ids, already current ids)``; every
+    row (retired keys' too) is re-signed, and one whose metadata does not verify stops it
+    before anything is written. Safe to rerun."""
     using = using or index_key_database()
-    current = master_keys()[0]
-    rewrapped = []
     with transaction.atomic(using=using):
-        rows = IndexKey.objects.using(using).select_for_update().exclude(wrapped_key=None)
-        for row in rows:
-            assert row.wrapped_key is not None
-            wrapped = rewrapped_for(
-                current, row.key_id, bytes(row.wrapped_key), row.master_key_fingerprint
-            )
-            if wrapped is not None or row.master_key_fingerprint != current.fingerprint:
-                row.wrapped_key = wrapped or row.wrapped_key
-                row.master_key_fingerprint = current.fingerprint
-                row.save(using=using, update_fields=["wrapped_key", "master_key_fingerprint"])
-                rewrapped.append(row.key_id)
+        rows = IndexKey.objects.using(using).select_for_update().order_by("created_at", "key_id")
+        done = rewrap_rows(rows, "re-wrap the index keys", using)
     reset_index_key_ring()
-    return rewrapped
+    return done

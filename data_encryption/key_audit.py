@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from django.db import transaction
 
@@ -19,12 +20,19 @@ from .ciphers import AeadCipher
 from .envelope import format_key_id
 from .exceptions import KeyConfigurationError
 from .master_key import MasterKey, unwrap_with_any, verify_metadata_with_any
-from .models import DataKey, KeyState, key_metadata_message
+from .models import (
+    DataKey,
+    IndexKey,
+    KeyState,
+    index_key_metadata_message,
+    key_metadata_message,
+)
 
 logger = logging.getLogger("data_encryption")
 # (key id, problem) pairs already logged: a bad key row is logged once, not once per value or
 # reload; forgotten with the ring, so what is still wrong after an operator's fix is logged again.
 _reported: set[tuple[int, str]] = set()
+KeyRow = TypeVar("KeyRow", DataKey, IndexKey)
 
 
 class Metadata:
@@ -35,22 +43,30 @@ class Metadata:
     UNAUTHENTICATED = "unauthenticated"  # no MAC: migrated without a master key, or nulled
 
 
-def metadata_verdict(row: DataKey) -> str:
-    """``Metadata.VERIFIED``, ``TAMPERED`` or ``UNAUTHENTICATED`` for ``row``."""
+def metadata_message(row: DataKey | IndexKey) -> bytes:
+    """What ``row``'s MAC authenticates: a data key's or an index key's message."""
+    if isinstance(row, IndexKey):
+        return index_key_metadata_message(row)
+    return key_metadata_message(row)
+
+
+def metadata_verdict(row: DataKey | IndexKey) -> str:
+    """``Metadata.VERIFIED``, ``TAMPERED`` or ``UNAUTHENTICATED`` for ``row`` (a data key's or
+    an index key's)."""
     if row.metadata_mac is None:
         return Metadata.UNAUTHENTICATED
-    if verify_metadata_with_any(key_metadata_message(row), bytes(row.metadata_mac)):
+    if verify_metadata_with_any(metadata_message(row), bytes(row.metadata_mac)):
         return Metadata.VERIFIED
     return Metadata.TAMPERED
 
 
-def signed_by(master: MasterKey, row: DataKey) -> bool:
+def signed_by(master: MasterKey, row: DataKey | IndexKey) -> bool:
     """Whether ``row``'s metadata MAC was made by ``master`` over the row as it stands."""
     mac = row.metadata_mac
-    return mac is not None and master.verify_metadata(key_metadata_message(row), bytes(mac))
+    return mac is not None and master.verify_metadata(metadata_message(row), bytes(mac))
 
 
-def require_verified_metadata(rows: Iterable[DataKey], action: str) -> list[DataKey]:
+def require_verified_metadata(rows: Iterable[KeyRow], action: str) -> list[KeyRow]:
     """``rows``, once each one's metadata verifies; else ``KeyConfigurationError`` naming the
     rows that do not. What re-signs every row (a master-key change) must not vouch for edits
     nobody made through the application."""
@@ -65,7 +81,7 @@ def require_verified_metadata(rows: Iterable[DataKey], action: str) -> list[Data
     ]
     if named:
         raise KeyConfigurationError(
-            f"Refusing to {action}: the metadata of data keys {', '.join(named)} does not "
+            f"Refusing to {action}: the metadata of {_noun(rows)}s {', '.join(named)} does not "
             "verify, and re-signing it would vouch for changes made outside the application. "
             "Check those rows against your latest key backup, then run "
             "'manage.py authenticate_data_keys <key id> ...' and retry."
@@ -73,7 +89,11 @@ def require_verified_metadata(rows: Iterable[DataKey], action: str) -> list[Data
     return rows
 
 
-def unwrap_material(row: DataKey) -> bytes | None:
+def _noun(rows: list[KeyRow]) -> str:
+    return "index key" if rows and isinstance(rows[0], IndexKey) else "data key"
+
+
+def unwrap_material(row: DataKey | IndexKey) -> bytes | None:
     """The row's key material under whichever configured master key wrapped it, else ``None``."""
     wrapped = bytes(row.wrapped_key) if row.wrapped_key is not None else b""
     return unwrap_with_any(row.key_id, wrapped, row.master_key_fingerprint)
@@ -90,15 +110,15 @@ def unwrap_failure(row: DataKey) -> str:
     )
 
 
-def metadata_problem(hex_id: str, verdict: str) -> str:
+def metadata_problem(hex_id: str, verdict: str, noun: str = "data key") -> str:
     """What is wrong with a key row whose metadata verdict is not ``VERIFIED``."""
     if verdict == Metadata.UNAUTHENTICATED:
         return (
-            f"The metadata of data key {hex_id} is not authenticated (no MAC): it was migrated "
+            f"The metadata of {noun} {hex_id} is not authenticated (no MAC): it was migrated "
             "without DB_ENCRYPTION_KEY, or its MAC was removed."
         )
     return (
-        f"The metadata of data key {hex_id} (its state, dates, wrapped key or master-key "
+        f"The metadata of {noun} {hex_id} (its state, dates, wrapped key or master-key "
         "fingerprint) does not verify under any configured master key: the row was changed "
         "outside the application, or its MAC was made by a master key no longer configured."
     )
@@ -195,20 +215,27 @@ class KeyAudit:
 
 def audit_data_keys(using: str) -> list[KeyAudit]:
     """Every key row's verdicts, newest first. Unwraps each key's material and forgets it."""
-    audits = []
-    for row in DataKey.objects.using(using).order_by("-created_at", "-key_id"):
-        unwraps = None if row.state == KeyState.DESTROYED else unwrap_material(row) is not None
-        audits.append(
-            KeyAudit(
-                row.key_id,
-                row.state,
-                row.master_key_fingerprint,
-                row.created_at,
-                metadata_verdict(row),
-                unwraps,
-            )
-        )
-    return audits
+    rows = DataKey.objects.using(using).order_by("-created_at", "-key_id")
+    return [_audit(row, row.state == KeyState.DESTROYED) for row in rows]
+
+
+def audit_index_keys(using: str) -> list[KeyAudit]:
+    """Every blind-index key row's verdicts, newest first (``unwraps`` is ``None`` for a
+    retired key, whose material is wiped)."""
+    rows = IndexKey.objects.using(using).order_by("-created_at", "-key_id")
+    return [_audit(row, row.wrapped_key is None) for row in rows]
+
+
+def _audit(row: DataKey | IndexKey, wiped: bool) -> KeyAudit:
+    unwraps = None if wiped else unwrap_material(row) is not None
+    return KeyAudit(
+        row.key_id,
+        row.state,
+        row.master_key_fingerprint,
+        row.created_at,
+        metadata_verdict(row),
+        unwraps,
+    )
 
 
 @dataclass
@@ -221,7 +248,8 @@ class Authentication:
 
 
 def authenticate_data_keys(using: str, key_ids: list[int] | None = None) -> Authentication:
-    """Sign the metadata of key rows as they stand now, under the current master key.
+    """Sign the metadata of key rows (data keys' and blind-index keys') as they stand now,
+    under the current master key.
 
     Without ``key_ids``: every row with no MAC (migrated without a master key). With them: those
     rows even when their MAC fails, for an operator who has checked (or repaired) them against a
@@ -230,12 +258,14 @@ def authenticate_data_keys(using: str, key_ids: list[int] | None = None) -> Auth
     """
     done = Authentication()
     with transaction.atomic(using=using):
-        rows = DataKey.objects.using(using).select_for_update()
-        if key_ids is None:
-            rows = rows.filter(metadata_mac=None)
-        else:
-            rows = rows.filter(key_id__in=key_ids)
-        found = {row.key_id: row for row in rows.order_by("created_at", "key_id")}
+        found: dict[int, DataKey | IndexKey] = {}
+        for model in (DataKey, IndexKey):  # ids are distinct across the two tables
+            rows = model.objects.using(using).select_for_update()
+            if key_ids is None:
+                rows = rows.filter(metadata_mac=None)
+            else:
+                rows = rows.filter(key_id__in=key_ids)
+            found.update((row.key_id, row) for row in rows.order_by("created_at", "key_id"))
         done.unknown = [key_id for key_id in key_ids or [] if key_id not in found]
         if done.unknown:
             return done

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from time import monotonic
@@ -27,6 +27,7 @@ from .conf import encryption_settings, register_cache
 from .envelope import format_key_id, header_for
 from .exceptions import KeyConfigurationError, KeyUnavailableError, UnknownKeyError
 from .key_audit import (
+    KeyRow,
     forget_reported_keys,
     require_verified_metadata,
     signed_by,
@@ -302,26 +303,9 @@ def rewrap_data_keys(using: str | None = None) -> tuple[list[int], list[int]]:
     """
     using = using or key_database()
     current = master_keys()[0]
-    rewrapped, current_ids = [], []
     with transaction.atomic(using=using):
         rows = DataKey.objects.using(using).select_for_update().order_by("created_at", "key_id")
-        for row in require_verified_metadata(rows, "re-wrap the data keys"):
-            if row.wrapped_key is not None:
-                wrapped = rewrapped_for(
-                    current, row.key_id, bytes(row.wrapped_key), row.master_key_fingerprint
-                )
-                # A stale fingerprint (the key already unwraps under the current master key) is
-                # mended like a re-wrap: the fingerprint is what tells the next change which rows
-                # still need one.
-                if wrapped is not None or row.master_key_fingerprint != current.fingerprint:
-                    row.wrapped_key = wrapped or row.wrapped_key
-                    row.master_key_fingerprint = current.fingerprint
-                    row.save(using=using)  # save() authenticates under the current master key
-                    rewrapped.append(row.key_id)
-                    continue
-                current_ids.append(row.key_id)
-            if not signed_by(current, row):  # e.g. a destroyed key's, by the old master key
-                row.save(using=using)
+        rewrapped, current_ids = rewrap_rows(rows, "re-wrap the data keys", using)
     for key_id in rewrapped:
         logger.info(
             "Re-wrapped data key %s under master key %s.",
@@ -329,4 +313,31 @@ def rewrap_data_keys(using: str | None = None) -> tuple[list[int], list[int]]:
             current.fingerprint,
         )
     reset_key_ring()
+    return rewrapped, current_ids
+
+
+@sensitive_variables()
+def rewrap_rows(rows: Iterable[KeyRow], action: str, using: str) -> tuple[list[int], list[int]]:
+    """Re-wrap key rows (data keys' or index keys', locked by the caller's transaction) under
+    the current master key and re-sign every one of them; ``(rewrapped ids, already current
+    ids)``. Rows whose metadata does not verify stop it before anything is written."""
+    current = master_keys()[0]
+    rewrapped, current_ids = [], []
+    for row in require_verified_metadata(rows, action):
+        if row.wrapped_key is not None:
+            wrapped = rewrapped_for(
+                current, row.key_id, bytes(row.wrapped_key), row.master_key_fingerprint
+            )
+            # A stale fingerprint (the key already unwraps under the current master key) is
+            # mended like a re-wrap: the fingerprint is what tells the next change which rows
+            # still need one.
+            if wrapped is not None or row.master_key_fingerprint != current.fingerprint:
+                row.wrapped_key = wrapped or row.wrapped_key
+                row.master_key_fingerprint = current.fingerprint
+                row.save(using=using)  # save() authenticates under the current master key
+                rewrapped.append(row.key_id)
+                continue
+            current_ids.append(row.key_id)
+        if not signed_by(current, row):  # e.g. a destroyed key's, by the old master key
+            row.save(using=using)
     return rewrapped, current_ids

@@ -4,6 +4,7 @@ chunks, the values they could not decrypt)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -84,15 +85,16 @@ class DataKey(models.Model):
         transition (create, activate, demote, retire, destroy, restore, rewrap) goes through
         here, so only an edit made outside the application leaves a MAC that does not verify.
         Write key rows with ``save()``, never ``QuerySet.update()``."""
-        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
-        self.metadata_mac = master_keys()[0].sign_metadata(key_metadata_message(self, using))
-        if kwargs.get("update_fields") is not None:
-            kwargs["update_fields"] = {*kwargs["update_fields"], "metadata_mac"}
+        sign_metadata(self, key_metadata_message, kwargs)
         super().save(**kwargs)
 
 
 KEY_METADATA_V1 = b"data_encryption/key-metadata/v1\n"
 KEY_DATES = ("created_at", "primary_since", "decrypt_only_since", "retired_at", "destroyed_at")
+
+
+INDEX_KEY_METADATA_V1 = b"data_encryption/index-key-metadata/v1\n"
+INDEX_KEY_DATES = ("created_at", "state_since")
 
 
 def key_metadata_message(row: Any, using: str | None = None) -> bytes:
@@ -104,6 +106,20 @@ def key_metadata_message(row: Any, using: str | None = None) -> bytes:
     authenticated with the same bytes; ``using`` (default: the row's database) says how that
     database hands back dates. A change to these bytes needs a new version prefix.
     """
+    return _metadata_message(KEY_METADATA_V1, row, KEY_DATES, {}, using)
+
+
+def index_key_metadata_message(row: Any, using: str | None = None) -> bytes:
+    """The bytes an index key's ``metadata_mac`` authenticates: what a data key's does (with
+    the index key's own dates), plus its slot and ``complete_fields`` (sorted), under its own
+    prefix, so no data key's MAC passes for an index key's."""
+    extra = {"slot": row.slot, "complete_fields": sorted(row.complete_fields or ())}
+    return _metadata_message(INDEX_KEY_METADATA_V1, row, INDEX_KEY_DATES, extra, using)
+
+
+def _metadata_message(
+    prefix: bytes, row: Any, dates: tuple[str, ...], extra: dict[str, Any], using: str | None
+) -> bytes:
     connection = connections[using or row._state.db or DEFAULT_DB_ALIAS]
     wrapped = row.wrapped_key
     fields = {
@@ -111,9 +127,22 @@ def key_metadata_message(row: Any, using: str | None = None) -> bytes:
         "state": row.state,
         "wrapped_key": None if wrapped is None else bytes(wrapped).hex(),
         "master_key_fingerprint": row.master_key_fingerprint,
-        **{name: _canonical_date(getattr(row, name), connection) for name in KEY_DATES},
+        **{name: _canonical_date(getattr(row, name), connection) for name in dates},
+        **extra,
     }
-    return KEY_METADATA_V1 + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+    return prefix + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sign_metadata(
+    row: models.Model, message: Callable[[Any, str | None], bytes], save_kwargs: dict[str, Any]
+) -> None:
+    """Set ``row.metadata_mac`` for the ``save(**save_kwargs)`` about to run (and add it to its
+    ``update_fields``): ``message`` of the row as that database will hand it back, signed by
+    the current master key."""
+    using = save_kwargs.get("using") or router.db_for_write(type(row), instance=row)
+    row.metadata_mac = master_keys()[0].sign_metadata(message(row, using))  # type: ignore[attr-defined]
+    if save_kwargs.get("update_fields") is not None:
+        save_kwargs["update_fields"] = {*save_kwargs["update_fields"], "metadata_mac"}
 
 
 def _canonical_date(value: datetime | None, connection: BaseDatabaseWrapper) -> str | None:
@@ -311,6 +340,9 @@ class IndexKey(models.Model):
     # The fields ("app_label.Model.field" contexts) whose index under this key is known to cover
     # every row: recorded by the walk that built it, or by the first query that checked it.
     complete_fields = models.JSONField(default=list, blank=True)
+    # As DataKey.metadata_mac (index_key_metadata_message): a filling key made active early, a
+    # retired key revived or complete_fields edited in the database no longer verifies.
+    metadata_mac = models.BinaryField(null=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -336,3 +368,9 @@ class IndexKey(models.Model):
     @property
     def hex_id(self) -> str:
         return format_key_id(self.key_id)
+
+    def save(self, **kwargs: Any) -> None:
+        """Save, authenticating the metadata under the current master key (as ``DataKey.save``;
+        write index key rows with ``save()``, never ``QuerySet.update()``)."""
+        sign_metadata(self, index_key_metadata_message, kwargs)
+        super().save(**kwargs)

@@ -19,9 +19,17 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from . import envelope, payloads
+from .blind_index import Normaliser, read_digest, resolve
 from .conf import encryption_settings, load_class
 from .encryptor import context_bytes, decrypt_text, encrypt_text, open_value, seal
-from .key_audit import Authentication, KeyAudit, audit_data_keys, authenticate_data_keys
+from .index_keys import reset_index_key_ring
+from .key_audit import (
+    Authentication,
+    KeyAudit,
+    audit_data_keys,
+    audit_index_keys,
+    authenticate_data_keys,
+)
 from .keys import key_database, reset_key_ring, warm_up_key_ring
 from .legacy.columns import decrypt_column
 from .models import DataKey, KeyState, RunStatus
@@ -80,6 +88,25 @@ class EncryptionService:
     def to_ascii(cls, value: bytes | bytearray | memoryview) -> str:
         """The ASCII form of a binary envelope (for text columns, JSON, URLs)."""
         return envelope.parse(value).to_ascii()
+
+    @classmethod
+    @sensitive_variables()
+    def blind_index(
+        cls, value: str | None, name: str, normaliser: str | Normaliser | None = None
+    ) -> str | None:
+        """The blind index of ``value`` under the active index key, as hex (32 digits), for a
+        hand-written index column beside a property-pattern ciphertext; ``None`` for ``None``.
+
+        ``name`` is the context the field key is derived from: the same as an indexed field
+        with ``context=name`` (and the same ``normaliser``) stores, so equal values of two
+        names never share an index value. A normaliser's ``ValidationError`` goes to the caller.
+        An index-key rotation does not reach a hand-written column (docs/search.md): recompute
+        it, by setting each row's value again, once the rotation has switched keys."""
+        if value is None:
+            return None
+        normalise = resolve(normaliser)
+        text = normalise(value) if normalise is not None else value
+        return read_digest(context_bytes(name), text.encode("utf-8")).hex()
 
     @classmethod
     def key_id_of(cls, value: bytes | bytearray | memoryview | str) -> int | None:
@@ -242,11 +269,17 @@ class KeyRotationService:
         and whether its metadata MAC verifies (what ``encryption_status`` shows)."""
         return audit_data_keys(self.using or key_database())
 
+    def index_key_audit(self) -> list[KeyAudit]:
+        """Each blind-index key's verdicts, newest first (as ``key_audit``)."""
+        return audit_index_keys(self.using or key_database())
+
     def authenticate_keys(self, key_ids: list[int] | None = None) -> Authentication:
         """Sign key rows' metadata as they stand (see ``key_audit.authenticate_data_keys``):
-        without ``key_ids``, the rows that have no MAC; with them, those rows."""
+        without ``key_ids``, the rows that have no MAC; with them, those rows (data keys' or
+        blind-index keys')."""
         done = authenticate_data_keys(self.using or key_database(), key_ids)
         reset_key_ring()
+        reset_index_key_ring()
         return done
 
     def census(self) -> Census:

@@ -2,7 +2,8 @@
 ``restore_encryption_keys``, and kept in line with the key table (``prune_key_backups``, and the
 re-wrap of a master-key change).
 
-A backup holds the *wrapped* data keys with their ids, states and dates, never plaintext keys.
+A backup holds the *wrapped* data keys with their ids, states and dates, and the live blind-index
+keys with their slots (``index_entries``; ``index_restore``), never plaintext keys.
 One noun per module: ``document`` (the signed JSON and its strict parse), ``files`` (the private
 directory and the whole-or-nothing write), ``restore``, ``rewriting`` (pruning and re-wrapping).
 """
@@ -16,8 +17,17 @@ from .document import (
     backup_document,
     load_backup,
     read_backup,
+    read_backup_file,
 )
-from .files import backup_dir_problems, backup_files, ensure_backup_dir, write_backup
+from .files import (
+    back_up_before_new_index_key,
+    backup_dir_problems,
+    backup_files,
+    ensure_backup_dir,
+    write_backup,
+)
+from .index_entries import BackupIndexKey
+from .index_restore import IndexKeyRestore
 from .restore import RestoreReport, restore_backup
 from .rewriting import BackupRewrite, prune_backups, rewrap_backups
 
@@ -25,10 +35,13 @@ __all__ = [
     "FORMAT",
     "VERSION",
     "BackupError",
+    "BackupIndexKey",
     "BackupKey",
     "BackupRewrite",
+    "IndexKeyRestore",
     "LoadedBackup",
     "RestoreReport",
+    "back_up_before_new_index_key",
     "backup_dir_problems",
     "backup_document",
     "backup_files",
@@ -36,6 +49,7 @@ __all__ = [
     "load_backup",
     "prune_backups",
     "read_backup",
+    "read_backup_file",
     "restore_backup",
     "rewrap_backups",
     "write_backup",

@@ -1,8 +1,9 @@
 """The key backup document: its JSON shape, its signature, and the strict parse that refuses a
 malformed file with a ``BackupError`` saying what is wrong.
 
-A document holds the *wrapped* data keys with their ids, states and dates, never plaintext keys,
-and is signed (HMAC) with a key derived from the master key, so an altered file is refused.
+A document holds the *wrapped* data keys with their ids, states and dates, and (from version 2)
+the live blind-index keys (``index_entries``), never plaintext keys, and is signed (HMAC) with a
+key derived from the master key, so an altered file is refused.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,12 @@ from ..exceptions import DataEncryptionError
 from ..keys import PendingKey
 from ..master_key import MasterKey, master_keys, unwrap_with_any
 from ..models import DataKey, KeyState, format_key_id
+from .index_entries import BackupIndexKey
 
 FORMAT = "django-data-encryption/key-backup"
-VERSION = 1
+# 2 added "index_keys" (signed with the rest); a version 1 file (no index keys) still reads.
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 DATES = ("created_at", "primary_since", "decrypt_only_since", "retired_at", "destroyed_at")
 PENDING = "pending"  # a rotation's new key, backed up before it becomes a DataKey row
 STATES = frozenset(
@@ -89,14 +93,21 @@ def canonical(body: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def signed_document(keys: Iterable[BackupKey], *, created_at: str) -> dict[str, Any]:
-    """The signed JSON document holding ``keys``, signed by the current master key."""
+def signed_document(
+    keys: Iterable[BackupKey],
+    *,
+    created_at: str,
+    index_keys: Iterable[BackupIndexKey] = (),
+) -> dict[str, Any]:
+    """The signed JSON document holding ``keys`` and ``index_keys``, signed by the current
+    master key."""
     master = master_keys()[0]
     body = {
         "format": FORMAT,
         "version": VERSION,
         "created_at": created_at,
         "keys": [key.entry() for key in keys],
+        "index_keys": [key.entry() for key in index_keys],
     }
     return {
         **body,
@@ -134,6 +145,9 @@ class LoadedBackup:
     created_at: str
     keys: list[BackupKey]
     signer: MasterKey
+    # Empty for a version 1 file, written before blind-index keys were backed up.
+    index_keys: list[BackupIndexKey] = field(default_factory=list)
+    version: int = VERSION
 
 
 def load_backup(path: Path) -> LoadedBackup:
@@ -146,12 +160,14 @@ def load_backup(path: Path) -> LoadedBackup:
         raise BackupError(f"{path} is not a key backup (unreadable JSON: {exc}).") from None
     if not isinstance(document, dict) or document.get("format") != FORMAT:
         raise BackupError(f"{path} is not a django-data-encryption key backup.")
-    if document.get("version") != VERSION:
+    version = document.get("version")
+    if version not in READABLE_VERSIONS:
         raise BackupError(
-            f"{path} is backup format version {document.get('version')}; this release reads "
-            f"version {VERSION}. Upgrade django-data-encryption."
+            f"{path} is backup format version {version}; this release reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}. Upgrade django-data-encryption."
         )
-    body = {name: document.get(name) for name in ("format", "version", "created_at", "keys")}
+    names = ("format", "version", "created_at", "keys") + (("index_keys",) if version > 1 else ())
+    body = {name: document.get(name) for name in names}
     try:
         signature = bytes.fromhex(str(document.get("signature", "")))
     except ValueError:
@@ -168,15 +184,28 @@ def load_backup(path: Path) -> LoadedBackup:
     if not isinstance(body["keys"], list):
         raise BackupError(f"{path}: 'keys' must be a list of keys.")
     keys = [_parsed_key(entry, index, path) for index, entry in enumerate(body["keys"])]
+    index_keys = _parsed_index_keys(body.get("index_keys", []), path)
     seen: set[int] = set()
-    for key in keys:
-        if key.key_id in seen:
+    for key_id in [key.key_id for key in keys] + [key.key_id for key in index_keys]:
+        if key_id in seen:  # index key ids are distinct from data key ids too
             raise BackupError(
-                f"{path}: data key {format_key_id(key.key_id)} appears twice; a backup holds "
-                "each key once. Do not restore this file."
+                f"{path}: key {format_key_id(key_id)} appears twice; a backup holds each key "
+                "once. Do not restore this file."
             )
-        seen.add(key.key_id)
-    return LoadedBackup(Path(path), str(body["created_at"]), keys, signer)
+        seen.add(key_id)
+    return LoadedBackup(Path(path), str(body["created_at"]), keys, signer, index_keys, version)
+
+
+def _parsed_index_keys(entries: Any, path: Path) -> list[BackupIndexKey]:
+    if not isinstance(entries, list):
+        raise BackupError(f"{path}: 'index_keys' must be a list of keys.")
+    parsed = []
+    for index, entry in enumerate(entries):
+        try:
+            parsed.append(BackupIndexKey.parsed(entry))
+        except ValueError as exc:
+            raise BackupError(f"{path}: index key #{index + 1} {exc}.") from None
+    return parsed
 
 
 def _parsed_key(entry: Any, index: int, path: Path) -> BackupKey:
@@ -235,11 +264,18 @@ def _date(value: Any, name: str, where: str) -> datetime | None:
 
 def read_backup(path: Path) -> list[BackupKey]:
     """Parse and verify a backup file: its signature, its shape, and that every key unwraps."""
+    return read_backup_file(path).keys
+
+
+def read_backup_file(path: Path) -> LoadedBackup:
+    """``read_backup``, with the file's blind-index keys (verified alike) and its version."""
     loaded = load_backup(path)
-    for key in loaded.keys:
+    for noun, key in [("data key", key) for key in loaded.keys] + [
+        ("blind-index key", key) for key in loaded.index_keys
+    ]:
         if key.wrapped_key is not None and not unwrap_with_any(key.key_id, key.wrapped_key):
             raise BackupError(
-                f"{path}: no configured master key unwraps data key {format_key_id(key.key_id)} "
+                f"{path}: no configured master key unwraps {noun} {format_key_id(key.key_id)} "
                 f"(wrapped by master key {key.master_key_fingerprint})."
             )
-    return loaded.keys
+    return loaded

@@ -14,17 +14,19 @@ from pathlib import Path
 from django.utils import timezone
 
 from ..conf import encryption_settings
+from ..index_keys import create_index_key, generate_wrapped_index_key
 from ..keys import PendingKey, key_database
 from ..master_key import unwrap_with_any
-from ..models import DataKey, format_key_id
+from ..models import DataKey, IndexKey, IndexKeyState, format_key_id
 from .document import (
     BackupError,
     BackupKey,
     backup_keys,
     document_bytes,
-    read_backup,
+    read_backup_file,
     signed_document,
 )
+from .index_entries import BackupIndexKey
 
 
 def backup_dir_problems(path: Path) -> list[tuple[str, str]]:
@@ -87,20 +89,30 @@ def ensure_backup_dir(path: Path) -> None:
         raise BackupError(" ".join(dict.fromkeys(problems)) + " No key backup was written.")
 
 
-def write_document(path: Path, keys: list[BackupKey], *, created_at: str) -> None:
-    """Put a backup of ``keys``, signed by the current master key, at ``path`` (replacing any
-    file there): written whole under a temporary name, fsynced, read back and verified (the
-    signature, and every key unwrapping), renamed, and the directory fsynced. ``path`` holds the
-    old file or the whole verified new one, whatever fails (a full disk, a crash)."""
-    for key in keys:  # a backup that cannot be read back is worse than none: it misleads
+def write_document(
+    path: Path,
+    keys: list[BackupKey],
+    *,
+    created_at: str,
+    index_keys: list[BackupIndexKey] | None = None,
+) -> None:
+    """Put a backup of ``keys`` and ``index_keys``, signed by the current master key, at
+    ``path`` (replacing any file there): written whole under a temporary name, fsynced, read
+    back and verified (the signature, and every key unwrapping), renamed, and the directory
+    fsynced. ``path`` holds the old file or the whole verified new one, whatever fails (a full
+    disk, a crash)."""
+    index_keys = index_keys or []
+    every = [("data key", key) for key in keys] + [("blind-index key", key) for key in index_keys]
+    for noun, key in every:  # a backup that cannot be read back is worse than none: it misleads
         if key.wrapped_key is not None and not unwrap_with_any(key.key_id, key.wrapped_key):
             raise BackupError(
-                f"No configured master key can unwrap data key {format_key_id(key.key_id)} (it "
+                f"No configured master key can unwrap {noun} {format_key_id(key.key_id)} (it "
                 f"was wrapped by the master key with fingerprint {key.master_key_fingerprint}), "
                 f"so {path} was not written. Put that key back in DB_ENCRYPTION_KEY or "
                 "DB_ENCRYPTION_KEY_FALLBACKS."
             )
-    data = memoryview(document_bytes(signed_document(keys, created_at=created_at)))
+    document = signed_document(keys, created_at=created_at, index_keys=index_keys)
+    data = memoryview(document_bytes(document))
     temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
@@ -111,7 +123,7 @@ def write_document(path: Path, keys: list[BackupKey], *, created_at: str) -> Non
             os.fsync(fd)
         finally:
             os.close(fd)
-        _verify(temporary, keys, path)
+        _verify(temporary, [*keys, *index_keys], path)
         os.replace(temporary, path)
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -128,9 +140,10 @@ def write_document(path: Path, keys: list[BackupKey], *, created_at: str) -> Non
             os.unlink(temporary)
 
 
-def _verify(written: Path, keys: list[BackupKey], path: Path) -> None:
+def _verify(written: Path, keys: list[BackupKey | BackupIndexKey], path: Path) -> None:
     try:
-        found = read_backup(written)
+        loaded = read_backup_file(written)
+        found: list[BackupKey | BackupIndexKey] = [*loaded.keys, *loaded.index_keys]
     except BackupError as exc:
         raise BackupError(f"The key backup {path} did not read back whole ({exc}).") from None
     if [(key.key_id, key.wrapped_key) for key in found] != [
@@ -140,10 +153,15 @@ def _verify(written: Path, keys: list[BackupKey], path: Path) -> None:
 
 
 def write_backup(
-    *, now: datetime | None = None, pending: PendingKey | None = None, using: str | None = None
+    *,
+    now: datetime | None = None,
+    pending: PendingKey | None = None,
+    using: str | None = None,
+    pending_index: tuple[PendingKey, str] | None = None,
 ) -> Path:
-    """Write every data key (wrapped) and ``pending`` to a new file in ``BACKUP_DIR``; return
-    its path once it is on disk and read back verified."""
+    """Write every data key and every live blind-index key (wrapped), ``pending`` (a new data
+    key) and ``pending_index`` (a new index key and its slot) to a new file in ``BACKUP_DIR``;
+    return its path once it is on disk and read back verified."""
     directory = encryption_settings.backup_dir
     if directory is None:
         raise BackupError(
@@ -152,14 +170,35 @@ def write_backup(
         )
     now = now or timezone.now()
     ensure_backup_dir(directory)
-    rows = DataKey.objects.using(using or key_database()).order_by("created_at", "key_id")
+    using = using or key_database()
+    rows = DataKey.objects.using(using).order_by("created_at", "key_id")
     keys = backup_keys(rows, now=now, pending=pending)
+    index_keys = [
+        BackupIndexKey.of_row(row)
+        for row in IndexKey.objects.using(using)
+        .filter(state__in=IndexKeyState.LIVE)
+        .order_by("created_at", "key_id")
+    ]
+    if pending_index is not None:
+        index_keys.append(BackupIndexKey.of_pending(*pending_index, now))
     name = encryption_settings.backup_filename_format.format(
         timestamp=now.strftime("%Y%m%dT%H%M%SZ")
     )
     path = _free_path(directory / name)
-    write_document(path, keys, created_at=now.isoformat())
+    write_document(path, keys, created_at=now.isoformat(), index_keys=index_keys)
     return path
+
+
+def back_up_before_new_index_key(
+    using: str, *, slot: str, state: str = IndexKeyState.FILLING, now: datetime | None = None
+) -> tuple[IndexKey, Path]:
+    """Make a new blind-index key for ``slot``, write and verify a key backup holding it (and
+    every other key), then store it in ``state``: an index-key rotation's first step, so no
+    index key exists that no backup holds. A crash between the two leaves a pending key in the
+    backup that was never stored (a restore skips it) and nothing in the table."""
+    pending = generate_wrapped_index_key(using)
+    path = write_backup(now=now, using=using, pending_index=(pending, slot))
+    return create_index_key(using, slot=slot, state=state, pending=pending), path
 
 
 def _free_path(path: Path) -> Path:

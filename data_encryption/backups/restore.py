@@ -1,6 +1,7 @@
-"""Restoring data keys from a backup file (``restore_encryption_keys``): missing keys come back,
+"""Restoring keys from a backup file (``restore_encryption_keys``): missing data keys come back,
 destroyed material comes back, and a key whose material is intact but whose state says it is
-gone is made usable again. Nothing is written unless the whole file is sound."""
+gone is made usable again; missing blind-index keys come back to their slots
+(``index_restore``). Nothing is written unless the whole file is sound."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from pathlib import Path
 from django.db import transaction
 from django.utils import timezone
 
+from ..index_keys import reset_index_key_ring
 from ..keys import key_database, reset_key_ring
 from ..master_key import unwrap_with_any
 from ..models import DataKey, KeyState, format_key_id
-from .document import BackupError, BackupKey, read_backup
+from .document import BackupError, BackupKey, read_backup_file
+from .index_restore import IndexKeyRestore, restore_index_keys
 
 # States a key with intact material must not have: the ring skips a "destroyed" key and a census
 # may retire it again, so after a restore such a key only decrypts.
@@ -26,6 +29,8 @@ class RestoreReport:
     repaired: list[int] = field(default_factory=list)  # material intact, state made decrypt-only
     unchanged: list[int] = field(default_factory=list)
     skipped: list[int] = field(default_factory=list)  # destroyed in the backup: nothing to restore
+    # None: the file predates index-key backups (version 1) and holds none.
+    index_keys: IndexKeyRestore | None = None
 
 
 def restore_backup(path: Path, *, using: str | None = None) -> RestoreReport:
@@ -37,7 +42,8 @@ def restore_backup(path: Path, *, using: str | None = None) -> RestoreReport:
     *different* material is a conflict and nothing is written.
     """
     using = using or key_database()
-    entries = read_backup(path)
+    loaded = read_backup_file(path)
+    entries = loaded.keys
     report = RestoreReport()
     with transaction.atomic(using=using):
         existing = {
@@ -70,7 +76,10 @@ def restore_backup(path: Path, *, using: str | None = None) -> RestoreReport:
                 report.repaired.append(entry.key_id)
             else:
                 report.unchanged.append(entry.key_id)
+        if loaded.version > 1:
+            report.index_keys = restore_index_keys(loaded.index_keys, path, using)
     reset_key_ring()
+    reset_index_key_ring()
     return report
 
 

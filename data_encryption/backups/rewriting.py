@@ -1,6 +1,6 @@
-"""Rewriting the backup files already in ``BACKUP_DIR``: pruning the material of destroyed keys
-out of them (``prune_key_backups``, or after each rotation when ``PRUNE_BACKUPS`` is on), and
-re-wrapping them under a new master key (``rewrap_data_keys``).
+"""Rewriting the backup files already in ``BACKUP_DIR``: pruning the material of destroyed data
+keys and retired index keys out of them (``prune_key_backups``, or after each rotation when
+``PRUNE_BACKUPS`` is on), and re-wrapping them under a new master key (``rewrap_data_keys``).
 
 A rewritten file is re-signed by the current master key, verified and replaced atomically (see
 ``files.write_document``); a file that pruning leaves with no key material is deleted. A file
@@ -15,14 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from ..conf import encryption_settings
 from ..exceptions import KeyConfigurationError
 from ..keys import key_database
 from ..master_key import master_keys, rewrapped_for
-from ..models import DataKey, KeyState
+from ..models import DataKey, IndexKey, IndexKeyState, KeyState
 from .document import BackupError, BackupKey, LoadedBackup, load_backup
 from .files import backup_files, write_document
+from .index_entries import BackupIndexKey
+
+AnyKey = TypeVar("AnyKey", BackupKey, BackupIndexKey)
 
 
 @dataclass
@@ -46,26 +50,38 @@ class BackupRewrite:
         )
 
 
-# Given a verified file, the keys it should hold instead (raise BackupError when it cannot say).
-Change = Callable[[LoadedBackup], list[BackupKey]]
+# Given a verified file, the file as it should be instead (raise BackupError when it cannot say).
+Change = Callable[[LoadedBackup], LoadedBackup]
 
 
 def prune_backups(*, using: str | None = None, dry_run: bool = False) -> BackupRewrite:
-    """Remove the material of every key the database has destroyed from every backup file:
-    a file still holding other keys' material is rewritten, one left with none is deleted."""
+    """Remove the material of every data key the database has destroyed, and of every
+    blind-index key it has retired, from every backup file: a file still holding other keys'
+    material is rewritten, one left with none is deleted."""
+    using = using or key_database()
     destroyed: dict[int, datetime | None] = dict(
-        DataKey.objects.using(using or key_database())
+        DataKey.objects.using(using)
         .filter(state=KeyState.DESTROYED)
         .values_list("key_id", "destroyed_at")
     )
+    retired = set(
+        IndexKey.objects.using(using)
+        .filter(state=IndexKeyState.RETIRED)
+        .values_list("key_id", flat=True)
+    )
 
-    def without_destroyed(loaded: LoadedBackup) -> list[BackupKey]:
-        return [
+    def without_destroyed(loaded: LoadedBackup) -> LoadedBackup:
+        keys = [
             key.destroyed(destroyed[key.key_id])
             if key.wrapped_key is not None and key.key_id in destroyed
             else key
             for key in loaded.keys
         ]
+        index_keys = [
+            key.retired() if key.wrapped_key is not None and key.key_id in retired else key
+            for key in loaded.index_keys
+        ]
+        return replace(loaded, keys=keys, index_keys=index_keys)
 
     return _rewrite_all(without_destroyed, dry_run=dry_run, delete_empty=True)
 
@@ -75,19 +91,23 @@ def rewrap_backups(*, dry_run: bool = False) -> BackupRewrite:
     file, so that no backup needs (or yields anything to) an older master key."""
     current = master_keys()[0]
 
-    def rewrapped(loaded: LoadedBackup) -> list[BackupKey]:
-        keys = []
-        for key in loaded.keys:
-            try:
-                wrapped = key.wrapped_key and rewrapped_for(
-                    current, key.key_id, key.wrapped_key, key.master_key_fingerprint
-                )
-            except KeyConfigurationError as exc:
-                raise BackupError(f"{loaded.path}: {exc}") from None
-            if wrapped:
-                key = replace(key, wrapped_key=wrapped, master_key_fingerprint=current.fingerprint)
-            keys.append(key)
-        return keys
+    def rewrapped_key(key: AnyKey, path: Path) -> AnyKey:
+        try:
+            wrapped = key.wrapped_key and rewrapped_for(
+                current, key.key_id, key.wrapped_key, key.master_key_fingerprint
+            )
+        except KeyConfigurationError as exc:
+            raise BackupError(f"{path}: {exc}") from None
+        if not wrapped:
+            return key
+        return replace(key, wrapped_key=wrapped, master_key_fingerprint=current.fingerprint)
+
+    def rewrapped(loaded: LoadedBackup) -> LoadedBackup:
+        return replace(
+            loaded,
+            keys=[rewrapped_key(key, loaded.path) for key in loaded.keys],
+            index_keys=[rewrapped_key(key, loaded.path) for key in loaded.index_keys],
+        )
 
     return _rewrite_all(rewrapped, dry_run=dry_run, resign=True)
 
@@ -105,19 +125,23 @@ def _rewrite_all(
     for path in backup_files(directory):
         try:
             loaded = load_backup(path)
-            keys = change(loaded)
+            new = change(loaded)
         except BackupError as exc:
             report.left.append((path, str(exc)))
             continue
-        changed = {new.key_id for old, new in zip(loaded.keys, keys, strict=True) if old != new}
-        if delete_empty and changed and not any(key.wrapped_key for key in keys):
+        before: list[BackupKey | BackupIndexKey] = [*loaded.keys, *loaded.index_keys]
+        after: list[BackupKey | BackupIndexKey] = [*new.keys, *new.index_keys]
+        changed = {key.key_id for old, key in zip(before, after, strict=True) if old != key}
+        if delete_empty and changed and not any(key.wrapped_key for key in after):
             report.deleted.append(path)
             if not dry_run:
                 os.unlink(path)
         elif changed or (resign and loaded.signer.fingerprint != current):
             if not dry_run:
                 try:
-                    write_document(path, keys, created_at=loaded.created_at)
+                    write_document(
+                        path, new.keys, created_at=loaded.created_at, index_keys=new.index_keys
+                    )
                 except BackupError as exc:
                     report.left.append((path, str(exc)))
                     continue

@@ -35,6 +35,10 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
   not load, bad options or missing key settings (``legacy_columns``).
 - E034 an admin's ``search_fields`` searches an encrypted field with a lookup it refuses
   (``"ssn"``, an ``icontains``; ``"=ssn"`` is answered by a blind index) (``admin_search``).
+- E037 a blind index's normaliser is a function migrations cannot refer to (a lambda, a nested
+  function; by the field).
+- E035 blind-index keys no configured master key unwraps (database check, ``key_table``).
+- E036 blind-index keys whose metadata does not verify or is not authenticated (``key_table``).
 - W001 the primary data key is older than ``KEY_ROTATION_SCHEDULE`` allows (database check).
 - W003 the primary data key is not the newest key: pinned by hand (``key_table``).
 - W004 the last completed rotation's census found no legacy Fernet value, but
@@ -50,7 +54,7 @@ from .admin_search import check_admin_search_fields
 from .database import check_legacy_tokens_still_accepted, check_rotation_overdue
 from .extension_points import check_master_key_provider, check_notifier_class, check_service_class
 from .key_settings import check_keys, check_payload_settings
-from .key_table import check_data_keys
+from .key_table import check_data_keys, check_index_keys
 from .legacy_columns import check_legacy_columns
 from .rotation_settings import check_rotation_settings
 from .transition import check_transition_over
@@ -58,6 +62,7 @@ from .transition import check_transition_over
 __all__ = [
     "check_admin_search_fields",
     "check_data_keys",
+    "check_index_keys",
     "check_keys",
     "check_legacy_columns",
     "check_legacy_tokens_still_accepted",

@@ -7,10 +7,15 @@ Ids (the catalogue is in ``checks``, the package):
 - E032 data keys whose metadata (state, dates, wrapped key, fingerprint) does not verify.
 - E031 data keys whose metadata is not authenticated (no MAC).
 - W003 the primary data key is not the newest key (a key pinned by hand).
+- E035 blind-index keys no configured master key unwraps (queries and writes on indexed
+  fields then fail), per master-key fingerprint.
+- E036 blind-index keys whose metadata (slot, state, complete fields, ...) does not verify or is
+  not authenticated: queries refuse to read them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
@@ -23,6 +28,7 @@ from ..key_audit import (
     KeyAudit,
     Metadata,
     audit_data_keys,
+    audit_index_keys,
 )
 from ..keys import key_database
 from ..models import KeyState
@@ -34,16 +40,63 @@ def check_data_keys(
 ) -> list[CheckMessage]:
     """E027, E032, E031, W003: what the key table says about each data key (needs the
     database: ``manage.py check --database default``, and ``migrate``)."""
+    audits = _audits(audit_data_keys, databases)
+    return [] if audits is None else _key_audit_messages(audits)
+
+
+def _audits(audit: Callable[[str], list[KeyAudit]], databases: Any) -> list[KeyAudit] | None:
+    """``audit`` of the key database; ``None`` when there is nothing to say (the database was
+    not asked for, is not migrated yet, or no master key is usable: E001, E002, E025 say why)."""
     using = key_database()
     if not databases or using not in databases:
-        return []
+        return None
     try:
-        audits = audit_data_keys(using)
-    except DatabaseError:  # not migrated yet: nothing to say
+        return audit(using)
+    except (DatabaseError, ImproperlyConfigured):
+        return None
+
+
+@register(Tags.database, Tags.security)
+def check_index_keys(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """E035, E036: what the key table says about each blind-index key (a database check, as
+    ``check_data_keys``)."""
+    audits = _audits(audit_index_keys, databases)
+    if audits is None:
         return []
-    except ImproperlyConfigured:  # no usable master key: E001, E002 or E025 say why
-        return []
-    return _key_audit_messages(audits)
+    messages: list[CheckMessage] = []
+    unwrappable: dict[str, list[KeyAudit]] = {}
+    for audit in audits:
+        if audit.unwraps is False:
+            unwrappable.setdefault(audit.master_key_fingerprint, []).append(audit)
+    for fingerprint, lost in unwrappable.items():
+        messages.append(
+            Error(
+                f"No configured master key can unwrap blind-index keys {_ids(lost)}; they were "
+                f"wrapped by the master key with fingerprint {fingerprint}, so queries and "
+                "writes on indexed fields fail.",
+                hint=f"Put the master key with fingerprint {fingerprint} back in "
+                "DB_ENCRYPTION_KEY_FALLBACKS, then run 'manage.py rewrap_data_keys'; or restore "
+                "them with 'manage.py restore_encryption_keys <file>'.",
+                id="data_encryption.E035",
+            )
+        )
+    bad = [a for a in audits if a.metadata != Metadata.VERIFIED and a.unwraps is not False]
+    if bad:
+        messages.append(
+            Error(
+                f"The metadata of blind-index keys {_ids(bad)} does not verify under any "
+                "configured master key, or is not authenticated: their slot, state or complete "
+                "fields may have been changed outside the application, so queries refuse to "
+                "read them.",
+                hint="Compare the blind-index keys with your latest key backup (restore lost "
+                "ones with 'manage.py restore_encryption_keys <file>'); a row that is right as "
+                "it stands can be signed with 'manage.py authenticate_data_keys <key id>'.",
+                id="data_encryption.E036",
+            )
+        )
+    return messages
 
 
 def _key_audit_messages(audits: list[KeyAudit]) -> list[CheckMessage]:

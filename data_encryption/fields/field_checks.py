@@ -1,5 +1,6 @@
 """The system checks of an encrypted field on its model: no index or unique constraint over it
-(E013), and no ``bind_to_pk`` where the database assigns the primary key (E029)."""
+(E013), no ``bind_to_pk`` where the database assigns the primary key (E029), and a blind index's
+normaliser that migrations can refer to (E037)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from django.core import checks
 from django.db import models
+from django.utils.module_loading import import_string
 
 from .index_columns import BlindIndexUnique
 
@@ -22,7 +24,7 @@ def field_errors(field: Any) -> list[checks.CheckMessage]:
     model = getattr(field, "model", None)
     if model is None:
         return []
-    errors = _index_errors(field, model._meta)
+    errors = _index_errors(field, model._meta) + _normaliser_errors(field)
     if field.bind_to_pk and isinstance(
         model._meta.pk, models.AutoField | models.BigAutoField | models.SmallAutoField
     ):
@@ -68,4 +70,30 @@ def _index_errors(field: Any, opts: Any) -> list[checks.CheckMessage]:
             id="data_encryption.E013",
         )
         for what, hint in found
+    ]
+
+
+def _normaliser_errors(field: Any) -> list[checks.CheckMessage]:
+    """E037: a normaliser given as a function must be found again by its module and name:
+    that path is what the migration records, and what every process hashes with after it."""
+    normaliser = field.normaliser if field.blind_index else None
+    if normaliser is None or isinstance(normaliser, str):
+        return []  # names and dotted paths are resolved (or refused) where the field is declared
+    path = f"{getattr(normaliser, '__module__', '?')}.{getattr(normaliser, '__qualname__', '?')}"
+    try:
+        found = import_string(path)
+    except ImportError:
+        found = None
+    if found is normaliser:
+        return []
+    return [
+        checks.Error(
+            f"The normaliser of {field.model.__name__}.{field.name} cannot be resolved by its "
+            f"module and name ({path}): a lambda, a nested function or a method, so a "
+            "migration could not refer to it.",
+            hint="Define it as a module-level function and pass it (or its dotted path as a "
+            "string) as normaliser=.",
+            obj=field,
+            id="data_encryption.E037",
+        )
     ]

@@ -1,16 +1,17 @@
-"""The end of a master-key change (``rewrap_data_keys``): every data key, the pending key of a
-rotation a dead process left, and every key backup file moved under the current
+"""The end of a master-key change (``rewrap_data_keys``): every data key and blind-index key, the
+pending key of a rotation a dead process left, and every key backup file moved under the current
 ``DB_ENCRYPTION_KEY``, holding the rotation lock, so the old master key opens nothing the
 project still keeps. docs/rotation.md has the steps."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..backups import BackupRewrite, prune_backups, rewrap_backups, write_backup
 from ..conf import encryption_settings
+from ..index_keys import rewrap_index_keys
 from ..keys import rewrap_data_keys
 from ..master_key import master_keys
 from .lock import rotation_lock
@@ -31,6 +32,8 @@ class MasterKeyRewrap:
     fingerprint: str
     pending_key_id: int | None = None
     backups: BackupRewrite | None = None
+    index_rewrapped: list[int] = field(default_factory=list)  # index keys, as the data keys
+    index_current: list[int] = field(default_factory=list)
 
 
 def finish_master_key_change(using: str) -> MasterKeyRewrap:
@@ -48,6 +51,7 @@ def finish_master_key_change(using: str) -> MasterKeyRewrap:
             backup_path = write_backup(using=using, pending=pending)
             logger.info("Key backup written to %s before re-wrapping.", backup_path)
         rewrapped, current = rewrap_data_keys(using)
+        index_rewrapped, index_current = rewrap_index_keys(using)
         pending_id = rewrap_stalled_pending(stalled, using)
     backups = None
     if backup_dir is not None:
@@ -61,4 +65,6 @@ def finish_master_key_change(using: str) -> MasterKeyRewrap:
         master_keys()[0].fingerprint,
         pending_key_id=pending_id,
         backups=backups,
+        index_rewrapped=index_rewrapped,
+        index_current=index_current,
     )

@@ -1,5 +1,6 @@
-"""``manage.py authenticate_data_keys``: sign data-key rows' metadata as they stand, after an
-operator has checked them (rows migrated without a master key, or repaired by hand)."""
+"""``manage.py authenticate_data_keys``: sign data-key and blind-index-key rows' metadata as they
+stand, after an operator has checked them (rows migrated without a master key, or repaired by
+hand)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from data_encryption.services import get_rotation_service_class
 
 class Command(BaseCommand):
     help = (
-        "Authenticate the metadata (state, dates, wrapped key, fingerprint) of data keys as they "
-        "stand, under the current DB_ENCRYPTION_KEY. Without key ids: every key that has no MAC "
-        "(migrated without a master key). With key ids: those keys, even if their MAC fails. "
-        "Check the rows against your latest key backup first: this vouches for them."
+        "Authenticate the metadata (state, dates, wrapped key, fingerprint) of data keys and "
+        "blind-index keys as they stand, under the current DB_ENCRYPTION_KEY. Without key ids: "
+        "every key that has no MAC (migrated without a master key). With key ids: those keys, "
+        "even if their MAC fails. Check the rows against your latest key backup first: this "
+        "vouches for them."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -37,7 +39,7 @@ class Command(BaseCommand):
         key_ids = [_parse_key_id(text) for text in options["key_ids"]] or None
         service = get_rotation_service_class()(using=options["database"])
         try:
-            audits = service.key_audit()
+            audits = service.key_audit() + service.index_key_audit()
         except KeyConfigurationError as exc:
             raise CommandError(str(exc)) from None
         chosen = [
@@ -48,9 +50,9 @@ class Command(BaseCommand):
         if key_ids and len(chosen) < len(set(key_ids)):
             raise _unknown(sorted(set(key_ids) - {audit.key_id for audit in chosen}))
         if not chosen:
-            self.stdout.write("Every data key's metadata is authenticated already.")
+            self.stdout.write("Every key's metadata is authenticated already.")
             return
-        self.stdout.write("The metadata of these data keys will be signed as it stands:")
+        self.stdout.write("The metadata of these keys will be signed as it stands:")
         for audit in chosen:
             self.stdout.write(
                 f"  {audit.hex_id}  {audit.state:<12} created {audit.created_at:%Y-%m-%d %H:%M}  "
@@ -68,8 +70,7 @@ class Command(BaseCommand):
             raise _unknown(done.unknown)
         self.stdout.write(
             self.style.SUCCESS(
-                f"{len(done.authenticated)} data keys authenticated; "
-                f"{len(done.already)} were already."
+                f"{len(done.authenticated)} keys authenticated; {len(done.already)} were already."
             )
         )
 
@@ -85,7 +86,7 @@ def _parse_key_id(text: str) -> int:
 
 def _unknown(key_ids: list[int]) -> CommandError:
     return CommandError(
-        "No data key with id "
+        "No data key or blind-index key with id "
         + ", ".join(format_key_id(key_id) for key_id in key_ids)
         + "; nothing was signed. 'manage.py encryption_status' lists the keys."
     )

@@ -1,16 +1,19 @@
-"""``manage.py encryption_status``: keys, values per key per model and field, recent runs."""
+"""``manage.py encryption_status``: keys, values per key per model and field, blind-index keys
+and whether each indexed field's index is complete, recent runs."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DEFAULT_DB_ALIAS
 from django.utils import timezone
 
 from data_encryption.exceptions import KeyConfigurationError
-from data_encryption.models import DataKey, RunKind, RunStatus
+from data_encryption.index_keys import SLOTS
+from data_encryption.models import DataKey, IndexKey, IndexKeyState, RunKind, RunStatus
 from data_encryption.rotation import census_totals
 from data_encryption.rotation.conversion import columns_in_transition
 from data_encryption.rotation.conversion_report import legacy_left
@@ -20,7 +23,63 @@ from data_encryption.services import get_rotation_service_class
 OK = ("verified", None)  # None: a key made while the report was read
 
 
-def status_report(using: str, *, census: bool = True, runs: int = 5) -> dict[str, Any]:
+def indexed_fields() -> list[Any]:
+    """Every field with a blind index, on the model that declares it."""
+    return [
+        field
+        for model in apps.get_models()
+        for field in model._meta.local_concrete_fields
+        if getattr(field, "blind_index", False)
+    ]
+
+
+def index_status(using: str, *, count_missing: bool = False) -> dict[str, Any]:
+    """The blind-index keys, and per indexed field whether its index is complete under the
+    active key (as ``complete_fields`` records it; with ``count_missing``, also the rows that
+    have a value but no index, which reads each indexed table)."""
+    service = get_rotation_service_class()(using=using)
+    audits = {audit.key_id: audit for audit in service.index_key_audit()}
+    rows = list(IndexKey.objects.using(using).order_by("-created_at", "-key_id"))
+    keys = [
+        {
+            "key_id": row.hex_id,
+            "slot": row.slot,
+            "state": row.state,
+            "since": row.state_since.isoformat(),
+            "created_at": row.created_at.isoformat(),
+            "master_key_fingerprint": row.master_key_fingerprint,
+            "metadata": audits[row.key_id].metadata if row.key_id in audits else None,
+            "unwraps": audits[row.key_id].unwraps if row.key_id in audits else None,
+        }
+        for row in rows
+    ]
+    active = next((row for row in rows if row.state == IndexKeyState.ACTIVE), None)
+    fields = []
+    for field in indexed_fields():
+        context = field.index_context.decode()
+        entry: dict[str, Any] = {
+            "field": f"{field.model._meta.label}.{field.name}",
+            "context": context,
+            "complete": active is not None and context in active.complete_fields,
+        }
+        if count_missing and active is not None:
+            column = field.index_columns[SLOTS.index(active.slot)]
+            entry["rows_without_index"] = (
+                field.model._base_manager.using(using)
+                .filter(**{f"{field.name}__isnull": False, f"{column.name}__isnull": True})
+                .count()
+            )
+        fields.append(entry)
+    return {
+        "index_keys": keys,
+        "active_index_key": active.hex_id if active else None,
+        "indexed_fields": fields,
+    }
+
+
+def status_report(
+    using: str, *, census: bool = True, runs: int = 5, count_missing: bool = False
+) -> dict[str, Any]:
     """What ``encryption_status`` shows, as data. Read-only."""
     now = timezone.now()
     service = get_rotation_service_class()(using=using)
@@ -42,7 +101,7 @@ def status_report(using: str, *, census: bool = True, runs: int = 5) -> dict[str
                 "unwraps": audit.unwraps if audit else None,
             }
         )
-    report: dict[str, Any] = {"keys": keys}
+    report: dict[str, Any] = {"keys": keys, **index_status(using, count_missing=count_missing)}
     if census:
         counts = service.census()
         report["census"] = counts
@@ -64,12 +123,21 @@ class Command(BaseCommand):
             dest="census",
             help="Skip counting values (it reads every configured column).",
         )
+        parser.add_argument(
+            "--count-missing-index",
+            action="store_true",
+            dest="count_missing",
+            help="Count each indexed field's rows that have a value but no blind index under "
+            "the active index key (it reads every indexed table).",
+        )
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
 
     def handle(self, *args: Any, **options: Any) -> None:
         using = options["database"]
         try:
-            report = status_report(using, census=options["census"])
+            report = status_report(
+                using, census=options["census"], count_missing=options["count_missing"]
+            )
         except KeyConfigurationError as exc:
             raise CommandError(str(exc)) from None
         if options["json"]:
@@ -78,16 +146,13 @@ class Command(BaseCommand):
         write, style = self.stdout.write, self.style
         write(style.MIGRATE_HEADING("Data keys"))
         for key in report["keys"]:
-            problems = [f"metadata {key['metadata']}"] if key["metadata"] not in OK else []
-            if key["unwraps"] is False:
-                problems.append(f"no master key unwraps it ({key['master_key_fingerprint']})")
             write(
                 f"  {key['key_id']}  {key['state']:<12} {key['age_days']:>4} days old  "
-                f"created {key['created_at'][:19]}"
-                + (style.ERROR(f"  [{'; '.join(problems)}]") if problems else "")
+                f"created {key['created_at'][:19]}" + self._problems(key)
             )
         if any(key["metadata"] not in OK or key["unwraps"] is False for key in report["keys"]):
             write(style.ERROR(f"  See 'manage.py check --database {using}' for what to do."))
+        self._write_index_status(report, using)
         if "census" in report:
             write(style.MIGRATE_HEADING("Values per key"))
             for label, fields in report["census"].items():
@@ -120,3 +185,36 @@ class Command(BaseCommand):
                 )
                 + (f"  ({run['reason']})" if run["reason"] else "")
             )
+
+    def _problems(self, key: dict[str, Any]) -> str:
+        """What is wrong with a key's row, as a red note ("" when nothing)."""
+        problems = [f"metadata {key['metadata']}"] if key["metadata"] not in OK else []
+        if key["unwraps"] is False:
+            problems.append(f"no master key unwraps it ({key['master_key_fingerprint']})")
+        return self.style.ERROR(f"  [{'; '.join(problems)}]") if problems else ""
+
+    def _write_index_status(self, report: dict[str, Any], using: str) -> None:
+        if not report["index_keys"] and not report["indexed_fields"]:
+            return  # no blind index here: nothing to say
+        write, style = self.stdout.write, self.style
+        write(style.MIGRATE_HEADING("Blind-index keys"))
+        if not report["index_keys"]:
+            write("  none yet (the first is made on first use)")
+        for key in report["index_keys"]:
+            write(
+                f"  {key['key_id']}  slot {key['slot']}  {key['state']:<9} since "
+                f"{key['since'][:19]}" + self._problems(key)
+            )
+        if report["indexed_fields"]:
+            write(style.MIGRATE_HEADING("Indexed fields (under the active index key)"))
+        for field in report["indexed_fields"]:
+            missing = field.get("rows_without_index")
+            if missing:
+                state = style.WARNING(
+                    f"{missing:,} rows without an index: run rebuild_blind_index {field['field']}"
+                )
+            elif field["complete"] or missing == 0:
+                state = style.SUCCESS("complete")
+            else:
+                state = "not yet checked (the first query checks it; --count-missing-index)"
+            write(f"  {field['field']}: {state}")

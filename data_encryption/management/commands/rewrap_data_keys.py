@@ -16,8 +16,9 @@ from data_encryption.services import get_rotation_service_class
 
 class Command(BaseCommand):
     help = (
-        "Re-wrap every data key under the current DB_ENCRYPTION_KEY. Run it after putting the "
-        "new master key in DB_ENCRYPTION_KEY and the old one in DB_ENCRYPTION_KEY_FALLBACKS; "
+        "Re-wrap every data key and blind-index key under the current DB_ENCRYPTION_KEY. Run it "
+        "after putting the new master key in DB_ENCRYPTION_KEY and the old one in "
+        "DB_ENCRYPTION_KEY_FALLBACKS; "
         "the key backup files are re-wrapped and re-signed too. Afterwards the fallback can be "
         "removed. Refuses while a rotation runs."
     )
@@ -40,6 +41,14 @@ class Command(BaseCommand):
             )
         )
         for key_id in done.rewrapped:
+            self.stdout.write(f"  {format_key_id(key_id)}")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{len(done.index_rewrapped)} blind-index keys re-wrapped; "
+                f"{len(done.index_current)} were already."
+            )
+        )
+        for key_id in done.index_rewrapped:
             self.stdout.write(f"  {format_key_id(key_id)}")
         if done.pending_key_id is not None:
             self.stdout.write(
