@@ -30,7 +30,9 @@ def lower(text: str) -> str:
 
 def digits(text: str) -> str:
     """Only the digits (an SSN, a phone or a card number however it is punctuated)."""
-    found = "".join(char for char in unicodedata.normalize("NFKC", text) if char.isdigit())
+    if not text.isascii():  # full-width and other compatibility digits become 0-9
+        text = unicodedata.normalize("NFKC", text)
+    found = "".join(filter(str.isdigit, text))
     if not found:
         raise ValidationError(
             "Enter a value with at least one digit.", code="blind_index_no_digits"

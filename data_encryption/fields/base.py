@@ -131,6 +131,18 @@ class EncryptedFieldMixin(models.Field):
     def index_input(self, value: Any, *, query: bool = False) -> bytes | None:
         return index_input(self, value, query=query)
 
+    def saved_index_input(self, instance: models.Model) -> bytes | None:
+        """``index_input`` of the value ``instance`` is saving, computed once per save: the
+        checks before the save and each slot's column ask for it (a normaliser is not free)."""
+        value = getattr(instance, self.attname)
+        cache = instance.__dict__.setdefault("_blind_index_inputs", {})
+        hit = cache.get(self.attname)
+        if hit is not None and hit[0] is value:  # the same object: immutable values only
+            return hit[1]
+        data = self.index_input(value)
+        cache[self.attname] = (value, data)
+        return data
+
     def deconstruct(self) -> Any:
         name, path, args, kwargs = super().deconstruct()
         if self.context_name is not None:
@@ -222,11 +234,10 @@ class EncryptedFieldMixin(models.Field):
         if isinstance(value, ForInsert):
             return self.plain_db_prep_save(value.value, connection)
         if self.blind_index:
+            # A value the normaliser rejects is refused when the UPDATE is compiled, before
+            # anything is written; save() refused it before its transaction (index_columns).
             if hasattr(value, "as_sql"):
                 self._check_expression_writes_ciphertext(value)
-            elif value is not None:
-                # Refused before anything is written: a value the normaliser rejects.
-                self.index_input(value.value if isinstance(value, RowBoundValue) else value)
             return IndexedAssignment(self, value)
         return self.plain_db_prep_save(value, connection)
 

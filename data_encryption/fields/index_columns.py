@@ -69,7 +69,7 @@ class BlindIndexColumn(models.BinaryField):
         source = self.source_field()
         if not add and source.attname in model_instance.get_deferred_fields():
             return getattr(model_instance, self.attname)  # the value did not change
-        data = source.index_input(getattr(model_instance, source.attname))
+        data = source.saved_index_input(model_instance)
         value = slot_digest(source.index_context, data, self.slot)
         setattr(model_instance, self.attname, value)
         return value
@@ -184,4 +184,4 @@ def _before_save(
         elif field.slot == SLOTS[0] and (update_fields is None or field.source in update_fields):
             source = field.source_field()
             if source.attname not in instance.get_deferred_fields():
-                source.index_input(getattr(instance, source.attname))
+                source.saved_index_input(instance)

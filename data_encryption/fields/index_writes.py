@@ -20,6 +20,7 @@ from django.db.models.functions import Cast
 from django.db.models.sql.compiler import SQLUpdateCompiler
 
 from ..blind_index import slot_digest
+from .binding import RowBoundValue
 
 
 class ForInsert:
@@ -89,7 +90,7 @@ class IndexedAssignment(models.Expression):
         return compiler.compile(digest)
 
     def _index_value(self, column: Any, value: Any, connection: Any) -> Value:
-        if isinstance(value, Value):
+        if isinstance(value, (Value, RowBoundValue)):
             value = value.value
         elif hasattr(value, "as_sql"):
             field = self.indexed_field

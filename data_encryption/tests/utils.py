@@ -120,3 +120,12 @@ def raw(model, column):
 
 def primary_id():
     return DataKey.objects.get(state=KeyState.PRIMARY).key_id
+
+
+def rotated_table_count():
+    """How many tables a rotation walks in the test project: testapp's, and the blind-index
+    tests' search_app's, whose number grows with its models."""
+    from data_encryption.rotation import resolve_tables
+    from data_encryption.services import KeyRotationService
+
+    return len(resolve_tables(KeyRotationService()._load_model_configurations()))
