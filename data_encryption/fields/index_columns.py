@@ -63,12 +63,16 @@ class BlindIndexColumn(models.BinaryField):
                 source.index_columns = tuple(linked[s] for s in SLOTS if s in linked)
 
     def source_field(self) -> Any:
-        return self.model._meta.get_field(self.source)
+        # Looked up once: pre_save asks on every save.
+        found = self.__dict__.get("_source_field")
+        if found is None or found.model is not self.model:
+            found = self.__dict__["_source_field"] = self.model._meta.get_field(self.source)
+        return found
 
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
         source = self.source_field()
-        if not add and source.attname in model_instance.get_deferred_fields():
-            return getattr(model_instance, self.attname)  # the value did not change
+        if not add and source.attname not in model_instance.__dict__:  # deferred: unchanged
+            return getattr(model_instance, self.attname)
         data = source.saved_index_input(model_instance)
         value = slot_digest(source.index_context, data, self.slot)
         setattr(model_instance, self.attname, value)
@@ -176,12 +180,19 @@ def _before_save(
     caller's transaction is not broken by an error in the middle of the save), and for a raw
     save (``loaddata``), which stores attributes without ``pre_save``, compute the index
     columns from the loaded value (they are not serialised)."""
-    for field in sender._meta.concrete_fields:
-        if not isinstance(field, BlindIndexColumn):
-            continue
+    columns = _index_columns_by_model.get(sender)
+    if columns is None:
+        columns = _index_columns_by_model[sender] = [
+            f for f in sender._meta.concrete_fields if isinstance(f, BlindIndexColumn)
+        ]
+    for field in columns:
         if raw:
             field.pre_save(instance, add=True)
         elif field.slot == SLOTS[0] and (update_fields is None or field.source in update_fields):
             source = field.source_field()
-            if source.attname not in instance.get_deferred_fields():
+            if source.attname in instance.__dict__:  # not deferred
                 source.saved_index_input(instance)
+
+
+# Each model's index columns, its own and inherited (the signal runs on every save).
+_index_columns_by_model: dict[type[models.Model], list[BlindIndexColumn]] = {}

@@ -27,6 +27,10 @@ CUSTOMERS = 3000
 PATIENTS = 200
 
 
+def _non_canonical(key_hex: str) -> str:
+    return key_hex.upper() if key_hex.upper() != key_hex else "0" + key_hex
+
+
 def bad_values(sound: bytes, other_key_id: int) -> dict[str, bytes]:
     """One stored value of each kind that must fail, made from ``sound`` (a good value)."""
     header, rest = sound[:HEADER_SIZE], sound[HEADER_SIZE:]
@@ -39,7 +43,8 @@ def bad_values(sound: bytes, other_key_id: int) -> dict[str, bytes]:
         "tampered header": header[:4] + other_key_id.to_bytes(4, "big") + rest,
         "tampered ciphertext": sound[:-1] + bytes([sound[-1] ^ 1]),
         "over-long": sound + os.urandom(1 << 20),
-        "non-canonical key id": ascii_form.replace(key_hex, key_hex.upper(), 1).encode(),
+        # Upper case, or (for an id with no letter to raise, 2% of ids) a ninth digit.
+        "non-canonical key id": ascii_form.replace(key_hex, _non_canonical(key_hex), 1).encode(),
         "non-canonical base64": (ascii_form + "==").encode(),
         "negative key id": b"de1:-0000001:" + base64.urlsafe_b64encode(rest).rstrip(b"="),
         "plaintext": b"123-45-6789",
