@@ -18,6 +18,7 @@ from django.db.models import lookups
 from django.db.models.expressions import Col
 
 from ..blind_index import read_digest
+from ..conf import register_cache
 from ..exceptions import BlindIndexIncomplete
 from ..index_keys import SLOTS, index_key_ring, mark_complete
 
@@ -85,6 +86,7 @@ class BlindIn(_BlindLookup, lookups.In):
 # Fields checked complete by this process, by (index key id, context): one query per field
 # per key, not per lookup.
 _checked: set[tuple[int, str]] = set()
+register_cache(_checked.clear)
 
 
 def require_complete(field: Any, key_id: int, complete: frozenset[str], using: str) -> None:

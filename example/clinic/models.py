@@ -34,7 +34,10 @@ class Patient(models.Model):
 
     name = models.CharField(max_length=100)
     diagnosis = EncryptedTextField()
-    insurance_number = EncryptedCharField(max_length=20)
+    # A blind index: found by exact value ("ins-0042-77" too), unique, still encrypted.
+    insurance_number = EncryptedCharField(
+        max_length=20, blind_index=True, unique=True, normaliser="lower"
+    )
     birth_date = EncryptedDateField(null=True, blank=True)
     allergies = EncryptedJSONField(default=list, blank=True)
 

@@ -8,7 +8,7 @@ from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.exceptions import FieldError
 from django.core.management.base import BaseCommand
-from django.db import connection
+from django.db import IntegrityError, connection
 
 from clinic.models import Customer, Patient
 from data_encryption.master_key import master_keys
@@ -85,11 +85,19 @@ class Command(BaseCommand):
 
         out(
             style.MIGRATE_HEADING(
-                "\n7. The database cannot search ciphertext, so it refuses to try"
+                "\n7. Search: a blind index finds exact values; nothing else is answered"
             )
         )
+        raw = raw_column(Patient, "insurance_number_bidx_a", patient.pk)
+        out(f"  insurance_number_bidx_a (HMAC-SHA256/128 of 'ins-0042-77'): {raw.hex()}")
+        found = Patient.objects.get(insurance_number=" ins-0042-77 ")
+        out(f"  get(insurance_number=' ins-0042-77 ') -> {found.name}")
         try:
-            Patient.objects.filter(insurance_number="INS-0042-77").count()
+            Patient.objects.create(name="Twin", diagnosis="-", insurance_number="INS-0042-77")
+        except IntegrityError:
+            out("  a second patient with INS-0042-77 -> IntegrityError (unique=True)")
+        try:
+            Patient.objects.filter(insurance_number__startswith="INS").count()
         except FieldError as exc:
             out(f"  FieldError: {str(exc)[:110]}…")
         out(
