@@ -16,6 +16,10 @@ from ..legacy import UndecodableText
 from .tables import Table
 
 Rewrite = tuple[Any, Any, Any]  # (new value, pk, old value)
+# What a batch's updates are keyed by: the column rewritten and compared (a re-encryption), or
+# (column set, column compared) (an index walk sets an index column where its ciphertext is
+# still the one read).
+Target = str | tuple[str, str]
 
 
 class Rewrites(Protocol):
@@ -23,14 +27,20 @@ class Rewrites(Protocol):
     (a ``Batch``, or anything with the same ``updates``)."""
 
     @property
-    def updates(self) -> Mapping[str, Sequence[Rewrite]]: ...
+    def updates(self) -> Mapping[Any, Sequence[Rewrite]]: ...  # keyed by Target
 
-    def write_failed(self, pk: Any, column: str, reason: str) -> None:
+    def write_failed(self, pk: Any, column: Any, reason: str) -> None:
         """The database refused row ``pk``'s write (first in ``column``); drop its rewrites."""
 
 
 def _quote(connection: Any, name: str) -> str:
     return connection.ops.quote_name(name)
+
+
+def _set_and_compared(connection: Any, target: Target) -> tuple[str, str]:
+    """The quoted column an update sets and the one its compare-and-swap compares."""
+    set_column, compared = (target, target) if isinstance(target, str) else target
+    return _quote(connection, set_column), _quote(connection, compared)
 
 
 def read_rows(
@@ -147,16 +157,16 @@ def _write_batch(connection: Any, table: Table, batch: Rewrites) -> None:
     quoted_pk = _quote(connection, table.pk_column)
     with connection.cursor() as cursor:
         for column, params in batch.updates.items():
-            quoted = _quote(connection, column)
+            quoted, compared = _set_and_compared(connection, column)
             cursor.executemany(
                 f"UPDATE {quoted_table} SET {quoted} = %s "  # noqa: S608
-                f"WHERE {quoted_pk} = %s AND {quoted} = %s",
+                f"WHERE {quoted_pk} = %s AND {compared} = %s",
                 params,
             )
 
 
 def _write_row_by_row(connection: Any, table: Table, batch: Rewrites) -> None:
-    rows: dict[Any, list[tuple[str, Rewrite]]] = {}
+    rows: dict[Any, list[tuple[Target, Rewrite]]] = {}
     for column, params in batch.updates.items():
         for rewrite in params:
             rows.setdefault(rewrite[1], []).append((column, rewrite))
@@ -168,10 +178,10 @@ def _write_row_by_row(connection: Any, table: Table, batch: Rewrites) -> None:
         try:
             with transaction.atomic(using=connection.alias), connection.cursor() as cursor:
                 for column, (new, _pk, old) in writes:
-                    quoted = _quote(connection, column)
+                    quoted, compared = _set_and_compared(connection, column)
                     cursor.execute(
                         f"UPDATE {quoted_table} SET {quoted} = %s "  # noqa: S608
-                        f"WHERE {quoted_pk} = %s AND {quoted} = %s",
+                        f"WHERE {quoted_pk} = %s AND {compared} = %s",
                         [new, pk, old],
                     )
         except DatabaseError as exc:
@@ -196,11 +206,11 @@ def _write_rows_postgresql(connection: Any, table: Table, batch: Rewrites) -> No
     quoted_pk = _quote(connection, table.pk_column)
     statements = []
     for column, params in batch.updates.items():
-        quoted = _quote(connection, column)
+        quoted, compared = _set_and_compared(connection, column)
         sql = (
             f"UPDATE {quoted_table} AS t SET {quoted} = v.new "  # noqa: S608
             f"FROM unnest({marker}, {marker}, {marker}) AS v(pk, new, old) "
-            f"WHERE t.{quoted_pk} = v.pk AND t.{quoted} = v.old"
+            f"WHERE t.{quoted_pk} = v.pk AND t.{compared} = v.old"
         )
         new, pks, old = ([row[index] for row in params] for index in range(3))
         arguments: list[Any] = [pks, new, old]
