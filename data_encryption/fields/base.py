@@ -17,7 +17,7 @@ from ..exceptions import DecryptionError
 from ..legacy import is_envelope, is_fernet_token, reader_for_field
 from .binding import ColumnBinding, RowBoundAttribute, RowBoundValue, SealedValue
 from .field_checks import field_errors
-from .index_columns import add_index_columns
+from .index_columns import add_index_columns, index_columns_of
 from .index_writes import ForInsert, IndexedAssignment
 from .indexing import check_options, folds_case, index_input, index_lookup
 from .lookups import EncryptedExact, lookup_error
@@ -27,6 +27,14 @@ _REFUSED_OPTIONS = {
     "primary_key": "a primary key",
     "unique": "unique",
     "db_index": "indexed (db_index=True)",
+}
+
+
+# What a field that can have a blind index is told instead (docs/search.md).
+_INDEX_ADVICE = {
+    "unique": "; for unique values, add blind_index=True (docs/search.md).",
+    "db_index": "; to find rows by value, use blind_index=True (docs/search.md).",
+    "primary_key": ".",
 }
 
 
@@ -43,7 +51,6 @@ class EncryptedFieldMixin(models.Field):
     # None (not supported); see ``indexing``.
     blind_index_kind: str | None = None
     default_normaliser: str | None = None
-    index_columns: tuple[Any, ...] = ()
 
     def __init__(
         self,
@@ -76,8 +83,7 @@ class EncryptedFieldMixin(models.Field):
                 raise exceptions.ImproperlyConfigured(
                     f"{type(self).__name__}: an encrypted field cannot be {described}; the "
                     "database holds only ciphertext, which differs on every save. Remove "
-                    f"{option}=True"
-                    + (", or add blind_index=True (docs/search.md)." if option == "unique" else ".")
+                    f"{option}=True" + (_INDEX_ADVICE[option] if self.blind_index_kind else ".")
                 )
 
     @cached_property
@@ -111,8 +117,14 @@ class EncryptedFieldMixin(models.Field):
         # A field copied from an abstract model may carry the abstract model's binding.
         self.__dict__.pop("binding", None)
         self.__dict__.pop("binding_context", None)
+        self.__dict__.pop("index_columns", None)
         if self.blind_index and not cls._meta.abstract:
             add_index_columns(self, cls, name)
+
+    @cached_property
+    def index_columns(self) -> tuple[Any, ...]:
+        """The field's index columns, one per slot (``index_columns``)."""
+        return index_columns_of(self)
 
     @property
     def index_context(self) -> bytes:

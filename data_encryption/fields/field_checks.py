@@ -13,7 +13,7 @@ from .index_columns import BlindIndexUnique
 _INDEX_HINT = "An index on ciphertext cannot serve any query; remove it."
 _UNIQUE_HINT = (
     "Ciphertext differs on every save, so uniqueness over it enforces nothing; remove the field "
-    "from it, or make a keyed hash of the value in a separate field unique."
+    "from it, or declare the field with blind_index=True, unique=True (docs/search.md)."
 )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from django.core import exceptions
 from django.db import models
 from django.db.models import signals
 from django.db.models.constraints import UniqueConstraint
@@ -24,6 +25,22 @@ from ..index_keys import SLOTS, index_key_ring
 
 def index_column_name(source_name: str, slot: str) -> str:
     return f"{source_name}_bidx_{slot}"
+
+
+def index_columns_of(field: Any) -> tuple[BlindIndexColumn, ...]:
+    """The index columns of ``field``, one per slot, found on its model by name."""
+    found = []
+    for slot in SLOTS:
+        name = index_column_name(field.name, slot)
+        column = next((f for f in field.model._meta.fields if f.name == name), None)
+        if not isinstance(column, BlindIndexColumn):
+            raise exceptions.ImproperlyConfigured(
+                f"{field.model.__name__}.{field.name} has blind_index=True but its model has no "
+                f"index column '{name}'. In a migration, add the index columns (what "
+                "makemigrations writes) before using the field."
+            )
+        found.append(column)
+    return tuple(found)
 
 
 class BlindIndexColumn(models.BinaryField):
@@ -123,8 +140,12 @@ def constraint_name(model: type[models.Model], source_name: str, slot: str) -> s
 
 
 def add_index_columns(field: Any, cls: type[models.Model], name: str) -> None:
-    """Give ``cls`` the index columns (and unique constraints) of its indexed field ``name``."""
-    columns = []
+    """Give ``cls`` the index columns (and unique constraints) of its indexed field ``name``.
+
+    Not a model rendered from migrations (module ``__fake__``): its migrations list them, and
+    a constraint added here as well would be created twice."""
+    if cls.__module__ == "__fake__":
+        return
     for slot in SLOTS:
         column_name = index_column_name(name, slot)
         existing = next((f for f in cls._meta.local_fields if f.name == column_name), None)
@@ -134,7 +155,6 @@ def add_index_columns(field: Any, cls: type[models.Model], name: str) -> None:
             # own counter: fields with equal counters on one model are equal (Field.__eq__).
             existing.creation_counter = field.creation_counter + (SLOTS.index(slot) + 1) / 4
             cls.add_to_class(column_name, existing)
-        columns.append(existing)
         if field.index_unique:
             constraint = constraint_name(cls, name, slot)
             if all(c.name != constraint for c in cls._meta.constraints):
@@ -145,7 +165,6 @@ def add_index_columns(field: Any, cls: type[models.Model], name: str) -> None:
                 ]
                 # Migrations take a model's constraints from its Meta as written.
                 cls._meta.original_attrs["constraints"] = cls._meta.constraints
-    field.index_columns = tuple(columns)
     signals.pre_save.connect(
         _before_save, sender=cls, weak=False, dispatch_uid="data_encryption.blind_index.raw_save"
     )

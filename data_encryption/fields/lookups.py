@@ -28,7 +28,18 @@ def lookup_error(field: models.Field, lookup: str) -> EncryptedLookupError:
     return EncryptedLookupError(
         f"{type(field).__name__} '{field.name}' does not support '{lookup}' lookups: "
         f"{field_label(field)} is encrypted, so the database cannot answer them (every value is "
-        "random-looking ciphertext). Only 'isnull' works. Filter on another field, or load the "
-        "rows and compare in Python; for exact-match search, store a keyed hash of the value in "
-        "a separate indexed field."
+        "random-looking ciphertext). Only 'isnull' works" + _index_hint(field)
     )
+
+
+def _index_hint(field: models.Field) -> str:
+    if getattr(field, "blind_index", False):
+        folds = "; 'iexact' too" if getattr(field, "normaliser_folds_case", False) else ""
+        return (
+            f", and 'exact' and 'in' from its blind index{folds}. Filter on another field, or "
+            "load the rows and compare in Python."
+        )
+    advice = ". Filter on another field, or load the rows and compare in Python"
+    if getattr(field, "blind_index_kind", None):
+        return f"{advice}; for exact-match search, add blind_index=True (docs/search.md)."
+    return f"{advice}."

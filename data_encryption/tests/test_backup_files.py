@@ -36,7 +36,7 @@ print(json.dumps(KeyRotationService().rotate(), default=str))
 """
 
 
-def add_filler_keys(count=2000):
+def add_filler_keys(count=3000):
     """Enough decrypt-only keys that a key backup outgrows what the database itself writes."""
     master = master_keys()[0]
     DataKey.objects.bulk_create(

@@ -81,8 +81,8 @@ class CeleryWorkerTests(TransactionTestCase):
         started = result.get(timeout=120)
         self.assertEqual(started["status"], "running")
         # 300-row ranges plus an open-ended last one per table: Customer 10 + 1, Patient 3 + 1,
-        # Note (empty) 1.
-        self.assertEqual(started["chunks"], 11 + 4 + 1)
+        # Note (empty) 1, search_app's Person, Employee and Record (empty) 1 each.
+        self.assertEqual(started["chunks"], 11 + 4 + 1 + 3)
         run = self.wait_for_run()
         self.assertEverythingRotated(run, expected)
         workers = set(RotationChunk.objects.filter(run=run).values_list("worker", flat=True))
@@ -115,8 +115,9 @@ class CeleryWorkerTests(TransactionTestCase):
             list(unfinished.values_list("model", flat=True)), ["data_encryption_tests.Gone"]
         )
         done_by_workers = RotationChunk.objects.filter(run=run, done=True).exclude(worker="")
-        # Customer: two 300-row ranges and an open-ended last one; Patient and Note: one each.
-        self.assertEqual(done_by_workers.count(), 3 + 1 + 1)
+        # Customer: two 300-row ranges and an open-ended last one; Patient, Note and search_app's
+        # three tables: one each.
+        self.assertEqual(done_by_workers.count(), 3 + 1 + 1 + 3)
 
     def test_a_worker_killed_mid_chunk_loses_nothing(self):
         from data_encryption.tasks import rotate_encryption_key_task

@@ -1144,8 +1144,12 @@ class LookupTests(EncryptedFieldTestCase):
             f"{field_class} '{field}' does not support '{lookup}' lookups: Patient.{field} is "
             "encrypted, so the database cannot answer them (every value is random-looking "
             "ciphertext). Only 'isnull' works. Filter on another field, or load the rows and "
-            "compare in Python; for exact-match search, store a keyed hash of the value in a "
-            "separate indexed field."
+            "compare in Python"
+            + (
+                "; for exact-match search, add blind_index=True (docs/search.md)."
+                if Patient._meta.get_field(field).blind_index_kind
+                else "."
+            )
         )
 
     def test_refused_lookups_raise_with_a_hint(self):
@@ -1223,10 +1227,18 @@ class RefusedOptionsTests(SimpleTestCase):
         for field_class in fields.ENCRYPTED_FIELD_TYPES:
             for option, described in self.OPTIONS.items():
                 with self.subTest(field=field_class.__name__, option=option):
+                    advice = "."
+                    if field_class.blind_index_kind and option != "primary_key":
+                        advice = "; " if option == "unique" else "; to find rows by value, "
+                        advice += (
+                            "for unique values, add blind_index=True (docs/search.md)."
+                            if option == "unique"
+                            else "use blind_index=True (docs/search.md)."
+                        )
                     expected = (
                         f"{field_class.__name__}: an encrypted field cannot be {described}; the "
                         "database holds only ciphertext, which differs on every save. Remove "
-                        f"{option}=True, or keep a keyed hash of the value in a separate field."
+                        f"{option}=True{advice}"
                     )
                     with self.assertRaisesMessage(ImproperlyConfigured, expected):
                         field_class(**self.REQUIRED_ARGS.get(field_class, {}), **{option: True})
@@ -1275,7 +1287,7 @@ class RefusedOptionsTests(SimpleTestCase):
 
 UNIQUE_HINT = (
     "Ciphertext differs on every save, so uniqueness over it enforces nothing; remove the field "
-    "from it, or make a keyed hash of the value in a separate field unique."
+    "from it, or declare the field with blind_index=True, unique=True (docs/search.md)."
 )
 
 

@@ -73,8 +73,9 @@ class RotateTests(FreshKeyRingMixin, TestCase):
             for query in queries.captured_queries
             if query["sql"].startswith('UPDATE "data_encryption_rotationrun"')
         ]
-        # 30 batches of one row; the run row gets the protocol's few writes, not one per batch.
-        self.assertLess(len(run_updates), 15)
+        # 30 batches of one row; the run row gets the protocol's few writes (some per table: six
+        # tables have encrypted fields), not one per batch.
+        self.assertLess(len(run_updates), 20)
         run = RotationRun.objects.get(pk=report["run_id"])
         rows = 30 + Patient.objects.count()
         self.assertEqual((run.records_processed, run.records_reencrypted), (rows, rows))
