@@ -114,17 +114,18 @@ class IndexKeyRotation:
     def _switch(self, filling: IndexKey) -> IndexKey:
         """The new key active (queries read it), the old one draining (still written)."""
         now = self.clock()
+        # Writes only, the conditional ones first: no read to upgrade (SQLite refuses that
+        # while another process commits), and a run that lost the race changes nothing.
         with transaction.atomic(using=self.using):
-            keys = self.keys.select_for_update()
-            old = keys.get(state=IndexKeyState.ACTIVE)
-            if not keys.filter(pk=filling.pk, state=IndexKeyState.FILLING).exists():
-                return keys.get(state=IndexKeyState.DRAINING)  # another run switched
-            keys.filter(pk=old.pk).update(state=IndexKeyState.DRAINING, state_since=now)
-            keys.filter(pk=filling.pk).update(state=IndexKeyState.ACTIVE, state_since=now)
+            self.keys.filter(state=IndexKeyState.ACTIVE).exclude(pk=filling.pk).update(
+                state=IndexKeyState.DRAINING, state_since=now
+            )
+            self.keys.filter(pk=filling.pk, state=IndexKeyState.FILLING).update(
+                state=IndexKeyState.ACTIVE, state_since=now
+            )
         reset_index_key_ring()
         self.progress.phase("index key", f"queries read index key {filling.hex_id}")
-        old.state, old.state_since = IndexKeyState.DRAINING, now
-        return old
+        return self.keys.get(state=IndexKeyState.DRAINING)
 
     def _retire(self, draining: IndexKey) -> None:
         self.keys.filter(pk=draining.pk, state=IndexKeyState.DRAINING).update(

@@ -125,13 +125,15 @@ class IndexWalk(Rotation):
             .values_list("model", "field")
         )
         incomplete = []
-        for table in self.index_tables:
-            for indexed in table.indexed:
-                if (table.label, indexed.name) in failed:
-                    incomplete.append(f"{table.label}.{indexed.name}")
-                    continue
-                for slot in self.slots:
-                    mark_complete(self.ring.slots[slot].key_id, indexed.context, self.using)
+        with transaction.atomic(using=self.using):
+            self.ledger.heartbeat(run)  # write first: SQLite then takes its write lock up front
+            for table in self.index_tables:
+                for indexed in table.indexed:
+                    if (table.label, indexed.name) in failed:
+                        incomplete.append(f"{table.label}.{indexed.name}")
+                        continue
+                    for slot in self.slots:
+                        mark_complete(self.ring.slots[slot].key_id, indexed.context, self.using)
         reason = ""
         if incomplete:
             reason = (
