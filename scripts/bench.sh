@@ -15,11 +15,11 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 SQLITE_CASES=(value load rotation)
-POSTGRES_CASES=(rotation memory fanout conversion conversion-memory)
+POSTGRES_CASES=(rotation memory fanout conversion conversion-memory index-rebuild)
 options=() cases=()
 for arg in "$@"; do  # a case's name is a case; anything else is an option or its value
   case $arg in
-    value|load|rotation|memory|fanout|conversion|conversion-memory) cases+=("$arg") ;;
+    value|load|rotation|memory|fanout|conversion|conversion-memory|index-rebuild) cases+=("$arg") ;;
     *) options+=("$arg") ;;
   esac
 done

@@ -54,4 +54,5 @@ CASES: dict[str, Callable[[Options], BuildResult]] = {
     "fanout": _lazy("fanout"),
     "conversion": _lazy("conversion"),
     "conversion-memory": _lazy("conversion_memory"),
+    "index-rebuild": _lazy("index_rebuild"),
 }

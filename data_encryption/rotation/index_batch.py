@@ -4,13 +4,13 @@ compare-and-swap on the ciphertext read)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from ..blind_index import digest
+from ..blind_index import digester
 from ..encryptor import open_value
 from ..exceptions import DecryptionError
 from ..legacy import LegacyColumn, is_envelope
@@ -68,55 +68,75 @@ def examine_index_rows(
     for number, indexed in enumerate(table.indexed):
         position = 1 + 3 * number  # the ciphertext; its slots follow in SLOTS order
         slot_positions = {"a": position + 1, "b": position + 2}
-        targets: list[tuple[int, bytes, tuple[str, str], list[tuple[Any, Any, Any]]]] = [
-            (slot_positions[slot], field_key, (indexed.slot_columns[slot], indexed.column), [])
+        targets: list[tuple[int, Any, tuple[str, str], list[tuple[Any, Any, Any]]]] = [
+            (
+                slot_positions[slot],
+                digester(field_key),
+                (indexed.slot_columns[slot], indexed.column),
+                [],
+            )
             for slot, field_key in keys.get(indexed.name, ())
         ]
         if targets:
-            plans.append((indexed, position, targets, table.legacy.get(indexed.name)))
+            legacy = table.legacy.get(indexed.name)
+            plans.append((indexed, position, targets, _index_input(indexed.field, legacy)))
         batch.fields[indexed.column] = indexed.name
     pk, count = None, 0
     for row in rows:
         pk = row[0]
         count += 1
-        for indexed, position, targets, legacy in plans:
+        for indexed, position, targets, index_input in plans:
             raw = row[position]
             if raw is None:
                 continue
-            if only_missing and all(row[slot] is not None for slot, *_ in targets):
-                continue
+            if only_missing:
+                for slot, *_ in targets:
+                    if row[slot] is None:
+                        break
+                else:
+                    continue  # every slot filled has its index
             if type(raw) is memoryview:
                 raw = bytes(raw)
             try:
-                data = _index_input(indexed.field, raw, pk, legacy)
+                data = index_input(raw, pk)
             except Exception as exc:
                 batch.failures.append((pk, indexed.name, None, _reason(exc)))
                 continue
-            for slot, field_key, _target, rewrites in targets:
-                value = None if data is None else digest(field_key, data)
+            for slot, keyed, _target, rewrites in targets:
+                value = None if data is None else keyed(data)
                 stored = row[slot]
                 if value != (None if stored is None else bytes(stored)):
                     rewrites.append((value, pk, raw))
     batch.rows, batch.last_pk = count, pk
-    for _indexed, _position, targets, _legacy in plans:
+    for _indexed, _position, targets, _input in plans:
         for _slot, _key, target, rewrites in targets:
             if rewrites:
                 batch.updates[target] = rewrites
     return batch
 
 
-def _index_input(index_field: Any, raw: Any, pk: Any, legacy: LegacyColumn | None) -> bytes | None:
-    """What the field hashes for stored ``raw``: its value read as the field reads it (an
-    envelope opened under the column's context, a legacy value through the column's reader),
-    then normalised as a write would."""
-    if legacy is not None and not is_envelope(raw):
-        plaintext = legacy.plaintext(raw)
-    else:
-        binding = index_field.binding
-        context = binding.for_row(pk) if index_field.bind_to_pk else binding.context
-        plaintext = open_value(raw, context)
-    value = index_field.from_plaintext_checked(plaintext)
-    return index_field.index_input(value)
+def _index_input(index_field: Any, legacy: LegacyColumn | None) -> Callable[[Any, Any], Any]:
+    """What the field hashes for a stored value (``(raw, pk) -> bytes``): its value read as
+    the field reads it (an envelope opened under the column's context, a legacy value through
+    the column's reader), then normalised as a write would. Text, the common kind, takes a
+    short path: its plaintext is its UTF-8 text, which the normaliser (if any) is given."""
+    binding = index_field.binding
+    per_row = bool(index_field.bind_to_pk)
+    fixed_context = None if per_row else binding.context
+    text = index_field.blind_index_kind == "text"
+    normalise = index_field.normalise
+
+    def index_input(raw: Any, pk: Any) -> Any:
+        if legacy is not None and not is_envelope(raw):
+            plaintext = legacy.plaintext(raw)
+        else:
+            plaintext = open_value(raw, binding.for_row(pk) if per_row else fixed_context)
+        if text:
+            value = plaintext.decode("utf-8")  # as from_plaintext reads it
+            return plaintext if normalise is None else normalise(value).encode("utf-8")
+        return index_field.index_input(index_field.from_plaintext_checked(plaintext))
+
+    return index_input
 
 
 def _reason(exc: Exception) -> str:

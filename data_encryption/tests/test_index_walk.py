@@ -8,8 +8,9 @@ from io import StringIO
 
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django.test import TransactionTestCase
+from django.test import TestCase, TransactionTestCase
 
+from data_encryption.blind_index import digest, digester
 from data_encryption.exceptions import BlindIndexIncomplete
 from data_encryption.index_keys import index_key_ring, reset_index_key_ring
 from data_encryption.models import IndexKey, RotationFailure, RotationRun, RunKind, RunStatus
@@ -35,6 +36,14 @@ def forget_index(model, *names):
 
 def pks(queryset):
     return sorted(queryset.values_list("pk", flat=True))
+
+
+class DigesterTests(TestCase):
+    def test_the_walks_digests_are_the_writes(self):
+        for key in (b"k" * 32, b"", b"x" * 64, b"long" * 40, bytes(range(32))):
+            keyed = digester(key)
+            for data in (b"", b"123456789", "é".encode() * 100):
+                self.assertEqual(keyed(data), digest(key, data))
 
 
 class RebuildTests(FreshKeyRingMixin, TransactionTestCase):
