@@ -63,7 +63,8 @@ class IndexKeyRotation:
 
     def run(self) -> RotationReport:
         ensure_active_index_key(self.using)
-        self._clear_retired()
+        if self._clear_retired():
+            return self._report(None)  # it finished an interrupted rotation: that was the run
         walk_report = None
         draining = self.keys.filter(state=IndexKeyState.DRAINING).first()
         if draining is None:
@@ -134,16 +135,18 @@ class IndexKeyRotation:
         reset_index_key_ring()
         self.notes.append(f"retired index key {draining.hex_id}")
 
-    def _clear_retired(self) -> None:
-        """Clear the slot of each retired key whose material is not yet wiped, then wipe it.
-        Its slot is cleared only once no process can still be writing it (the wait), and only
-        if no newer key has taken the slot meanwhile."""
-        for retired in self.keys.filter(state=IndexKeyState.RETIRED).exclude(wrapped_key=None):
+    def _clear_retired(self) -> bool:
+        """Clear the slot of each retired key whose material is not yet wiped, then wipe it;
+        whether there was one. Its slot is cleared only once no process can still be writing
+        it (the wait), and only if no newer key has taken the slot meanwhile."""
+        unwiped = list(self.keys.filter(state=IndexKeyState.RETIRED).exclude(wrapped_key=None))
+        for retired in unwiped:
             self._wait_since(retired.state_since, "stop writing the retired key's slot")
             if not self.keys.filter(slot=retired.slot, state__in=IndexKeyState.LIVE).exists():
                 cleared = self._clear_slot(retired.slot)
                 self.notes.append(f"cleared slot {retired.slot} ({cleared:,} index values)")
             self.keys.filter(pk=retired.pk).update(wrapped_key=None, complete_fields=[])
+        return bool(unwiped)
 
     def _clear_slot(self, slot: str) -> int:
         """NULL every index value of ``slot``, one batch per transaction."""

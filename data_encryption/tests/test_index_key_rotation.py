@@ -137,3 +137,19 @@ class IndexKeyRotationTests(FreshKeyRingMixin, TransactionTestCase):
                 f"SELECT COUNT(*) FROM {Person._meta.db_table} WHERE ssn_bidx_a IS NOT NULL"
             )
             self.assertEqual(cursor.fetchone()[0], 0)
+
+    def test_a_run_stopped_before_the_clear_finishes_it_and_starts_no_other(self):
+        rotation = index_key_rotation(batch_size=50)
+        rotation._clear_slot = lambda slot: (_ for _ in ()).throw(KeyboardInterrupt)
+        with self.assertRaises(KeyboardInterrupt):
+            rotation.run()
+        retired = IndexKey.objects.get(state="retired")
+        self.assertIsNotNone(retired.wrapped_key)
+        self.assertEqual(states(), {"b": "active"})
+        report = index_key_rotation().run()
+        self.assertEqual(report.status, RunStatus.COMPLETED)
+        self.assertIn("cleared slot a", report.reason)
+        self.assertEqual(states(), {"b": "active"})  # finished, and no new key in slot a
+        retired.refresh_from_db()
+        self.assertIsNone(retired.wrapped_key)
+        self.assertEqual(Person.objects.exclude(ssn_bidx_a=None).count(), 0)
