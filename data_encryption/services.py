@@ -183,11 +183,18 @@ class KeyRotationService:
         """Run a rotation now, in this process, announce it and return its typed report.
         ``index_keys`` (default ``ROTATE_INDEX_KEYS``) rotates the blind-index key after it."""
         report = self.rotation(dry_run=dry_run, models=models, trigger=trigger).run()
+        return self.announce(self.then_index_keys(report, index_keys, trigger=trigger))
+
+    def then_index_keys(
+        self, report: RotationReport, index_keys: bool | None = None, *, trigger: str = "api"
+    ) -> RotationReport:
+        """After a completed data-key rotation, the index-key rotation when ``index_keys``
+        (default ``ROTATE_INDEX_KEYS``) says so; the report tells of both."""
         if index_keys is None:
             index_keys = encryption_settings.rotate_index_keys
-        if index_keys and not dry_run and report.status == RunStatus.COMPLETED:
-            report = with_index_key_rotation(report, self.rotate_index_keys(trigger=trigger))
-        return self.announce(report)
+        if not index_keys or report.dry_run or report.status != RunStatus.COMPLETED:
+            return report
+        return with_index_key_rotation(report, self.rotate_index_keys(trigger=trigger))
 
     def rotate_index_keys(self, *, trigger: str = "api") -> RotationReport:
         """Rotate the blind-index key now (docs/search.md), resuming an interrupted one."""

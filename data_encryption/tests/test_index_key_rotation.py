@@ -6,9 +6,11 @@ wiped."""
 
 from io import StringIO
 
+from django.conf import settings
+from django.core import mail
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
-from django.test import TransactionTestCase
+from django.test import TransactionTestCase, override_settings
 
 from data_encryption import index_keys
 from data_encryption.index_keys import index_key_ring, reset_index_key_ring
@@ -122,6 +124,22 @@ class IndexKeyRotationTests(FreshKeyRingMixin, TransactionTestCase):
         reset_index_key_ring()
         self.assertEqual(Record.objects.get(label="mixed case").code, "R-1")
         self.assertEqual(Person.objects.get(ssn=ssn(9)).pk, self.people[ssn(9)])
+
+    def test_the_scheduled_rotation_includes_the_index_key_when_configured(self):
+        from data_encryption.tasks import rotate_encryption_key_task
+
+        rotation = {**settings.ENCRYPTION_KEY_ROTATION, "ROTATE_INDEX_KEYS": True}
+        with override_settings(ENCRYPTION_KEY_ROTATION=rotation):
+            report = rotate_encryption_key_task(force=True)
+        self.assertEqual(report["status"], "completed", report["reason"])
+        self.assertEqual(states(), {"b": "active"})
+        new = IndexKey.objects.get(state="active")
+        self.assertIn(f"index key {new.hex_id} (slot b): {ROWS} rows re-indexed", report["reason"])
+        (email,) = mail.outbox
+        self.assertIn(f"{ROWS} rows re-indexed", email.body)
+        # Not configured: the data key alone.
+        rotate_encryption_key_task(force=True)
+        self.assertEqual(states(), {"b": "active"})
 
     def test_a_run_stopped_after_the_switch_finishes_the_retirement(self):
         rotation = index_key_rotation(batch_size=50)
