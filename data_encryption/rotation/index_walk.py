@@ -12,7 +12,7 @@ failed row is not, so its queries keep refusing until the row is fixed and the w
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -26,14 +26,13 @@ from ..index_keys import (
     mark_complete,
     reset_index_key_ring,
 )
-from ..models import RotationChunk, RotationFailure, RotationRun, RunKind
-from .failures import record_failures
+from ..models import RotationFailure, RotationRun, RunKind
 from .index_batch import SlotKeys, examine_index_rows
 from .index_tables import IndexTable, chosen_indexed, index_tables
 from .progress import Progress
 from .protocol import Rotation
 from .report import RotationReport
-from .rows import _jsonable_pk, read_rows, write_rows
+from .tables import Table
 
 
 class IndexWalk(Rotation):
@@ -93,26 +92,13 @@ class IndexWalk(Rotation):
         keys = ", ".join(f"{self.ring.slots[s].hex_id} (slot {s})" for s in self.slots)
         return replace(report, new_key_id=keys)
 
-    def process_chunk(self, run: RotationRun, chunk: RotationChunk) -> None:
-        """Index one chunk from its cursor, batch by batch (safe to run again, as a rotation's)."""
-        if chunk.done:
-            return
-        table = self._index_table(chunk.model)
+    def _examiner(self, run: RotationRun, table: Table) -> Callable[[list[Any]], Any]:
+        """Each page's index values instead of its re-encryptions (``IndexBatch`` has what the
+        walk's writes, failures and counts read)."""
+        assert isinstance(table, IndexTable)
         keys = self._field_keys(table)
-        self.ledger.start_chunk(chunk)
-        while True:
-            rows = read_rows(self.connection, table, chunk.cursor, self.batch_size, chunk.upper)
-            if not rows:
-                self.ledger.end_chunk(chunk)
-                self.ledger.write_counts(run)
-                break
-            batch = examine_index_rows(rows, table, keys, only_missing=self.only_missing)
-            with transaction.atomic(using=self.using):
-                write_rows(self.connection, table, batch)
-                record_failures(self.using, run, table.label, batch.failures)
-                self.ledger.advance_chunk(chunk, _jsonable_pk(batch.last_pk), batch)  # type: ignore[arg-type]
-                self.ledger.add_counts(run, batch)  # type: ignore[arg-type]
-            self.progress.advance(table.label, batch.rows)
+        only_missing = self.only_missing
+        return lambda rows: examine_index_rows(rows, table, keys, only_missing=only_missing)
 
     def _census_and_retire(self, run: RotationRun) -> None:
         """No census: each field every row of which was indexed is marked complete under the
@@ -154,11 +140,6 @@ class IndexWalk(Rotation):
         """An index walk changes no data key, so it leaves the key backups alone."""
 
     # -- helpers --------------------------------------------------------------------------------
-
-    def _index_table(self, label: str) -> IndexTable:
-        table = self.table(label)
-        assert isinstance(table, IndexTable)
-        return table
 
     def _field_keys(self, table: IndexTable) -> dict[str, SlotKeys]:
         """Each field's key per slot filled: derived once per chunk, never per value."""

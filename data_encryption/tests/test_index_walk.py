@@ -122,6 +122,26 @@ class RebuildTests(FreshKeyRingMixin, TransactionTestCase):
         self.assertIn("normaliser refuses", failure.error)
         self.assertNotIn("n/a", failure.error)
 
+    def test_a_duplicate_the_unique_index_refuses_is_that_rows_failure(self):
+        call_command("rebuild_blind_index", SSN, stdout=StringIO())
+        first, copy = self.people[1], self.people[2]
+        table = Person._meta.db_table
+        with connection.cursor() as cursor:  # a copied row, restored from elsewhere
+            cursor.execute(f"SELECT ssn FROM {table} WHERE id = %s", [first.pk])
+            (ciphertext,) = cursor.fetchone()
+            cursor.execute(
+                f"UPDATE {table} SET ssn = %s, ssn_bidx_a = NULL WHERE id = %s",
+                [ciphertext, copy.pk],
+            )
+        IndexKey.objects.update(complete_fields=[])
+        with self.assertRaisesMessage(CommandError, "1 rows could not be indexed"):
+            call_command("rebuild_blind_index", SSN, "--batch-size", "5", stdout=StringIO())
+        failure = RotationFailure.objects.get()
+        self.assertEqual((failure.pk_value, failure.field), (str(copy.pk), "ssn"))
+        self.assertIn("IntegrityError", failure.error)
+        self.assertIn("indexed row", failure.error)
+        self.assertEqual(Person.objects.filter(ssn_bidx_a=None).exclude(ssn=None).count(), 1)
+
     def test_a_concurrent_write_keeps_its_own_index(self):
         walk = rebuild_walk([SSN])
         (table,) = walk.index_tables
