@@ -28,7 +28,7 @@ from .ciphers import generate_data_key
 from .conf import encryption_settings, register_cache
 from .envelope import format_key_id
 from .exceptions import IndexKeyUnavailableError, KeyConfigurationError
-from .key_audit import Metadata, metadata_problem, metadata_verdict
+from .key_audit import Metadata, metadata_problem, metadata_verdict, require_verified_metadata
 from .keys import PendingKey, rewrap_rows
 from .master_key import master_keys, unwrap_with_any
 from .models import DataKey, IndexKey, IndexKeyState
@@ -266,6 +266,8 @@ def mark_complete(key_id: int, context: str, using: str | None = None) -> None:
     with transaction.atomic(using=using):
         row = IndexKey.objects.using(using).select_for_update().get(key_id=key_id)
         if context not in row.complete_fields:
+            # Signing the change must not vouch for an edit made outside the application.
+            require_verified_metadata([row], "record a complete blind index")
             row.complete_fields = sorted({*row.complete_fields, context})
             row.save(using=using, update_fields=["complete_fields"])
     reset_index_key_ring()

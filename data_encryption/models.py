@@ -179,12 +179,19 @@ class RunStatus:
 class RunKind:
     """What a run does. A ``rotation`` makes a new key and moves every value onto it; a
     ``conversion`` (``encrypt_existing``) seals the legacy values of some columns in transition
-    under the current primary key and makes no key. Both hold the one lock."""
+    under the current primary key and makes no key; an ``index`` run (``rebuild_blind_index``,
+    an index-key rotation) fills blind-index columns and changes no ciphertext. All hold the one
+    lock."""
 
     ROTATION = "rotation"
     CONVERSION = "conversion"
+    INDEX = "index"
 
-    choices = [(ROTATION, "key rotation"), (CONVERSION, "conversion of legacy values")]
+    choices = [
+        (ROTATION, "key rotation"),
+        (CONVERSION, "conversion of legacy values"),
+        (INDEX, "blind-index walk"),
+    ]
 
 
 class RotationRun(models.Model):
@@ -204,7 +211,8 @@ class RotationRun(models.Model):
     # backup -> activate -> wait -> plan -> reencrypt [-> finishing] -> census -> done
     # ("finishing": a Celery final step claimed the run); a conversion starts at plan
     phase = models.CharField(max_length=16, default="backup")
-    # A conversion's columns ("app_label.Model.field"): a run resumed must cover the same.
+    # A conversion's columns ("app_label.Model.field"), an index run's ("...field@slots"):
+    # a run resumed must cover the same.
     columns = models.JSONField(default=list, blank=True)
     holder = models.CharField(max_length=200, help_text="host:pid:token of the process running it")
     trigger = models.CharField(max_length=32, default="api")

@@ -43,6 +43,8 @@ from .rotation import (
 )
 from .rotation.conversion import Conversion, conversion_tables
 from .rotation.conversion_report import ConversionReport
+from .rotation.index_key_rotation import index_key_rotation, with_index_key_rotation
+from .rotation.index_walk import rebuild_walk
 from .rotation.master_key_change import MasterKeyRewrap, finish_master_key_change
 from .schedule import next_due, rotation_due
 
@@ -203,9 +205,35 @@ class KeyRotationService:
         dry_run: bool = False,
         models: Sequence[str] | None = None,
         trigger: str = "api",
+        index_keys: bool | None = None,
     ) -> RotationReport:
-        """Run a rotation now, in this process, announce it and return its typed report."""
-        return self.announce(self.rotation(dry_run=dry_run, models=models, trigger=trigger).run())
+        """Run a rotation now, in this process, announce it and return its typed report.
+        ``index_keys`` (default ``ROTATE_INDEX_KEYS``) rotates the blind-index key after it."""
+        report = self.rotation(dry_run=dry_run, models=models, trigger=trigger).run()
+        return self.announce(self.then_index_keys(report, index_keys, trigger=trigger))
+
+    def then_index_keys(
+        self, report: RotationReport, index_keys: bool | None = None, *, trigger: str = "api"
+    ) -> RotationReport:
+        """After a completed data-key rotation, the index-key rotation when ``index_keys``
+        (default ``ROTATE_INDEX_KEYS``) says so; the report tells of both."""
+        if index_keys is None:
+            index_keys = encryption_settings.rotate_index_keys
+        if not index_keys or report.dry_run or report.status != RunStatus.COMPLETED:
+            return report
+        return with_index_key_rotation(report, self.rotate_index_keys(trigger=trigger))
+
+    def rotate_index_keys(self, *, trigger: str = "api") -> RotationReport:
+        """Rotate the blind-index key now (docs/search.md), resuming an interrupted one."""
+        return index_key_rotation(self.using, self.batch_size, self.progress, trigger).run()
+
+    def rebuild_blind_index(
+        self, labels: Sequence[str] = (), *, dry_run: bool = False, trigger: str = "api"
+    ) -> RotationReport | dict[str, int]:
+        """Index the rows of ``labels``' indexed fields (all by default) that lack an index;
+        with ``dry_run``, count them per field instead."""
+        walk = rebuild_walk(labels, self.using, self.batch_size, self.progress, trigger)
+        return walk.missing() if dry_run else walk.run()
 
     def rotate(
         self,

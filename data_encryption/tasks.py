@@ -50,7 +50,8 @@ def rotate_encryption_key_task(self: Any, force: bool = False, dry_run: bool = F
         return service.announce(rotation.report(run)).as_dict()
     chunks = rotation.pending_chunks(run)
     if _in_process(self) or len(chunks) <= 1:
-        return service.announce(rotation.finish(run)).as_dict()
+        report = service.then_index_keys(rotation.finish(run), trigger="celery")
+        return service.announce(report).as_dict()
     fan_out(run, chunks)
     return {"status": RunStatus.RUNNING, "run_id": run.pk, "chunks": len(chunks)}
 
@@ -112,7 +113,7 @@ def finish_rotation_task(
     report = rotation.finish(run)
     # From the ledger, not from chunk_results: sent by chunks_failed_task, there are none.
     report = replace(report, workers=tuple(rotation.ledger.workers(run)))
-    return service.announce(report).as_dict()
+    return service.announce(service.then_index_keys(report, trigger="celery")).as_dict()
 
 
 @shared_task(name="data_encryption.tasks.chunks_failed_task")

@@ -15,11 +15,13 @@ cd "$(dirname "$0")/.."
 source scripts/lib.sh
 
 SQLITE_CASES=(value load rotation search-save)
-POSTGRES_CASES=(rotation memory fanout conversion conversion-memory search-fetch search-save)
+POSTGRES_CASES=(rotation memory fanout conversion conversion-memory search-fetch search-save
+  index-rebuild)
 options=() cases=()
 for arg in "$@"; do  # a case's name is a case; anything else is an option or its value
   case $arg in
-    value|load|rotation|memory|fanout|conversion|conversion-memory|search-fetch|search-save)
+    value|load|rotation|memory|fanout|conversion|conversion-memory|search-fetch|search-save|\
+    index-rebuild)
       cases+=("$arg") ;;
     *) options+=("$arg") ;;
   esac

@@ -117,3 +117,18 @@ class UnindexedSaveRecord(models.Model):
     """The same save without the blind index: the same encrypted field, nothing else."""
 
     ssn = fields.EncryptedCharField(max_length=11)
+
+
+class IndexRecord(models.Model):
+    """The index-rebuild benchmark's table: one encrypted, indexed 11-byte value per row."""
+
+    value = fields.EncryptedCharField(max_length=11, blind_index=True)
+
+
+class IndexFloorRecord(models.Model):
+    """The index-rebuild floor's table: the same stored bytes and two index columns, plain."""
+
+    value = models.BinaryField()
+    # Indexed as the field's index columns are, so the floor's writes maintain the same indexes.
+    value_bidx_a = models.BinaryField(null=True, db_index=True)
+    value_bidx_b = models.BinaryField(null=True, db_index=True)

@@ -58,4 +58,5 @@ CASES: dict[str, Callable[[Options], BuildResult]] = {
     "conversion-memory": _lazy("conversion_memory"),
     "search-fetch": _lazy("search_fetch"),
     "search-save": _lazy("search_save"),
+    "index-rebuild": _lazy("index_rebuild"),
 }

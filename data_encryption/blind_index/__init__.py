@@ -5,7 +5,7 @@ computes the hash under the index keys of ``index_keys``."""
 
 from __future__ import annotations
 
-from .hashing import DIGEST_BYTES, digest, read_digest, slot_digest, write_digests
+from .hashing import DIGEST_BYTES, digest, digester, read_digest, slot_digest, write_digests
 from .normalisers import NAMED as NAMED_NORMALISERS
 from .normalisers import Normaliser, resolve
 
@@ -14,6 +14,7 @@ __all__ = [
     "NAMED_NORMALISERS",
     "Normaliser",
     "digest",
+    "digester",
     "read_digest",
     "resolve",
     "slot_digest",

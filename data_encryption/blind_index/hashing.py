@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 
 from ..index_keys import SLOTS, index_key_ring
 
@@ -17,6 +18,27 @@ DIGEST_BYTES = 16
 
 def digest(field_key: bytes, data: bytes) -> bytes:
     return hmac.new(field_key, data, hashlib.sha256).digest()[:DIGEST_BYTES]
+
+
+def digester(field_key: bytes) -> Callable[[bytes], bytes]:
+    """``digest`` under one field key, for hashing many values (an index walk): the key's inner
+    and outer SHA-256 states are made once (RFC 2104) and copied per value, which costs about a
+    third of a fresh HMAC. Same bytes as ``digest``."""
+    size = hashlib.sha256().block_size
+    if len(field_key) > size:  # as HMAC does with a key longer than a block
+        field_key = hashlib.sha256(field_key).digest()
+    block = field_key.ljust(size, b"\x00")
+    inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
+    outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
+
+    def keyed(data: bytes) -> bytes:
+        state = inner.copy()
+        state.update(data)
+        result = outer.copy()
+        result.update(state.digest())
+        return result.digest()[:DIGEST_BYTES]
+
+    return keyed
 
 
 def read_digest(context: bytes, data: bytes) -> bytes:

@@ -35,10 +35,11 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
   not load, bad options or missing key settings (``legacy_columns``).
 - E034 an admin's ``search_fields`` searches an encrypted field with a lookup it refuses
   (``"ssn"``, an ``icontains``; ``"=ssn"`` is answered by a blind index) (``admin_search``).
-- E037 a blind index's normaliser is a function migrations cannot refer to (a lambda, a nested
-  function; by the field).
 - E035 blind-index keys no configured master key unwraps (database check, ``key_table``).
 - E036 blind-index keys whose metadata does not verify or is not authenticated (``key_table``).
+- E037 a blind index's normaliser is a function migrations cannot refer to (a lambda, a nested
+  function; by the field).
+- E038 ``ROTATE_INDEX_KEYS`` is not a bool (``rotation_settings``).
 - W001 the primary data key is older than ``KEY_ROTATION_SCHEDULE`` allows (database check).
 - W003 the primary data key is not the newest key: pinned by hand (``key_table``).
 - W004 the last completed rotation's census found no legacy Fernet value, but

@@ -118,6 +118,8 @@ ROTATION_OPTIONS: dict[str, RotationOption] = {option.key: option for option in 
     # Turn it off once a rotation's census shows none left: a planted old token is then refused.
     _option("ACCEPT_LEGACY_TOKENS", True, 28, BOOLEAN,
             "Leave it True until the census shows no 'legacy-fernet' values, then set False."),
+    # Whether a rotation (the command, the scheduled Celery task) rotates the blind-index key too.
+    _option("ROTATE_INDEX_KEYS", False, 38, BOOLEAN),
 )}
 # fmt: on
 

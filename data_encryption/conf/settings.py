@@ -189,6 +189,10 @@ class EncryptionSettings:
     def accept_legacy_tokens(self) -> bool:
         return bool(self.rotation_option("ACCEPT_LEGACY_TOKENS"))
 
+    @property
+    def rotate_index_keys(self) -> bool:
+        return bool(self.rotation_option("ROTATE_INDEX_KEYS"))
+
     # -- notifications --------------------------------------------------------------------------
 
     @property

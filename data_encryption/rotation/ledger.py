@@ -97,7 +97,7 @@ class RunLedger:
                     trigger=trigger,
                     kind=kind,
                     columns=list(columns),
-                    phase="plan" if kind == RunKind.CONVERSION else "backup",
+                    phase="backup" if kind == RunKind.ROTATION else "plan",
                 )
         except IntegrityError:
             return None  # another process started one between our read and our insert

@@ -2,8 +2,9 @@
 ``RotationRun`` row with status ``running`` (a partial unique index allows one); its holder is
 alive while its heartbeat is fresh, whatever host, container or PID namespace it runs in. A
 maintenance step that must not run beside a rotation (re-wrapping the keys) holds it for one
-transaction (``rotation_lock``). Rotations and conversions (``encrypt_existing``) share it, so the
-two never run at once; ``takeover`` says what each does with a run of the other's that died."""
+transaction (``rotation_lock``). Rotations, conversions (``encrypt_existing``) and index walks
+share it, so no two run at once; ``takeover`` says what each does with a run of another kind
+that died."""
 
 from __future__ import annotations
 
@@ -54,9 +55,11 @@ def takeover(dead: RotationRun, kind: str, columns: Sequence[str]) -> str:
     closes one too: what the dead one converted stays converted, and a run of its columns
     later walks only what is left.
     """
-    if dead.kind != RunKind.CONVERSION:
+    if dead.kind == RunKind.ROTATION:
         return RESUME if kind == RunKind.ROTATION else REFUSE
-    if kind == RunKind.CONVERSION and sorted(dead.columns) == sorted(columns):
+    # A conversion or an index walk: the same kind over the same columns resumes; anything
+    # else closes it (an index walk's columns hold values that are right whoever finishes).
+    if kind == dead.kind and sorted(dead.columns) == sorted(columns):
         return RESUME
     return CLOSE
 
@@ -68,12 +71,19 @@ def close_abandoned(stale: QuerySet[RotationRun], kind: str, now: datetime) -> b
         stale.filter(status=RunStatus.RUNNING).update(
             status=RunStatus.FAILED,
             finished_at=now,
-            reason=(
-                f"Its process died; closed when a {kind} took the lock. Values it converted "
-                "stay converted; run encrypt_existing again for the rest."
-            ),
+            reason=f"Its process died; closed when a {kind} took the lock. {_after_close(stale)}",
         )
     )
+
+
+def _after_close(stale: QuerySet[RotationRun]) -> str:
+    """What a closed run's reason says its user does next."""
+    if stale.filter(kind=RunKind.INDEX).exists():
+        return (
+            "Index values it wrote stay written; run rebuild_blind_index (or the index-key "
+            "rotation) again for the rest."
+        )
+    return "Values it converted stay converted; run encrypt_existing again for the rest."
 
 
 class RotationRunning(DataEncryptionError):

@@ -18,6 +18,10 @@ from .tables import Table
 # (new value, pk, old value), then, for a value of an indexed field that gets its blind index
 # with it (a conversion), the value of each of its index columns (``Table.indexes``).
 Rewrite = tuple[Any, ...]
+# What a batch's updates are keyed by: the column rewritten and compared (a re-encryption), or
+# (column set, column compared) (an index walk sets an index column where its ciphertext is
+# still the one read).
+Target = str | tuple[str, str]
 
 
 class Rewrites(Protocol):
@@ -25,14 +29,20 @@ class Rewrites(Protocol):
     (a ``Batch``, or anything with the same ``updates``)."""
 
     @property
-    def updates(self) -> Mapping[str, Sequence[Rewrite]]: ...
+    def updates(self) -> Mapping[Any, Sequence[Rewrite]]: ...  # keyed by Target
 
-    def write_failed(self, pk: Any, column: str, reason: str) -> None:
+    def write_failed(self, pk: Any, column: Any, reason: str) -> None:
         """The database refused row ``pk``'s write (first in ``column``); drop its rewrites."""
 
 
 def _quote(connection: Any, name: str) -> str:
     return connection.ops.quote_name(name)
+
+
+def _set_and_compared(connection: Any, target: Target) -> tuple[str, str]:
+    """The quoted column an update sets and the one its compare-and-swap compares."""
+    set_column, compared = (target, target) if isinstance(target, str) else target
+    return _quote(connection, set_column), _quote(connection, compared)
 
 
 def read_rows(
@@ -151,22 +161,25 @@ def _write_batch(connection: Any, table: Table, batch: Rewrites) -> None:
         for column, params in batch.updates.items():
             for extra, group in _by_index_columns(table, column, params):
                 assignments = "".join(f", {_quote(connection, name)} = %s" for name in extra)
-                quoted = _quote(connection, column)
+                quoted, compared = _set_and_compared(connection, column)
                 if extra:  # the parameters in the statement's order
                     group = [(new, *digests, pk, old) for new, pk, old, *digests in group]
                 cursor.executemany(
                     f"UPDATE {quoted_table} SET {quoted} = %s{assignments} "  # noqa: S608
-                    f"WHERE {quoted_pk} = %s AND {quoted} = %s",
+                    f"WHERE {quoted_pk} = %s AND {compared} = %s",
                     group,
                 )
 
 
 def _by_index_columns(
-    table: Table, column: str, rewrites: Sequence[Rewrite]
+    table: Table, column: Target, rewrites: Sequence[Rewrite]
 ) -> list[tuple[tuple[str, ...], Sequence[Rewrite]]]:
     """``rewrites`` of ``column`` in groups by the index columns each also sets: none for a
-    plain rewrite, every slot's for a rewrite that carries its blind index."""
-    index = next((i for i in table.indexes.values() if i.field.column == column), None)
+    plain rewrite (or an index walk's), every slot's for a rewrite that carries its blind
+    index (a conversion's)."""
+    index = None
+    if isinstance(column, str):
+        index = next((i for i in table.indexes.values() if i.field.column == column), None)
     if index is None:
         return [((), rewrites)]
     plain = [rewrite for rewrite in rewrites if len(rewrite) == 3]
@@ -175,7 +188,7 @@ def _by_index_columns(
 
 
 def _write_row_by_row(connection: Any, table: Table, batch: Rewrites) -> None:
-    rows: dict[Any, list[tuple[str, Rewrite]]] = {}
+    rows: dict[Any, list[tuple[Target, Rewrite]]] = {}
     for column, params in batch.updates.items():
         for rewrite in params:
             rows.setdefault(rewrite[1], []).append((column, rewrite))
@@ -189,11 +202,11 @@ def _write_row_by_row(connection: Any, table: Table, batch: Rewrites) -> None:
                 for column, rewrite in writes:
                     ((extra, _group),) = _by_index_columns(table, column, [rewrite])
                     assignments = "".join(f", {_quote(connection, name)} = %s" for name in extra)
-                    quoted = _quote(connection, column)
+                    quoted, compared = _set_and_compared(connection, column)
                     new, _pk, old, *digests = rewrite
                     cursor.execute(
                         f"UPDATE {quoted_table} SET {quoted} = %s{assignments} "  # noqa: S608
-                        f"WHERE {quoted_pk} = %s AND {quoted} = %s",
+                        f"WHERE {quoted_pk} = %s AND {compared} = %s",
                         [new, *digests, pk, old],
                     )
         except DatabaseError as exc:
@@ -219,7 +232,7 @@ def _write_rows_postgresql(connection: Any, table: Table, batch: Rewrites) -> No
     statements = []
     for column, all_params in batch.updates.items():
         for extra, params in _by_index_columns(table, column, all_params):
-            quoted = _quote(connection, column)
+            quoted, compared = _set_and_compared(connection, column)
             digests = [f"i{position}" for position in range(len(extra))]
             assignments = "".join(
                 f", {_quote(connection, name)} = v.{alias}"
@@ -230,7 +243,7 @@ def _write_rows_postgresql(connection: Any, table: Table, batch: Rewrites) -> No
                 # A slot no key fills is all NULL, an array whose type must be given.
                 f"FROM unnest({', '.join([marker] * 3 + [f'{marker}::bytea[]'] * len(extra))}) "
                 f"AS v({', '.join(['pk', 'new', 'old', *digests])}) "
-                f"WHERE t.{quoted_pk} = v.pk AND t.{quoted} = v.old"
+                f"WHERE t.{quoted_pk} = v.pk AND t.{compared} = v.old"
             )
             new, pks, old, *indexes = (
                 [row[index] for row in params] for index in range(3 + len(extra))

@@ -5,6 +5,7 @@ or spreads them over Celery workers (``process_chunk``); a conversion walks the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
@@ -12,7 +13,7 @@ from django.db import transaction
 from ..ciphers import AeadCipher
 from ..keys import cipher_for
 from ..models import RotationChunk, RotationRun
-from .batch import examine_rows
+from .batch import Batch, examine_rows
 from .failures import record_failures
 from .indexes import refuse_duplicates
 from .ledger import RunLedger
@@ -58,7 +59,7 @@ class ChunkWalk:
         if chunk.done:
             return
         table = self.table(chunk.model)
-        key_id, cipher = self._sealing_key(run)
+        examine = self._examiner(run, table)
         self.ledger.start_chunk(chunk)
         while True:
             rows = read_rows(self.connection, table, chunk.cursor, self.batch_size, chunk.upper)
@@ -66,18 +67,7 @@ class ChunkWalk:
                 self.ledger.end_chunk(chunk)
                 self.ledger.write_counts(run)
                 break
-            batch = examine_rows(
-                rows,
-                table.columns,
-                key_id,
-                cipher,
-                rewrite=True,
-                bindings=table.bindings,
-                legacy=table.legacy,
-                encrypted=table.encrypted,
-                only_legacy=self.only_legacy,
-                indexes=table.indexes,
-            )
+            batch = examine(rows)
             with transaction.atomic(using=self.using):
                 refuse_duplicates(self.connection, table, batch)
                 write_rows(self.connection, table, batch)
@@ -85,6 +75,22 @@ class ChunkWalk:
                 self.ledger.advance_chunk(chunk, _jsonable_pk(batch.last_pk), batch)
                 self.ledger.add_counts(run, batch)
             self.progress.advance(table.label, batch.rows)
+
+    def _examiner(self, run: RotationRun, table: Table) -> Callable[[list[Any]], Batch]:
+        """What decides a page's writes (an index walk hashes instead of re-encrypting)."""
+        key_id, cipher = self._sealing_key(run)
+        return lambda rows: examine_rows(
+            rows,
+            table.columns,
+            key_id,
+            cipher,
+            rewrite=True,
+            bindings=table.bindings,
+            legacy=table.legacy,
+            encrypted=table.encrypted,
+            only_legacy=self.only_legacy,
+            indexes=table.indexes,
+        )
 
     def _sealing_key(self, run: RotationRun) -> tuple[int, AeadCipher]:
         """The key every rewritten value is sealed under: the run's new key."""

@@ -122,6 +122,18 @@ class Command(BaseCommand):
             metavar="APP_LABEL.MODEL",
             help="Only these models (repeatable). Such a run retires no key.",
         )
+        parser.add_argument(
+            "--index-keys",
+            action="store_true",
+            default=None,
+            help="Rotate the blind-index key too, after the data key (default "
+            "ENCRYPTION_KEY_ROTATION['ROTATE_INDEX_KEYS']).",
+        )
+        parser.add_argument(
+            "--index-keys-only",
+            action="store_true",
+            help="Rotate only the blind-index key (or finish an interrupted index-key rotation).",
+        )
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -135,12 +147,20 @@ class Command(BaseCommand):
             using=options["database"], batch_size=batch_size, progress=progress
         )
         asks = not dry_run and not options["force"] and options["interactive"]
-        if asks and not self._confirm(service.primary_key_id(), options["database"]):
+        if options["index_keys_only"]:
+            if dry_run or options["models"]:
+                raise CommandError("--index-keys-only takes neither --dry-run nor --model.")
+            report = service.rotate_index_keys(trigger="command")
+        elif asks and not self._confirm(service.primary_key_id(), options["database"]):
             self.stdout.write("Rotation cancelled.")
             return
-        report = service.perform_rotation(
-            dry_run=dry_run, models=options["models"], trigger="command"
-        )
+        else:
+            report = service.perform_rotation(
+                dry_run=dry_run,
+                models=options["models"],
+                trigger="command",
+                index_keys=options["index_keys"],
+            )
         if options["json"]:
             self.stdout.write(json.dumps(report.as_dict(), indent=2, default=str))
         else:
