@@ -11,15 +11,13 @@ from django.db import models
 from django.db.models.expressions import Col
 from django.utils.functional import cached_property
 
-from ..blind_index import normalisers
 from ..encryptor import context_bytes, open_value, seal
 from ..exceptions import DecryptionError
 from ..legacy import is_envelope, is_fernet_token, reader_for_field
 from .binding import ColumnBinding, RowBoundAttribute, RowBoundValue, SealedValue
 from .field_checks import field_errors
-from .index_columns import add_index_columns
 from .index_writes import ForInsert, IndexedAssignment
-from .indexing import check_options, folds_case, index_input, index_lookup
+from .indexing import BlindIndexOptions
 from .lookups import EncryptedExact, lookup_error
 from .messages import error_without_value
 
@@ -38,7 +36,7 @@ _INDEX_ADVICE = {
 }
 
 
-class EncryptedFieldMixin(models.Field):
+class EncryptedFieldMixin(BlindIndexOptions):
     """Turns a Django field into its encrypted counterpart. Subclasses say how their Python value
     becomes bytes (``to_plaintext``) and back (``from_plaintext``).
 
@@ -47,21 +45,8 @@ class EncryptedFieldMixin(models.Field):
     before the rename no longer decrypt); ``bind_to_pk`` binds each value to its row as well.
     """
 
-    # What a blind index compares: "text" (normalisable), "value" (one canonical spelling), or
-    # None (not supported); see ``indexing``.
-    blind_index_kind: str | None = None
-    default_normaliser: str | None = None
-    # One per slot, set when the field joins its model (``index_columns.add_index_columns``).
-    index_columns: tuple[Any, ...] = ()
-
     def __init__(
-        self,
-        *args: Any,
-        context: str | None = None,
-        bind_to_pk: bool = False,
-        blind_index: bool = False,
-        normaliser: str | normalisers.Normaliser | None = None,
-        **kwargs: Any,
+        self, *args: Any, context: str | None = None, bind_to_pk: bool = False, **kwargs: Any
     ) -> None:
         if context is not None:
             context_bytes(context)  # refuses a non-str or empty context here, not at first save
@@ -69,16 +54,7 @@ class EncryptedFieldMixin(models.Field):
         self.context_name, self.bind_to_pk = context, bind_to_pk
         if bind_to_pk:
             self.descriptor_class = RowBoundAttribute
-        # With a blind index, unique=True is enforced on the index (``index_columns``).
-        self.index_unique = bool(blind_index and kwargs.pop("unique", False))
-        check_options(self, blind_index, normaliser, self.index_unique)
-        self.blind_index = blind_index
-        self.normaliser = normaliser
-        if blind_index and normaliser is None:
-            self.normaliser = self.default_normaliser
-        self.normalise = normalisers.resolve(self.normaliser)
-        self.normaliser_folds_case = folds_case(self.normaliser)
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, **kwargs)  # BlindIndexOptions takes blind_index= and its own
         # Refused here, where the mistake is written, rather than when the model class is built.
         for option, described in _REFUSED_OPTIONS.items():
             if getattr(self, option):
@@ -119,29 +95,6 @@ class EncryptedFieldMixin(models.Field):
         # A field copied from an abstract model may carry the abstract model's binding.
         self.__dict__.pop("binding", None)
         self.__dict__.pop("binding_context", None)
-        if self.blind_index and not cls._meta.abstract:
-            add_index_columns(self, cls, name)
-
-    @property
-    def index_context(self) -> bytes:
-        """What the field's index key is derived from: the name its values are bound to."""
-        assert self.binding is not None
-        return self.binding.context
-
-    def index_input(self, value: Any, *, query: bool = False) -> bytes | None:
-        return index_input(self, value, query=query)
-
-    def saved_index_input(self, instance: models.Model) -> bytes | None:
-        """``index_input`` of the value ``instance`` is saving, computed once per save: the
-        checks before the save and each slot's column ask for it (a normaliser is not free)."""
-        value = getattr(instance, self.attname)
-        cache = instance.__dict__.setdefault("_blind_index_inputs", {})
-        hit = cache.get(self.attname)
-        if hit is not None and hit[0] is value:  # the same object: immutable values only
-            return hit[1]
-        data = self.index_input(value)
-        cache[self.attname] = (value, data)
-        return data
 
     def deconstruct(self) -> Any:
         name, path, args, kwargs = super().deconstruct()
@@ -149,12 +102,6 @@ class EncryptedFieldMixin(models.Field):
             kwargs["context"] = self.context_name
         if self.bind_to_pk:
             kwargs["bind_to_pk"] = True
-        if self.blind_index:
-            kwargs["blind_index"] = True
-            if self.index_unique:
-                kwargs["unique"] = True
-            if self.normaliser != self.default_normaliser:
-                kwargs["normaliser"] = self.normaliser
         # Migrations name our fields by the package (data_encryption.fields.EncryptedCharField),
         # not the module that defines them, so moving a field between modules changes none.
         if path.startswith("data_encryption.fields."):
@@ -323,7 +270,7 @@ class EncryptedFieldMixin(models.Field):
     def get_lookup(self, lookup_name: str) -> Any:
         if lookup_name == "isnull":
             return super().get_lookup(lookup_name)
-        if self.blind_index and (found := index_lookup(self, lookup_name)):
+        if found := self.index_lookup(lookup_name):
             return found
         if lookup_name == "exact":
             return EncryptedExact

@@ -6,10 +6,86 @@ from __future__ import annotations
 from typing import Any
 
 from django.core import exceptions
+from django.db import models
 
 from ..blind_index import normalisers
 from ..exceptions import BlindIndexError
+from .index_columns import add_index_columns
 from .index_lookups import BlindExact, BlindIExact, BlindIn
+
+
+class BlindIndexOptions(models.Field):
+    """The blind-index part of an encrypted field: its options (``blind_index``,
+    ``normaliser``, ``unique``), its index columns, what a value is hashed as, and the
+    lookups the index answers. ``EncryptedFieldMixin`` builds on it."""
+
+    # What a blind index compares: "text" (normalisable), "value" (one canonical spelling), or
+    # None (not supported).
+    blind_index_kind: str | None = None
+    default_normaliser: str | None = None
+    # One per slot, set when the field joins its model (``index_columns.add_index_columns``).
+    index_columns: tuple[Any, ...] = ()
+    binding: Any  # the encrypted field's (``EncryptedFieldMixin.binding``)
+
+    def __init__(
+        self,
+        *args: Any,
+        blind_index: bool = False,
+        normaliser: str | normalisers.Normaliser | None = None,
+        **kwargs: Any,
+    ) -> None:
+        # With a blind index, unique=True is enforced on the index (``index_columns``).
+        self.index_unique = bool(blind_index and kwargs.pop("unique", False))
+        check_options(self, blind_index, normaliser, self.index_unique)
+        self.blind_index = blind_index
+        self.normaliser = normaliser
+        if blind_index and normaliser is None:
+            self.normaliser = self.default_normaliser
+        self.normalise = normalisers.resolve(self.normaliser)
+        self.normaliser_folds_case = folds_case(self.normaliser)
+        super().__init__(*args, **kwargs)
+
+    def contribute_to_class(
+        self, cls: type[models.Model], name: str, private_only: bool = False, **kwargs: Any
+    ) -> None:
+        super().contribute_to_class(cls, name, private_only=private_only, **kwargs)
+        if self.blind_index and not cls._meta.abstract:
+            add_index_columns(self, cls, name)
+
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        if self.blind_index:
+            kwargs["blind_index"] = True
+            if self.index_unique:
+                kwargs["unique"] = True
+            if self.normaliser != self.default_normaliser:
+                kwargs["normaliser"] = self.normaliser
+        return name, path, args, kwargs
+
+    @property
+    def index_context(self) -> bytes:
+        """What the field's index key is derived from: the name its values are bound to."""
+        assert self.binding is not None
+        return bytes(self.binding.context)
+
+    def index_input(self, value: Any, *, query: bool = False) -> bytes | None:
+        return index_input(self, value, query=query)
+
+    def saved_index_input(self, instance: models.Model) -> bytes | None:
+        """``index_input`` of the value ``instance`` is saving, computed once per save: the
+        checks before the save and each slot's column ask for it (a normaliser is not free)."""
+        value = getattr(instance, self.attname)
+        cache = instance.__dict__.setdefault("_blind_index_inputs", {})
+        hit = cache.get(self.attname)
+        if hit is not None and hit[0] is value:  # the same object: immutable values only
+            return hit[1]
+        data = self.index_input(value)
+        cache[self.attname] = (value, data)
+        return data
+
+    def index_lookup(self, lookup_name: str) -> Any:
+        """The lookup the blind index answers ``lookup_name`` with, else ``None``."""
+        return index_lookup(self, lookup_name) if self.blind_index else None
 
 
 def check_options(field: Any, blind_index: bool, normaliser: Any, unique: bool) -> None:
