@@ -11,9 +11,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from data_encryption.legacy import SETTING
 from data_encryption.models import RunStatus
 from data_encryption.rotation.conversion_report import ConversionReport
-from data_encryption.services import get_rotation_service_class
 
-from .rotate_encryption_key import TerminalProgress, add_walk_arguments
+from .rotate_encryption_key import add_walk_arguments, walk_service
 
 
 class Command(BaseCommand):
@@ -40,16 +39,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        batch_size = options["batch_size"]
-        if batch_size is not None and batch_size < 1:
-            raise CommandError("--batch-size must be a positive number of rows.")
-        is_terminal = hasattr(self.stdout, "isatty") and self.stdout.isatty()
-        verbosity = 0 if options["json"] else options["verbosity"]
-        service = get_rotation_service_class()(
-            using=options["database"],
-            batch_size=batch_size,
-            progress=TerminalProgress(self.stdout, is_terminal, verbosity),
-        )
+        service = walk_service(self, options)
         try:
             report = service.encrypt_existing(
                 options["columns"], dry_run=options["dry_run"], trigger="command"

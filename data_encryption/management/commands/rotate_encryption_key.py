@@ -94,6 +94,21 @@ def add_walk_arguments(parser: CommandParser, verb: str) -> None:
     )
 
 
+def walk_service(command: BaseCommand, options: dict[str, Any]) -> Any:
+    """The rotation service a command that walks tables calls, from the options of
+    ``add_walk_arguments``, with the progress bar on a terminal (none with ``--json``)."""
+    batch_size = options["batch_size"]
+    if batch_size is not None and batch_size < 1:
+        raise CommandError("--batch-size must be a positive number of rows.")
+    is_terminal = hasattr(command.stdout, "isatty") and command.stdout.isatty()
+    verbosity = 0 if options.get("json") else options["verbosity"]
+    return get_rotation_service_class()(
+        using=options["database"],
+        batch_size=batch_size,
+        progress=TerminalProgress(command.stdout, is_terminal, verbosity),
+    )
+
+
 class Command(BaseCommand):
     help = (
         "Rotate the data encryption key: back up the keys, make a new primary key, re-encrypt "
