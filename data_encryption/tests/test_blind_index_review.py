@@ -1,0 +1,48 @@
+"""Findings of the outside review of the blind index: each test failed before its fix."""
+
+import io
+
+from django.core.management import call_command
+from django.db import connection
+from django.test import TestCase
+
+from data_encryption.exceptions import BlindIndexIncomplete
+from data_encryption.index_keys import reset_index_key_ring
+from data_encryption.models import IndexKey
+from data_encryption.tests.search_app.models import Person
+from data_encryption.tests.utils import FreshKeyRingMixin
+
+SSN = "search_app.Person.ssn"
+
+
+def pks(queryset):
+    return sorted(queryset.values_list("pk", flat=True))
+
+
+def rebuild(*args):
+    out = io.StringIO()
+    call_command("rebuild_blind_index", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+class LostIndexKeyTests(FreshKeyRingMixin, TestCase):
+    """docs/search.md: "a database restored without its index keys" makes queries refuse, never
+    answer empty. The index columns still hold hashes under the lost key, so no row lacks an
+    index and the count of missing ones alone finds nothing."""
+
+    def test_a_lost_index_key_table_refuses_queries_until_recomputed(self):
+        ann = Person.objects.create(name="ann", ssn="123-45-6789")
+        Person.objects.create(name="bob", ssn="987-65-4321")
+        self.assertEqual(pks(Person.objects.filter(ssn="123456789")), [ann.pk])
+        IndexKey.objects.all().delete()  # the table lost; a new first key is made on use
+        reset_index_key_ring()
+
+        with self.assertRaises(BlindIndexIncomplete) as caught:
+            list(Person.objects.filter(ssn="123456789"))
+        self.assertIn(
+            "rebuild_blind_index --recompute search_app.Person.ssn", str(caught.exception)
+        )
+        self.assertNotIn("6789", str(caught.exception))
+
+        rebuild("--recompute", SSN)
+        self.assertEqual(pks(Person.objects.filter(ssn="123456789")), [ann.pk])
