@@ -46,3 +46,17 @@ class LostIndexKeyTests(FreshKeyRingMixin, TestCase):
 
         rebuild("--recompute", SSN)
         self.assertEqual(pks(Person.objects.filter(ssn="123456789")), [ann.pk])
+
+
+class DeferredSaveTests(FreshKeyRingMixin, TestCase):
+    def test_saving_a_row_loaded_without_its_value_keeps_the_index_the_database_has(self):
+        """A row loaded with ``defer("ssn")`` and saved after a rebuild (or an index-key walk)
+        filled its index wrote the index it had loaded (NULL) back over it: the field stayed
+        recorded complete, so queries missed the row."""
+        ann = Person.objects.create(name="ann", ssn="123-45-6789")
+        Person.objects.update(ssn_bidx_a=None)  # as a row written by raw SQL
+        stale = Person.objects.defer("ssn").get()
+        rebuild(SSN)
+        stale.name = "ann b."
+        stale.save()
+        self.assertEqual(pks(Person.objects.filter(ssn="123456789")), [ann.pk])
