@@ -60,3 +60,25 @@ class DeferredSaveTests(FreshKeyRingMixin, TestCase):
         stale.name = "ann b."
         stale.save()
         self.assertEqual(pks(Person.objects.filter(ssn="123456789")), [ann.pk])
+
+
+class UpsertTests(FreshKeyRingMixin, TestCase):
+    def test_bulk_create_updating_conflicts_writes_the_index_with_the_value(self):
+        """``bulk_create(update_conflicts=True, update_fields=["ssn"])`` set the ciphertext of a
+        conflicting row but left its index as it was: the row was found by its old value, and
+        not by its new one."""
+        if not connection.features.supports_update_conflicts_with_target:
+            self.skipTest("no INSERT ... ON CONFLICT DO UPDATE")
+        ann = Person.objects.create(name="ann", ssn="123-45-6789")
+        bob = Person.objects.create(name="bob", ssn="987-65-4321")
+        Person.objects.bulk_create(
+            [Person(pk=ann.pk, name="ann", ssn="111-11-1111"), Person(name="cy", ssn="2")]
+            + [Person(pk=bob.pk, name="bob", ssn="333-33-3333")],
+            update_conflicts=True,
+            update_fields=["ssn"],
+            unique_fields=["id"],
+        )
+        self.assertEqual(pks(Person.objects.filter(ssn="111111111")), [ann.pk])
+        self.assertEqual(pks(Person.objects.filter(ssn="123456789")), [])
+        self.assertEqual(pks(Person.objects.filter(ssn="333333333")), [bob.pk])
+        self.assertEqual(Person.objects.get(ssn="2").name, "cy")
