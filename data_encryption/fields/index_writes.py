@@ -32,7 +32,7 @@ class ForInsert:
     upsert (``bulk_create(update_conflicts=True, update_fields=["ssn"])``) that updates the
     field on a conflict then updates its index columns too, from the inserted row's."""
 
-    __slots__ = ("value", "indexed_field")
+    __slots__ = ("indexed_field", "value")
 
     # What the INSERT compiler asks of a resolved expression: this writes a plain value.
     contains_column_references = contains_aggregate = contains_over_clause = False

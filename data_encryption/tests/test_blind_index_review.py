@@ -72,8 +72,11 @@ class UpsertTests(FreshKeyRingMixin, TestCase):
         ann = Person.objects.create(name="ann", ssn="123-45-6789")
         bob = Person.objects.create(name="bob", ssn="987-65-4321")
         Person.objects.bulk_create(
-            [Person(pk=ann.pk, name="ann", ssn="111-11-1111"), Person(name="cy", ssn="2")]
-            + [Person(pk=bob.pk, name="bob", ssn="333-33-3333")],
+            [
+                Person(pk=ann.pk, name="ann", ssn="111-11-1111"),
+                Person(name="cy", ssn="2"),
+                Person(pk=bob.pk, name="bob", ssn="333-33-3333"),
+            ],
             update_conflicts=True,
             update_fields=["ssn"],
             unique_fields=["id"],
