@@ -228,11 +228,19 @@ class KeyRotationService:
         return index_key_rotation(self.using, self.batch_size, self.progress, trigger).run()
 
     def rebuild_blind_index(
-        self, labels: Sequence[str] = (), *, dry_run: bool = False, trigger: str = "api"
+        self,
+        labels: Sequence[str] = (),
+        *,
+        dry_run: bool = False,
+        recompute: bool = False,
+        trigger: str = "api",
     ) -> RotationReport | dict[str, int]:
-        """Index the rows of ``labels``' indexed fields (all by default) that lack an index;
-        with ``dry_run``, count them per field instead."""
-        walk = rebuild_walk(labels, self.using, self.batch_size, self.progress, trigger)
+        """Index the rows of ``labels``' indexed fields (all by default) that lack an index
+        (``recompute``: every row, rewriting an index another key wrote); with ``dry_run``,
+        count the rows that lack one per field instead."""
+        walk = rebuild_walk(
+            labels, self.using, self.batch_size, self.progress, trigger, recompute=recompute
+        )
         return walk.missing() if dry_run else walk.run()
 
     def rotate(

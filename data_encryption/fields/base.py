@@ -146,7 +146,7 @@ class EncryptedFieldMixin(BlindIndexOptions):
 
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
         value = self._pre_save(model_instance, add)
-        return ForInsert(value) if add and self.blind_index else value
+        return ForInsert(value, self) if add and self.blind_index else value
 
     def _pre_save(self, model_instance: models.Model, add: bool) -> Any:
         value = super().pre_save(model_instance, add)

@@ -71,8 +71,10 @@ class BlindIndexColumn(models.BinaryField):
 
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
         source = self.source_field()
-        if not add and source.attname not in model_instance.__dict__:  # deferred: unchanged
-            return getattr(model_instance, self.attname)
+        if not add and source.attname not in model_instance.__dict__:
+            # The value is deferred, so unchanged: keep what the database holds, not the index
+            # loaded with the row, which a rebuild or an index-key walk may have filled since.
+            return models.F(self.attname)
         data = source.saved_index_input(model_instance)
         value = slot_digest(source.index_context, data, self.slot)
         setattr(model_instance, self.attname, value)

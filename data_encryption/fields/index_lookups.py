@@ -101,12 +101,41 @@ def require_complete(field: Any, key_id: int, complete: frozenset[str], using: s
         .filter(**{f"{field.name}__isnull": False, f"{column.name}__isnull": True})
         .count()
     )
+    label = f"{field.model._meta.label}.{field.name}"
     if missing:
         raise BlindIndexIncomplete(
             f"{field.model.__name__}.{field.name} has {missing} row(s) without a blind index "
             "under the active index key, so a query would miss them. Build it with "
-            f"'manage.py rebuild_blind_index {field.model._meta.label}.{field.name}' "
-            "(docs/search.md)."
+            f"'manage.py rebuild_blind_index {label}' (docs/search.md)."
+        )
+    if not _sampled_rows_match(field, column, using):
+        raise BlindIndexIncomplete(
+            f"{field.model.__name__}.{field.name} holds blind index values that the active "
+            "index key did not write (the index keys were lost or restored from an older "
+            "backup), so a query would miss rows. Recompute every row's index with "
+            f"'manage.py rebuild_blind_index --recompute {label}', or restore the index keys "
+            "from a key backup (docs/search.md)."
         )
     mark_complete(key_id, context)
     _checked.add((key_id, context))
+
+
+def _sampled_rows_match(field: Any, column: Any, using: str) -> bool:
+    """Whether the oldest and newest indexed rows hold their hash under the active key. An
+    index written under a key this process no longer has (the index-key table lost, or
+    restored from a backup older than the last rotation) has no NULLs to count: every row
+    would be silently missed. Two rows read once per field per key, not per query."""
+    indexed = (
+        field.model._base_manager.using(using)
+        .filter(**{f"{field.name}__isnull": False, f"{column.name}__isnull": False})
+        .only(field.attname, column.attname)
+    )
+    for row in (indexed.order_by("pk").first(), indexed.order_by("-pk").first()):
+        if row is None:
+            continue
+        data = field.index_input(getattr(row, field.attname), query=True)
+        if data is not None and read_digest(field.index_context, data) != bytes(
+            getattr(row, column.attname)
+        ):
+            return False
+    return True

@@ -26,15 +26,30 @@ from .binding import RowBoundValue
 class ForInsert:
     """The value an indexed field's ``pre_save`` hands an INSERT: the index columns were
     filled by their own ``pre_save``, so the value is written plainly (which keeps
-    PostgreSQL's ``UNNEST`` bulk insert, refused to expressions)."""
+    PostgreSQL's ``UNNEST`` bulk insert, refused to expressions).
 
-    __slots__ = ("value",)
+    The INSERT compiler hands it its query (``resolve_expression``) before compiling: an
+    upsert (``bulk_create(update_conflicts=True, update_fields=["ssn"])``) that updates the
+    field on a conflict then updates its index columns too, from the inserted row's."""
 
-    def __init__(self, value: Any) -> None:
-        self.value = value
+    __slots__ = ("indexed_field", "value")
+
+    # What the INSERT compiler asks of a resolved expression: this writes a plain value.
+    contains_column_references = contains_aggregate = contains_over_clause = False
+
+    def __init__(self, value: Any, indexed_field: Any) -> None:
+        self.value, self.indexed_field = value, indexed_field
 
     def __repr__(self) -> str:
         return "<ForInsert>"  # never the value: it is plaintext
+
+    def resolve_expression(self, query: Any = None, *args: Any, **kwargs: Any) -> ForInsert:
+        updated = getattr(query, "update_fields", None) or ()
+        if self.indexed_field in updated:
+            missing = [c for c in self.indexed_field.index_columns if c not in updated]
+            if missing:
+                query.update_fields = [*updated, *missing]
+        return self
 
 
 class IndexedAssignment(models.Expression):

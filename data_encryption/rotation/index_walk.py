@@ -176,12 +176,16 @@ def rebuild_walk(
     batch_size: int | None = None,
     progress: Progress | None = None,
     trigger: str = "api",
+    *,
+    recompute: bool = False,
 ) -> IndexWalk:
     """The walk of ``rebuild_blind_index``: the active slot (and a filling one) of the indexed
     fields ``labels`` names (``app_label.Model[.field]``; every indexed field by default),
-    for the rows that lack an index there."""
+    for the rows that lack an index there (``recompute``: every row, for an index written
+    under a key that is gone)."""
     return IndexWalk(
         index_tables(chosen_indexed(labels)),
+        only_missing=not recompute,
         using=using or index_key_database(),
         batch_size=batch_size,
         progress=progress,

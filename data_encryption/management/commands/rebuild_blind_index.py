@@ -36,6 +36,12 @@ class Command(BaseCommand):
             action="store_true",
             help="Count the rows that have a value but no index; write nothing.",
         )
+        parser.add_argument(
+            "--recompute",
+            action="store_true",
+            help="Compute every row's index, not only the missing ones, and rewrite those that "
+            "differ: for index values written under a key that was lost (restored database).",
+        )
         add_walk_arguments(parser, "index")
         parser.add_argument("--json", action="store_true", help="Print the report as JSON.")
 
@@ -43,7 +49,10 @@ class Command(BaseCommand):
         service = walk_service(self, options)
         try:
             outcome = service.rebuild_blind_index(
-                options["fields"], dry_run=options["dry_run"], trigger="command"
+                options["fields"],
+                dry_run=options["dry_run"],
+                recompute=options["recompute"],
+                trigger="command",
             )
         except (ImproperlyConfigured, DataEncryptionError) as exc:
             raise CommandError(str(exc)) from None
