@@ -92,7 +92,7 @@ register_cache(_checked.clear)
 def require_complete(field: Any, key_id: int, complete: frozenset[str], using: str) -> None:
     """Refuse to answer from an index that some rows lack (values written before
     ``blind_index=True`` was added, converted from plaintext, or restored from elsewhere)."""
-    context = field.index_context.decode()
+    context = field.index_record
     if context in complete or (key_id, context) in _checked:
         return
     column = field.index_columns[SLOTS.index(index_key_ring().active_slot)]
@@ -111,8 +111,9 @@ def require_complete(field: Any, key_id: int, complete: frozenset[str], using: s
     if not _sampled_rows_match(field, column, using):
         raise BlindIndexIncomplete(
             f"{field.model.__name__}.{field.name} holds blind index values that the active "
-            "index key did not write (the index keys were lost or restored from an older "
-            "backup), so a query would miss rows. Recompute every row's index with "
+            "index key and the field's normaliser did not write (the index keys were lost or "
+            "restored from an older backup, or the normaliser changed), so a query would miss "
+            "rows. Recompute every row's index with "
             f"'manage.py rebuild_blind_index --recompute {label}', or restore the index keys "
             "from a key backup (docs/search.md)."
         )

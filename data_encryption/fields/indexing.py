@@ -68,6 +68,18 @@ class BlindIndexOptions(models.Field):
         assert self.binding is not None
         return bytes(self.binding.context)
 
+    @property
+    def index_record(self) -> str:
+        """How the key table records this field's index as complete: its context, and its
+        normaliser when it has one, so that changing the normaliser (which changes every index
+        value) makes the field incomplete again instead of silently matching nothing."""
+        context = self.index_context.decode()
+        spec = self.normaliser
+        if spec is None:
+            return context
+        name = spec if isinstance(spec, str) else f"{spec.__module__}.{spec.__qualname__}"
+        return f"{context}#{name}"
+
     def index_input(self, value: Any, *, query: bool = False) -> bytes | None:
         return index_input(self, value, query=query)
 

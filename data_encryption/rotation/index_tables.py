@@ -32,6 +32,11 @@ class IndexedColumn:
     def context(self) -> str:
         return bytes(self.field.index_context).decode()
 
+    @property
+    def record(self) -> str:
+        """What the key table records the field's index as complete under."""
+        return str(self.field.index_record)
+
 
 @dataclass
 class IndexTable(Table):

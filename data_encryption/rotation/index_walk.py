@@ -119,7 +119,7 @@ class IndexWalk(Rotation):
                         incomplete.append(f"{table.label}.{indexed.name}")
                         continue
                     for slot in self.slots:
-                        mark_complete(self.ring.slots[slot].key_id, indexed.context, self.using)
+                        mark_complete(self.ring.slots[slot].key_id, indexed.record, self.using)
         reason = ""
         if incomplete:
             reason = (

@@ -142,6 +142,6 @@ def mark_indexed(connection: Any, table: Any, names: Iterable[str]) -> list[str]
             cursor.execute(sql)
             if cursor.fetchone() is not None:
                 continue
-        mark_complete(ring.active.key_id, index.field.index_context.decode())
+        mark_complete(ring.active.key_id, index.field.index_record)
         marked.append(index.label)
     return marked

@@ -85,3 +85,32 @@ class UpsertTests(FreshKeyRingMixin, TestCase):
         self.assertEqual(pks(Person.objects.filter(ssn="123456789")), [])
         self.assertEqual(pks(Person.objects.filter(ssn="333333333")), [bob.pk])
         self.assertEqual(Person.objects.get(ssn="2").name, "cy")
+
+
+class ChangedNormaliserTests(FreshKeyRingMixin, TestCase):
+    """Changing a field's normaliser changes every index value: the field is recorded complete
+    with its normaliser, so the change makes it incomplete again and queries refuse, rather
+    than silently matching nothing, until the index is recomputed."""
+
+    def test_a_changed_normaliser_refuses_queries_until_recomputed(self):
+        from data_encryption.blind_index import normalisers
+
+        ann = Person.objects.create(name="ann", email="Ann@Example.com")
+        self.assertEqual(pks(Person.objects.filter(email="Ann@EXAMPLE.com")), [ann.pk])
+        field = Person._meta.get_field("email")
+        saved = (field.normaliser, field.normalise, field.normaliser_folds_case)
+        self.addCleanup(
+            lambda: (
+                setattr(field, "normaliser", saved[0])
+                or setattr(field, "normalise", saved[1])
+                or setattr(field, "normaliser_folds_case", saved[2])
+            )
+        )
+        # What a deploy with normaliser="email_lower" does to the field.
+        field.normaliser, field.normalise = "email_lower", normalisers.email_lower
+        field.normaliser_folds_case = True
+
+        with self.assertRaisesMessage(BlindIndexIncomplete, "the normaliser changed"):
+            list(Person.objects.filter(email="ann@example.com"))
+        rebuild("--recompute", "search_app.Person.email")
+        self.assertEqual(pks(Person.objects.filter(email="ANN@example.com")), [ann.pk])

@@ -51,7 +51,7 @@ class IndexKeyBackupTests(FreshKeyRingMixin, TestCase):
         [entry] = document["index_keys"]
         self.assertEqual(
             (entry["hex_id"], entry["slot"], entry["state"], entry["complete_fields"]),
-            (self.key.hex_id, "a", "active", ["search_app.Person.ssn"]),
+            (self.key.hex_id, "a", "active", ["search_app.Person.ssn#digits"]),
         )
         self.assertEqual(entry["master_key_fingerprint"], self.key.master_key_fingerprint)
         text = path.read_text()

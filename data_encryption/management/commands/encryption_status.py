@@ -56,7 +56,7 @@ def index_status(using: str, *, count_missing: bool = False) -> dict[str, Any]:
     active = next((row for row in rows if row.state == IndexKeyState.ACTIVE), None)
     fields = []
     for field in indexed_fields():
-        context = field.index_context.decode()
+        context = field.index_record
         entry: dict[str, Any] = {
             "field": f"{field.model._meta.label}.{field.name}",
             "context": context,
