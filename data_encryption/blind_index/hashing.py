@@ -44,8 +44,7 @@ def digester(field_key: bytes) -> Callable[[bytes], bytes]:
 def read_digest(context: bytes, data: bytes) -> bytes:
     """What a query compares the index with: ``data``'s digest under the active key."""
     ring = index_key_ring()
-    key = ring.active
-    return digest(ring.field_key(key, context), data)
+    return _digester(ring.field_key(ring.active, context))(data)
 
 
 def write_digests(context: bytes, data: bytes | None) -> tuple[bytes | None, ...]:
@@ -60,4 +59,18 @@ def slot_digest(context: bytes, data: bytes | None, slot: str) -> bytes | None:
         return None
     ring = index_key_ring()
     key = ring.slots.get(slot)
-    return None if key is None else digest(ring.field_key(key, context), data)
+    return None if key is None else _digester(ring.field_key(key, context))(data)
+
+
+# Each field key's digester, made once: a save or a query hashes with the HMAC states copied,
+# not rebuilt. Keyed by the field key itself, so a key the ring no longer holds is never used.
+_digesters: dict[bytes, Callable[[bytes], bytes]] = {}
+
+
+def _digester(field_key: bytes) -> Callable[[bytes], bytes]:
+    found = _digesters.get(field_key)
+    if found is None:
+        if len(_digesters) > 1024:  # keys of rotated-out index keys, over a long life
+            _digesters.clear()
+        found = _digesters[field_key] = digester(field_key)
+    return found

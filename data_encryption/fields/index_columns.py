@@ -15,7 +15,7 @@ import hashlib
 from typing import Any
 
 from django.db import models
-from django.db.models import signals
+from django.db.models import Q, signals
 from django.db.models.constraints import UniqueConstraint
 
 from ..blind_index import DIGEST_BYTES, slot_digest
@@ -92,9 +92,8 @@ class BlindIndexUnique(UniqueConstraint):
         super().__init__(fields=fields, name=name, **kwargs)
 
     def _on_index_column(self) -> UniqueConstraint:
-        return UniqueConstraint(
-            fields=[index_column_name(self.fields[0], self.slot)], name=self.name
-        )
+        column = index_column_name(self.fields[0], self.slot)
+        return UniqueConstraint(fields=[column], name=self.name, condition=not_null(column))
 
     def constraint_sql(self, model: Any, schema_editor: Any) -> Any:
         return self._on_index_column().constraint_sql(model, schema_editor)
@@ -122,6 +121,19 @@ class BlindIndexUnique(UniqueConstraint):
         )
 
     __hash__ = UniqueConstraint.__hash__
+
+
+def not_null(column: str) -> Q:
+    """The condition of a slot column's index: its NULLs (the idle slot, a NULL value) are left
+    out, so a save that leaves the idle slot NULL changes no entry of its index, and PostgreSQL
+    and SQLite still use the index for ``column = %s`` (which implies ``IS NOT NULL``)."""
+    return Q(**{f"{column}__isnull": False})
+
+
+def index_name(model: type[models.Model], column: str) -> str:
+    """A slot column's index name: Django allows 30 characters, so a hash of table and column."""
+    digest = hashlib.sha256(f"{model._meta.db_table}.{column}".encode()).hexdigest()[:12]
+    return f"bidx_{digest}_{column[-1]}"
 
 
 def constraint_name(model: type[models.Model], source_name: str, slot: str) -> str:
@@ -153,7 +165,7 @@ def add_index_columns(field: Any, cls: type[models.Model], name: str) -> None:
     columns = []
     for slot in SLOTS:
         column_name = index_column_name(name, slot)
-        column = BlindIndexColumn(source=name, slot=slot, db_index=not field.index_unique)
+        column = BlindIndexColumn(source=name, slot=slot)
         # Declared right after the field, in every form and in migrations. Not the field's
         # own counter: fields with equal counters on one model are equal (Field.__eq__).
         column.creation_counter = field.creation_counter + (SLOTS.index(slot) + 1) / 4
@@ -169,6 +181,14 @@ def add_index_columns(field: Any, cls: type[models.Model], name: str) -> None:
                 ]
                 # Migrations take a model's constraints from its Meta as written.
                 cls._meta.original_attrs["constraints"] = cls._meta.constraints
+        else:
+            index = index_name(cls, column_name)
+            if all(i.name != index for i in cls._meta.indexes):
+                cls._meta.indexes = [
+                    *cls._meta.indexes,
+                    models.Index(fields=[column_name], name=index, condition=not_null(column_name)),
+                ]
+                cls._meta.original_attrs["indexes"] = cls._meta.indexes
     field.index_columns = tuple(columns)
     signals.pre_save.connect(
         _before_save, sender=cls, weak=False, dispatch_uid="data_encryption.blind_index.raw_save"
