@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import secrets
 import threading
 from dataclasses import dataclass, field
 from time import monotonic
@@ -24,14 +23,13 @@ from django.db import IntegrityError, router, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .ciphers import generate_data_key
 from .conf import encryption_settings, register_cache
 from .envelope import format_key_id
 from .exceptions import IndexKeyUnavailableError, KeyConfigurationError
 from .key_audit import Metadata, metadata_problem, metadata_verdict, require_verified_metadata
-from .keys import PendingKey, rewrap_rows
+from .keys import PendingKey, generate_wrapped_key, rewrap_rows
 from .master_key import master_keys, unwrap_with_any
-from .models import DataKey, IndexKey, IndexKeyState
+from .models import IndexKey, IndexKeyState
 
 logger = logging.getLogger("data_encryption")
 
@@ -219,24 +217,10 @@ def ensure_active_index_key(using: str | None = None) -> IndexKey:
         return IndexKey.objects.using(using).get(state=IndexKeyState.ACTIVE)
 
 
-@sensitive_variables()
 def generate_wrapped_index_key(using: str) -> PendingKey:
     """A new index key, wrapped under the current master key and not yet stored (so a key
-    backup can hold it first). Its id is distinct from every data key's and index key's, so a
-    wrapped key copied between the two tables (the wrap binds the id) never unwraps as the
-    other."""
-    master = master_keys()[0]
-    for _attempt in range(8):
-        key_id = secrets.randbits(32)
-        if (
-            key_id != 0
-            and not IndexKey.objects.using(using).filter(key_id=key_id).exists()
-            and not DataKey.objects.using(using).filter(key_id=key_id).exists()
-        ):
-            break
-    else:
-        raise RuntimeError("Could not find a free index key id in 8 attempts.")
-    return PendingKey(key_id, master.wrap(key_id, generate_data_key()), master.fingerprint)
+    backup can hold it first); made as a data key is (``keys.generate_wrapped_key``)."""
+    return generate_wrapped_key(using)
 
 
 def create_index_key(

@@ -41,7 +41,7 @@ from .missing_keys import MissingKeyIds
 # Documented at these paths before the master key had its own module (README, recovery runbook);
 # they keep working for settings and scripts that name them.
 from .master_key import MasterKey, SettingsMasterKeyProvider  # noqa: F401  isort: skip
-from .models import DataKey, KeyState
+from .models import DataKey, IndexKey, KeyState
 
 logger = logging.getLogger("data_encryption")
 
@@ -224,13 +224,19 @@ class PendingKey:
 
 
 def generate_wrapped_key(using: str) -> PendingKey:
-    """Make new key material and wrap it under the current master key, with a free random id."""
+    """Make new key material (a data key's or a blind-index key's) and wrap it under the
+    current master key, with a random id no data key and no index key has: the wrap binds the
+    id, so a wrapped key copied between the two tables never unwraps as the other."""
     master = master_keys()[0]
     for _attempt in range(8):
         key_id = secrets.randbits(32)
-        if key_id != 0 and not DataKey.objects.using(using).filter(key_id=key_id).exists():
+        if (
+            key_id != 0
+            and not DataKey.objects.using(using).filter(key_id=key_id).exists()
+            and not IndexKey.objects.using(using).filter(key_id=key_id).exists()
+        ):
             return PendingKey(key_id, master.wrap(key_id, generate_data_key()), master.fingerprint)
-    raise RuntimeError("Could not find a free data key id in 8 attempts.")  # 2^-32 odds each
+    raise RuntimeError("Could not find a free key id in 8 attempts.")  # 2^-32 odds each
 
 
 def create_data_key(

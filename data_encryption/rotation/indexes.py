@@ -14,7 +14,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from ..blind_index import slot_digest
+from ..blind_index import write_digests
 from ..exceptions import BlindIndexError
 from ..index_keys import SLOTS, index_key_ring, mark_complete
 
@@ -48,8 +48,7 @@ class IndexedColumn:
                 f"The {self.field.normaliser!r} normaliser of {self.label} refuses this value, "
                 "so it cannot be indexed: correct the row's value, then convert again."
             ) from None
-        context = self.field.index_context
-        return tuple(slot_digest(context, data, slot) for slot in SLOTS)
+        return write_digests(self.field.index_context, data)
 
 
 def indexed_column(field: models.Field, existing: Iterable[str] | None = None) -> Any:
