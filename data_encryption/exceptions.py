@@ -48,6 +48,23 @@ class KeyConfigurationError(DataEncryptionError, ImproperlyConfigured):
     """A key setting is missing or malformed, or no configured master key can unwrap a data key."""
 
 
+class MasterKeyProviderError(KeyConfigurationError):
+    """A master-key provider (a KMS, an HSM: ``data_encryption.master_keys``) refused a request
+    or could not be asked: wrong credentials or PIN, a key that does not exist or is disabled, a
+    missing token. The message names the provider and its key, never key material."""
+
+
+class MasterKeyUnavailable(MasterKeyProviderError):
+    """The provider could not be reached in time (network, timeout, throttling). A process whose
+    key ring is loaded keeps the keys it holds; a cold one cannot unwrap until it is back."""
+
+
+class WrongMasterKey(DataEncryptionError):
+    """A provider's answer to an unwrap it cannot do because the blob was not wrapped by its key
+    for that key id, or was altered. Not a configuration problem: another configured master key
+    (a fallback) may unwrap it."""
+
+
 class EncryptedLookupError(DataEncryptionError, FieldError):
     """A query asked an encrypted field for a lookup the database cannot answer on ciphertext."""
 

@@ -1,0 +1,8 @@
+"""Master keys held in a KMS or an HSM: the public ``Provider`` contract and the providers that
+ship (``AwsKms``, ``Pkcs11``). Each provider imports its client library (boto3, python-pkcs11)
+only when it is used, so installing neither costs nothing.
+"""
+
+from .provider import Provider, key_context
+
+__all__ = ["Provider", "key_context"]
