@@ -9,7 +9,7 @@ signs rows an operator has checked. Messages name key ids and master-key fingerp
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
@@ -18,8 +18,8 @@ from django.db import transaction
 
 from .ciphers import AeadCipher
 from .envelope import format_key_id
-from .exceptions import KeyConfigurationError
-from .master_key import MasterKey, unwrap_with_any, verify_metadata_with_any
+from .exceptions import KeyConfigurationError, MasterKeyProviderError, MasterKeyUnavailable
+from .master_key import AnyMasterKey, unwrap_with_any, verify_metadata_with_any
 from .models import (
     DataKey,
     IndexKey,
@@ -60,7 +60,7 @@ def metadata_verdict(row: DataKey | IndexKey) -> str:
     return Metadata.TAMPERED
 
 
-def signed_by(master: MasterKey, row: DataKey | IndexKey) -> bool:
+def signed_by(master: AnyMasterKey, row: DataKey | IndexKey) -> bool:
     """Whether ``row``'s metadata MAC was made by ``master`` over the row as it stands."""
     mac = row.metadata_mac
     return mac is not None and master.verify_metadata(metadata_message(row), bytes(mac))
@@ -97,6 +97,30 @@ def unwrap_material(row: DataKey | IndexKey) -> bytes | None:
     """The row's key material under whichever configured master key wrapped it, else ``None``."""
     wrapped = bytes(row.wrapped_key) if row.wrapped_key is not None else b""
     return unwrap_with_any(row.key_id, wrapped, row.master_key_fingerprint)
+
+
+@dataclass(frozen=True)
+class Unwrapped:
+    """A key row's material, or why there is none: ``problem`` is a provider's error (a KMS or
+    HSM that refused or could not be reached), "" when no configured master key wraps it."""
+
+    material: bytes | None
+    problem: str = ""
+    unavailable: bool = False  # the provider could not be reached: worth asking again soon
+
+    def __repr__(self) -> str:
+        return f"<Unwrapped {'material' if self.material else 'none'} {self.problem!r}>"
+
+
+def unwrap_row(row: DataKey | IndexKey) -> Unwrapped:
+    """``unwrap_material`` for a key ring: a provider's failure costs only this row, and says
+    what to check."""
+    try:
+        return Unwrapped(unwrap_material(row))
+    except MasterKeyUnavailable as exc:
+        return Unwrapped(None, str(exc), unavailable=True)
+    except MasterKeyProviderError as exc:
+        return Unwrapped(None, str(exc))
 
 
 def unwrap_failure(row: DataKey) -> str:
@@ -137,10 +161,10 @@ UNAUTHENTICATED_ADVICE = (
 )
 
 
-def primary_refusal(row: DataKey, verdict: str, unwraps: bool) -> str:
+def primary_refusal(row: DataKey, verdict: str, unwraps: bool, why: str = "") -> str:
     """Why nothing may be encrypted under the primary ``row`` ("" when it may)."""
     if not unwraps:
-        return f"Cannot encrypt: the primary data key is unusable. {unwrap_failure(row)}"
+        return f"Cannot encrypt: the primary data key is unusable. {why or unwrap_failure(row)}"
     if verdict == Metadata.VERIFIED:
         return ""
     advice = TAMPERED_ADVICE if verdict == Metadata.TAMPERED else UNAUTHENTICATED_ADVICE
@@ -160,26 +184,39 @@ class RingKeys:
     unusable: dict[int, str] = field(default_factory=dict)
     primary_id: int = 0
     refusal: str = ""
+    # A provider failed for some key: the ring is reloaded soon rather than after
+    # KEY_CACHE_SECONDS, so the keys come back as soon as the provider does.
+    retry_soon: bool = False
 
 
-def sort_key_rows(rows: Iterable[DataKey]) -> RingKeys:
+def sort_key_rows(rows: Iterable[DataKey], previous: Mapping[int, AeadCipher] = {}) -> RingKeys:
     """Each row on its own verdicts, so one bad row costs only its own values. A tampered or
     unauthenticated key still decrypts: its material is authenticated by the wrap (bound to its
     id), so what it decrypts is genuine; refusing would turn any edit of a date into an outage
-    of its values. Only the primary refuses, since its state decides what gets encrypted."""
+    of its values. Only the primary refuses, since its state decides what gets encrypted.
+
+    ``previous``: the ciphers of the ring being replaced. A key whose provider cannot be reached
+    now keeps its cipher from there: a loaded process keeps working through an outage."""
     keys = RingKeys()
     for row in rows:
-        material, verdict = unwrap_material(row), metadata_verdict(row)
-        if material is None:
-            keys.unusable[row.key_id] = unwrap_failure(row)
-            _report_once(row, "unwrap", unwrap_failure(row))
+        got, verdict = unwrap_row(row), metadata_verdict(row)
+        cipher = AeadCipher(got.material) if got.material is not None else None
+        if got.problem:
+            keys.retry_soon = True
+            if got.unavailable and row.key_id in previous:
+                cipher = previous[row.key_id]
+                _report_once(row, "unavailable", f"{got.problem} Keeping this process's copy.")
+        why = got.problem or unwrap_failure(row)
+        if cipher is None:
+            keys.unusable[row.key_id] = why
+            _report_once(row, "unwrap", why)
         else:
-            keys.ciphers[row.key_id] = AeadCipher(material)
+            keys.ciphers[row.key_id] = cipher
             if verdict != Metadata.VERIFIED:  # (one that does not unwrap lost its master key)
                 _report_once(row, verdict, metadata_problem(row.hex_id, verdict))
         if row.state == KeyState.PRIMARY:
             keys.primary_id = row.key_id
-            keys.refusal = primary_refusal(row, verdict, material is not None)
+            keys.refusal = primary_refusal(row, verdict, cipher is not None, why)
     return keys
 
 
@@ -203,6 +240,7 @@ class KeyAudit:
     created_at: datetime
     metadata: str
     unwraps: bool | None
+    problem: str = ""  # a provider's error when it does not unwrap because the provider failed
 
     @property
     def hex_id(self) -> str:
@@ -227,14 +265,15 @@ def audit_index_keys(using: str) -> list[KeyAudit]:
 
 
 def _audit(row: DataKey | IndexKey, wiped: bool) -> KeyAudit:
-    unwraps = None if wiped else unwrap_material(row) is not None
+    got = None if wiped else unwrap_row(row)
     return KeyAudit(
         row.key_id,
         row.state,
         row.master_key_fingerprint,
         row.created_at,
         metadata_verdict(row),
-        unwraps,
+        None if got is None else got.material is not None,
+        "" if got is None else got.problem,
     )
 
 

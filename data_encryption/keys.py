@@ -44,6 +44,8 @@ from .master_key import MasterKey, SettingsMasterKeyProvider  # noqa: F401  isor
 from .models import DataKey, IndexKey, KeyState
 
 logger = logging.getLogger("data_encryption")
+# How soon a ring is reloaded after a provider (KMS, HSM) failed for one of its keys.
+PROVIDER_RETRY_SECONDS = 10.0
 
 
 @dataclass(slots=True)
@@ -164,7 +166,8 @@ def cipher_for(key_id: int) -> AeadCipher:
 
 def _reload() -> KeyRing:
     with _ring_lock:
-        ring = load_key_ring()
+        previous = ring_cache.ring
+        ring = load_key_ring(previous=previous.ciphers if previous else None)
         ring_cache.ring = ring
         return ring
 
@@ -176,11 +179,17 @@ def key_database() -> str:
 # Cold paths that hold data keys unwrapped are marked with Django's sensitive_variables (it covers
 # the frames they call); the per-value paths of the encryptor are not (docs/security.md).
 @sensitive_variables()
-def load_key_ring(using: str | None = None) -> KeyRing:
+def load_key_ring(
+    using: str | None = None, previous: Mapping[int, AeadCipher] | None = None
+) -> KeyRing:
     """Read and unwrap every data key that is not destroyed, key by key: one that no master key
     unwraps is left out (its values fail alone) and logged once; a tampered or unauthenticated
     key still decrypts (its material is authenticated by the wrap) but is logged, and a primary
-    that is either refuses to encrypt. Makes the first primary key if there is none."""
+    that is either refuses to encrypt. Makes the first primary key if there is none.
+
+    Each key costs one unwrap (one call to a KMS or an HSM). When a provider cannot be reached,
+    the keys of ``previous`` (the ring this one replaces) are kept, and the ring is reloaded
+    after ``PROVIDER_RETRY_SECONDS`` rather than ``KEY_CACHE_SECONDS``."""
     global _uncommitted_key_id
     # The master keys first: a malformed DB_ENCRYPTION_KEY (or fallback) is reported as itself,
     # before any query, not as whatever the query meets first (e.g. a test that has no database).
@@ -189,7 +198,7 @@ def load_key_ring(using: str | None = None) -> KeyRing:
     rows = list(DataKey.objects.using(using).exclude(state=KeyState.DESTROYED))
     if not any(row.state == KeyState.PRIMARY for row in rows):
         rows.append(ensure_primary_key(using))
-    keys = sort_key_rows(rows)
+    keys = sort_key_rows(rows, previous or {})
     if _uncommitted_key_id is not None and (
         all(row.key_id != _uncommitted_key_id for row in rows)
         or not transaction.get_connection(using).in_atomic_block
@@ -197,6 +206,8 @@ def load_key_ring(using: str | None = None) -> KeyRing:
         # Absent: its transaction rolled back. Present outside any transaction: committed.
         _uncommitted_key_id = None
     lifetime = 0.0 if _uncommitted_key_id is not None else encryption_settings.key_cache_seconds
+    if keys.retry_soon:
+        lifetime = min(lifetime, PROVIDER_RETRY_SECONDS)
     return KeyRing(
         keys.ciphers, keys.primary_id, monotonic() + lifetime, keys.unusable, keys.refusal
     )

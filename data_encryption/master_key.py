@@ -1,174 +1,52 @@
-"""The master key: parsing, derivation, wrapping, and where the key comes from.
+"""The configured master keys: which ones settings name, in what order, and unwrapping a key row
+under whichever of them wrapped it.
 
-``DB_ENCRYPTION_KEY`` (then ``DB_ENCRYPTION_KEY_FALLBACKS``) never encrypts field data; a
-``MasterKey`` wraps the random data keys that do (see ``keys``). Nothing here touches the
-database, so a provider that fetches the key elsewhere (a KMS) plugs in without the ORM.
+A master key never encrypts field data; it wraps the random data keys (and blind-index keys)
+that do (see ``keys``). It is a local key from ``DB_ENCRYPTION_KEY`` (``master_keys.local``) or a
+key held by a provider, a KMS or an HSM (``master_keys.provider_key``). The first configured key
+wraps and signs; every one unwraps and verifies. Nothing here touches the database.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.fernet import Fernet, MultiFernet
-from cryptography.hazmat.primitives import hashes, hmac
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.exceptions import InvalidTag
+from cryptography.fernet import MultiFernet
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.views.decorators.debug import sensitive_variables
 
-from .ciphers import AeadCipher
 from .conf import encryption_settings, load_class, register_cache
-from .exceptions import KeyConfigurationError
-
-WRAP_FORMAT_V1 = b"\x01"
-_WRAP_INFO = b"data_encryption/key-wrap/v1"
-_FINGERPRINT_INFO = b"data_encryption/master-key-fingerprint/v1"
-_BACKUP_MAC_INFO = b"data_encryption/backup-mac/v1"
-_METADATA_MAC_INFO = b"data_encryption/key-metadata-mac/v1"
-
-
-GENERATE_KEY_HINT = (
-    'Generate one with: python -c "from cryptography.fernet import Fernet; '
-    'print(Fernet.generate_key().decode())"'
+from .envelope import format_key_id
+from .exceptions import KeyConfigurationError, MasterKeyProviderError
+from .master_keys.local import (  # noqa: F401  (their documented import path is this module)
+    GENERATE_KEY_HINT,
+    WRAP_FORMAT_V1,
+    MasterKey,
+    parse_fernet_key,
+    parse_key_setting,
 )
+from .master_keys.provider import Provider
+from .master_keys.provider_key import ProviderMasterKey, embedded_fingerprint
 
-
-# Functions that hold a master key in a local are marked with Django's sensitive_variables, so
-# its error reports (AdminEmailHandler, the 500 page's report) show stars instead; the mark
-# covers the frames they call too. See docs/security.md, "Error reports and logs".
-@sensitive_variables()
-def parse_fernet_key(value: str | bytes, setting: str) -> bytes:
-    """Return the 32 raw bytes of a Fernet-compatible key, or raise naming the setting, never the
-    value."""
-    if isinstance(value, str):
-        value = value.encode("ascii", "replace")
-    if not isinstance(value, bytes):
-        raise KeyConfigurationError(
-            f"{setting} must be a string made by Fernet.generate_key(), not {type(value).__name__}."
-        )
-    try:
-        raw = base64.urlsafe_b64decode(value)
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32:
-        raise KeyConfigurationError(
-            f"{setting} is not a Fernet key (32 bytes, URL-safe base64). {GENERATE_KEY_HINT}"
-        )
-    return raw
-
-
-@sensitive_variables()
-def parse_key_setting(
-    current: str | bytes, fallbacks: Sequence[str | bytes], setting: str
-) -> list[tuple[bytes, str]]:
-    """``(raw key, name)`` for ``setting`` then each ``<setting>_FALLBACKS[i]``, in order; the
-    name is what an error about that key says."""
-    named = [(current, setting)] + [
-        (key, f"{setting}_FALLBACKS[{index}]") for index, key in enumerate(fallbacks)
-    ]
-    return [(parse_fernet_key(value, name), name) for value, name in named]
-
-
-class MasterKey:
-    """One master key: wraps and unwraps data keys, and names itself by a one-way fingerprint.
-
-    The wrapping key is derived from the master key with HKDF, so the bytes that wrap data keys
-    are never the bytes a legacy Fernet token was made with.
-    """
-
-    __slots__ = ("_fernet", "_mac_key", "_metadata_mac_key", "_wrapper", "fingerprint", "setting")
-
-    @sensitive_variables()
-    def __init__(self, value: str | bytes, setting: str = "DB_ENCRYPTION_KEY") -> None:
-        self._derive(parse_fernet_key(value, setting), setting)
-
-    @classmethod
-    @sensitive_variables()
-    def from_raw(cls, raw: bytes, setting: str) -> MasterKey:
-        """The master key whose 32 bytes ``parse_fernet_key`` already read from ``setting``."""
-        key = cls.__new__(cls)
-        key._derive(raw, setting)
-        return key
-
-    def _derive(self, raw: bytes, setting: str) -> None:
-        self.setting = setting
-        self._wrapper = AeadCipher(_hkdf(raw, _WRAP_INFO))
-        self.fingerprint = _hkdf(raw, _FINGERPRINT_INFO)[:8].hex()
-        self._fernet = Fernet(base64.urlsafe_b64encode(raw))
-        self._mac_key = _hkdf(raw, _BACKUP_MAC_INFO)
-        # Its own key, so a backup signature can never pass for a key row's MAC or the reverse.
-        self._metadata_mac_key = _hkdf(raw, _METADATA_MAC_INFO)
-
-    def __repr__(self) -> str:
-        return f"<MasterKey {self.setting} fingerprint={self.fingerprint}>"
-
-    @property
-    def fernet(self) -> Fernet:
-        """The master key used as plain Fernet: only to read legacy values."""
-        return self._fernet
-
-    def wrap(self, key_id: int, data_key: bytes) -> bytes:
-        return WRAP_FORMAT_V1 + self._wrapper.seal(data_key, _wrap_context(key_id))
-
-    def sign(self, data: bytes) -> bytes:
-        """HMAC-SHA256 of ``data`` under a key derived from this master key (key backups)."""
-        mac = hmac.HMAC(self._mac_key, hashes.SHA256())
-        mac.update(data)
-        return mac.finalize()
-
-    def verify(self, data: bytes, signature: bytes) -> bool:
-        return _verify_hmac(self._mac_key, data, signature)
-
-    def sign_metadata(self, message: bytes) -> bytes:
-        """HMAC-SHA256 of a data key's metadata (``models.key_metadata_message``), under a key
-        derived from this master key for that purpose alone."""
-        mac = hmac.HMAC(self._metadata_mac_key, hashes.SHA256())
-        mac.update(message)
-        return mac.finalize()
-
-    def verify_metadata(self, message: bytes, mac: bytes) -> bool:
-        return _verify_hmac(self._metadata_mac_key, message, mac)
-
-    def unwrap(self, key_id: int, wrapped: bytes) -> bytes:
-        """Raise ``InvalidTag`` when this master key did not wrap it, or it was altered."""
-        if wrapped[:1] != WRAP_FORMAT_V1:
-            raise InvalidTag
-        return self._wrapper.open(wrapped[1:], _wrap_context(key_id))
-
-
-def _hkdf(raw: bytes, info: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(raw)
-
-
-def _verify_hmac(key: bytes, data: bytes, signature: bytes) -> bool:
-    mac = hmac.HMAC(key, hashes.SHA256())
-    mac.update(data)
-    try:
-        mac.verify(signature)  # constant time
-    except InvalidSignature:
-        return False
-    return True
-
-
-def _wrap_context(key_id: int) -> bytes:
-    # Binds a wrapped key to its id: swapping wrapped keys between rows is detected.
-    return _WRAP_INFO + b":" + key_id.to_bytes(4, "big")
+AnyMasterKey = MasterKey | ProviderMasterKey
+PROVIDER_SETTING = "DATA_ENCRYPTION_MASTER_KEY_PROVIDER"
+FALLBACKS_SETTING = "DATA_ENCRYPTION_MASTER_KEY_FALLBACKS"
 
 
 @runtime_checkable
 class MasterKeyProvider(Protocol):
-    """Where the master keys come from: the seam a KMS or secrets-manager provider plugs into.
-    Any class with this method qualifies; it need not inherit from anything."""
+    """The first seam for master keys (before ``master_keys.Provider``): a class whose
+    ``master_keys()`` returns ``MasterKey`` objects, current first. Still accepted in
+    ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER``, as a dotted path or a ``BACKEND``."""
 
     def master_keys(self) -> list[MasterKey]: ...
 
 
 class SettingsMasterKeyProvider:
     """Reads the master key and its fallbacks from ``DB_ENCRYPTION_KEY`` and
-    ``DB_ENCRYPTION_KEY_FALLBACKS``. Name another class in ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER``
-    to fetch them elsewhere (a KMS, a secrets manager); it must return the same shape."""
+    ``DB_ENCRYPTION_KEY_FALLBACKS``: the default when no provider is named."""
 
     @sensitive_variables()
     def master_keys(self) -> list[MasterKey]:
@@ -177,92 +55,208 @@ class SettingsMasterKeyProvider:
         if not current:
             raise KeyConfigurationError(
                 "DB_ENCRYPTION_KEY is not set. Set it to a key made by Fernet.generate_key(); "
-                "it is the master key that wraps the data keys."
+                "it is the master key that wraps the data keys. Or name a KMS or HSM in "
+                f"{PROVIDER_SETTING} (docs/master-keys.md)."
             )
+        return _local_keys(current)
+
+
+@sensitive_variables()
+def _local_keys(current: str | bytes | None) -> list[MasterKey]:
+    if current:
         named = parse_key_setting(
             current, encryption_settings.master_key_fallbacks, "DB_ENCRYPTION_KEY"
         )
-        return [MasterKey.from_raw(raw, name) for raw, name in named]
+    else:  # a provider is the master key: the local fallbacks only unwrap
+        names = (
+            f"DB_ENCRYPTION_KEY_FALLBACKS[{index}]"
+            for index in range(len(encryption_settings.master_key_fallbacks))
+        )
+        named = [
+            (parse_fernet_key(value, name), name)
+            for value, name in zip(encryption_settings.master_key_fallbacks, names, strict=True)
+        ]
+    return [MasterKey.from_raw(raw, name) for raw, name in named]
 
 
-def get_provider_class() -> type[MasterKeyProvider]:
-    """The class named by ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER`` (default: the settings)."""
-    path = encryption_settings.master_key_provider_path
-    # mypy refuses a Protocol as type[T] (type-abstract); issubclass() accepts it at run time.
-    return load_class(
-        "DATA_ENCRYPTION_MASTER_KEY_PROVIDER",
-        path,
-        MasterKeyProvider,  # type: ignore[type-abstract]
-    )
+def provider_spec(value: Any, setting: str) -> tuple[type, dict[str, Any]]:
+    """``(class, options)`` named by a provider setting: a dotted path, or ``{"BACKEND": path,
+    "OPTIONS": {...}}``. ``ImproperlyConfigured`` naming the setting when it is neither."""
+    options: dict[str, Any] = {}
+    if isinstance(value, str):
+        path = value
+    elif isinstance(value, dict) and isinstance(value.get("BACKEND"), str):
+        unknown = set(value) - {"BACKEND", "OPTIONS"}
+        options = value.get("OPTIONS") or {}
+        if unknown or not isinstance(options, dict):  # (an OPTIONS of another type)
+            raise ImproperlyConfigured(
+                f"{setting} takes only 'BACKEND' (a dotted path) and 'OPTIONS' (a dict of the "
+                f"provider's options), not {sorted(unknown) or type(options).__name__}."
+            )
+        path = value["BACKEND"]
+    else:
+        raise ImproperlyConfigured(
+            f"{setting} must be a dotted path or {{'BACKEND': '<dotted path>', 'OPTIONS': "
+            "{...}}, e.g. {'BACKEND': 'data_encryption.master_keys.AwsKms', 'OPTIONS': "
+            "{'key_id': 'arn:aws:kms:...'}}."
+        )
+    cls = load_class(setting, path, object)
+    if not (issubclass(cls, Provider) or issubclass(cls, MasterKeyProvider)):
+        raise ImproperlyConfigured(
+            f"{setting} {path!r} is not a subclass of data_encryption.master_keys.Provider, "
+            "nor a class with a master_keys() method."
+        )
+    return cls, dict(options)
 
 
-def _provider() -> MasterKeyProvider:
-    return get_provider_class()()
+def keys_of(value: Any, setting: str) -> list[AnyMasterKey]:
+    """The master keys a provider setting names (a ``Provider`` gives one)."""
+    cls, options = provider_spec(value, setting)
+    try:
+        made = cls(**options)
+    except TypeError as exc:
+        raise ImproperlyConfigured(
+            f"{setting}: {cls.__name__} refuses its OPTIONS: {exc}."
+        ) from None
+    if isinstance(made, Provider):
+        return [ProviderMasterKey(made, setting)]
+    return list(made.master_keys())
 
 
-_master_keys: list[MasterKey] | None = None
+def named_providers() -> bool:
+    """Whether settings name a provider (else ``DB_ENCRYPTION_KEY`` is the master key)."""
+    return bool(getattr(settings, PROVIDER_SETTING, None))
+
+
+def configured_master_keys() -> list[AnyMasterKey]:
+    """The master keys settings name: the provider's (current first), then each of
+    ``DATA_ENCRYPTION_MASTER_KEY_FALLBACKS``, then a local ``DB_ENCRYPTION_KEY`` and its
+    fallbacks, which only unwrap once a provider is named."""
+    value = getattr(settings, PROVIDER_SETTING, None)
+    if not value:
+        return list(SettingsMasterKeyProvider().master_keys())
+    keys = keys_of(value, PROVIDER_SETTING)
+    fallbacks = getattr(settings, FALLBACKS_SETTING, None) or []
+    if not isinstance(fallbacks, (list, tuple)):
+        raise ImproperlyConfigured(f"{FALLBACKS_SETTING} must be a list of provider settings.")
+    for index, fallback in enumerate(fallbacks):
+        keys += keys_of(fallback, f"{FALLBACKS_SETTING}[{index}]")
+    if isinstance(keys[0], ProviderMasterKey):  # a MasterKeyProvider class owns its whole list
+        keys += _local_keys(encryption_settings.master_key)
+    return keys
+
+
+def get_provider_class() -> type:
+    """The class ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER`` names (default: the settings')."""
+    value = getattr(settings, PROVIDER_SETTING, None)
+    if not value:
+        return SettingsMasterKeyProvider
+    return provider_spec(value, PROVIDER_SETTING)[0]
+
+
+def validate_provider_setting() -> None:
+    """``ImproperlyConfigured`` when ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER`` is malformed, names
+    no provider, or a ``Provider`` refuses its OPTIONS (made, not called: no round trip)."""
+    value = getattr(settings, PROVIDER_SETTING, None)
+    if value:
+        cls, _options = provider_spec(value, PROVIDER_SETTING)
+        if issubclass(cls, Provider):
+            keys_of(value, PROVIDER_SETTING)
+
+
+_master_keys: list[AnyMasterKey] | None = None
 _legacy_fernet: MultiFernet | None = None
 
 
 @register_cache
 def reset_master_keys() -> None:
-    """Forget the parsed master keys; the next use asks the provider again."""
+    """Forget the configured master keys (and their provider clients and sessions)."""
     global _master_keys, _legacy_fernet
     _master_keys = None
     _legacy_fernet = None
 
 
-def master_keys() -> list[MasterKey]:
-    """The configured master keys (current first), parsed once and cached until settings change."""
+def master_keys() -> list[AnyMasterKey]:
+    """The configured master keys (current first), made once and cached until settings change:
+    a provider's client and session live as long as the process."""
     global _master_keys
     if _master_keys is None:
-        _master_keys = _provider().master_keys()
+        _master_keys = configured_master_keys()
     return _master_keys
 
 
 def legacy_fernet() -> MultiFernet:
-    """Reads plain Fernet tokens made directly with the master key or one of its fallbacks.
+    """Reads plain Fernet tokens made directly with a local master key (current or fallback).
     Built once (a rotation of a legacy column asks for it on every row)."""
     global _legacy_fernet
     if _legacy_fernet is None:
-        _legacy_fernet = MultiFernet([key.fernet for key in master_keys()])
+        fernets = [key.fernet for key in master_keys() if isinstance(key, MasterKey)]
+        if not fernets:
+            raise KeyConfigurationError(
+                "This value is a legacy Fernet token made with a local master key, and no local "
+                "master key is configured (the master key is held by a provider). Put the key it "
+                "was made with in DB_ENCRYPTION_KEY_FALLBACKS to read it."
+            )
+        _legacy_fernet = MultiFernet(fernets)
     return _legacy_fernet
 
 
 def unwrap_with_any(key_id: int, wrapped: bytes, fingerprint: str | None = None) -> bytes | None:
-    """The data key ``wrapped`` under whichever configured master key wrapped it, else ``None``.
+    """The key material ``wrapped`` under whichever configured master key wrapped it, else
+    ``None``. A provider's blob names its master key, so only that one is asked; a local one is
+    tried under each local key, the one named by ``fingerprint`` first (a hint only).
 
-    The master key named by ``fingerprint`` is tried first; it is a hint only, so the rest follow.
-    """
+    ``MasterKeyProviderError`` (naming the key id) when the provider that holds it fails."""
     candidates = master_keys()
-    if fingerprint is not None:
-        candidates = sorted(candidates, key=lambda key: key.fingerprint != fingerprint)
+    owner = embedded_fingerprint(wrapped)
+    if owner is not None:
+        candidates = [key for key in candidates if key.fingerprint == owner]
+    else:
+        candidates = [key for key in candidates if isinstance(key, MasterKey)]
+        if fingerprint is not None:
+            candidates = sorted(candidates, key=lambda key: key.fingerprint != fingerprint)
     for master in candidates:
         try:
             return master.unwrap(key_id, wrapped)
         except InvalidTag:
             continue
+        except MasterKeyProviderError as exc:
+            raise type(exc)(
+                f"Cannot unwrap key {format_key_id(key_id)} with {master.description} "
+                f"({master.setting}): {exc}"
+            ) from None
     return None
 
 
 def rewrapped_for(
-    master: MasterKey, key_id: int, wrapped: bytes, fingerprint: str | None = None
+    master: AnyMasterKey, key_id: int, wrapped: bytes, fingerprint: str | None = None
 ) -> bytes | None:
-    """Data key ``wrapped`` wrapped by ``master`` instead; ``None`` when ``master`` already
-    wraps it. ``KeyConfigurationError`` when no configured master key unwraps it."""
-    try:
-        master.unwrap(key_id, wrapped)
-        return None
-    except InvalidTag:
-        pass
+    """Key ``wrapped`` wrapped by ``master`` instead; ``None`` when ``master`` already wraps it.
+    ``KeyConfigurationError`` when no configured master key unwraps it."""
+    if owned_by(master, wrapped):
+        try:
+            master.unwrap(key_id, wrapped)
+            return None
+        except InvalidTag:
+            pass
     material = unwrap_with_any(key_id, wrapped, fingerprint)
     if material is None:
         raise KeyConfigurationError(
-            f"No configured master key can unwrap data key {key_id:08x} (it was wrapped by the "
-            f"master key with fingerprint {fingerprint}). Put that key back in "
-            "DB_ENCRYPTION_KEY or DB_ENCRYPTION_KEY_FALLBACKS."
+            f"No configured master key can unwrap key {format_key_id(key_id)} (it was wrapped "
+            f"by the master key with fingerprint {fingerprint}). Configure that key again: "
+            "a local key in DB_ENCRYPTION_KEY or DB_ENCRYPTION_KEY_FALLBACKS, a provider in "
+            f"{PROVIDER_SETTING} or {FALLBACKS_SETTING} (a key backup names it)."
         )
     return master.wrap(key_id, material)
+
+
+def owned_by(master: AnyMasterKey, wrapped: bytes) -> bool:
+    """Whether ``wrapped`` is in ``master``'s format (a provider's blob names its key): no call
+    is made to find out."""
+    owner = embedded_fingerprint(wrapped)
+    if isinstance(master, ProviderMasterKey):
+        return owner == master.fingerprint
+    return owner is None
 
 
 def verify_metadata_with_any(message: bytes, mac: bytes) -> bool:

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from .envelope import format_key_id
 from .master_key import master_keys
+from .master_keys.provider_key import register_stored_wraps
 
 
 class KeyState:
@@ -382,3 +383,22 @@ class IndexKey(models.Model):
         write index key rows with ``save()``, never ``QuerySet.update()``)."""
         sign_metadata(self, index_key_metadata_message, kwargs)
         super().save(**kwargs)
+
+
+def stored_wraps(fingerprint: str) -> list[tuple[int, bytes]]:
+    """(key id, wrapped key) of a few of the oldest key rows wrapped by the master key with
+    ``fingerprint``: where a provider's master key learns its integrity secret before the key
+    ring has unwrapped anything (``master_keys.provider_key``)."""
+    found: list[tuple[int, bytes]] = []
+    for model in (DataKey, IndexKey):
+        rows = (
+            model.objects.using(router.db_for_write(model))
+            .filter(master_key_fingerprint=fingerprint, wrapped_key__isnull=False)
+            .order_by("created_at", "key_id")
+            .values_list("key_id", "wrapped_key")[:3]
+        )
+        found += [(key_id, bytes(wrapped)) for key_id, wrapped in rows if wrapped is not None]
+    return found
+
+
+register_stored_wraps(stored_wraps)

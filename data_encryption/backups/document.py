@@ -21,14 +21,16 @@ from django.utils.dateparse import parse_datetime
 
 from ..exceptions import DataEncryptionError
 from ..keys import PendingKey
-from ..master_key import MasterKey, master_keys, unwrap_with_any
+from ..master_key import AnyMasterKey, master_keys, unwrap_with_any
+from ..master_keys.provider_key import ProviderMasterKey
 from ..models import DataKey, KeyState, format_key_id
 from .index_entries import BackupIndexKey
 
 FORMAT = "django-data-encryption/key-backup"
-# 2 added "index_keys" (signed with the rest); a version 1 file (no index keys) still reads.
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 2 added "index_keys"; 3 added "master_keys" (each fingerprint the file names, described: a
+# provider and its key, or a local key's setting). Both are signed with the rest; older files read.
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 DATES = ("created_at", "primary_since", "decrypt_only_since", "retired_at", "destroyed_at")
 PENDING = "pending"  # a rotation's new key, backed up before it becomes a DataKey row
 STATES = frozenset(
@@ -102,17 +104,34 @@ def signed_document(
     """The signed JSON document holding ``keys`` and ``index_keys``, signed by the current
     master key."""
     master = master_keys()[0]
+    keys, index_keys = list(keys), list(index_keys)
     body = {
         "format": FORMAT,
         "version": VERSION,
         "created_at": created_at,
         "keys": [key.entry() for key in keys],
         "index_keys": [key.entry() for key in index_keys],
+        "master_keys": master_key_names(
+            [master.fingerprint]
+            + [key.master_key_fingerprint for key in keys]
+            + [key.master_key_fingerprint for key in index_keys]
+        ),
     }
     return {
         **body,
         "signed_by": master.fingerprint,
         "signature": master.sign(canonical(body)).hex(),
+    }
+
+
+def master_key_names(fingerprints: Iterable[str]) -> dict[str, str]:
+    """Each fingerprint, described by the configured master key that has it (``"aws-kms master
+    key arn:..."``, ``"local master key DB_ENCRYPTION_KEY"``), or as not configured: what an
+    operator restoring the file must configure. Names only, never key material."""
+    described = {master.fingerprint: master.description for master in master_keys()}
+    return {
+        fingerprint: described.get(fingerprint, "not configured when this backup was written")
+        for fingerprint in sorted(set(fingerprints))
     }
 
 
@@ -144,7 +163,7 @@ class LoadedBackup:
     path: Path
     created_at: str
     keys: list[BackupKey]
-    signer: MasterKey
+    signer: AnyMasterKey
     # Empty for a version 1 file, written before blind-index keys were backed up.
     index_keys: list[BackupIndexKey] = field(default_factory=list)
     version: int = VERSION
@@ -167,22 +186,32 @@ def load_backup(path: Path) -> LoadedBackup:
             f"{', '.join(map(str, READABLE_VERSIONS))}. Upgrade django-data-encryption."
         )
     names = ("format", "version", "created_at", "keys") + (("index_keys",) if version > 1 else ())
+    names += ("master_keys",) if version > 2 else ()
     body = {name: document.get(name) for name in names}
     try:
         signature = bytes.fromhex(str(document.get("signature", "")))
     except ValueError:
         signature = b""
+    _learn_provider_secrets(body)
     signer = next((m for m in master_keys() if m.verify(canonical(body), signature)), None)
     if signer is None:
+        signed_by = document.get("signed_by")
+        named = body.get("master_keys")
+        named = named if isinstance(named, dict) else {}
         raise BackupError(
-            f"{path} was altered, or was signed by a master key that is neither "
-            f"DB_ENCRYPTION_KEY nor one of DB_ENCRYPTION_KEY_FALLBACKS (it names the master key "
-            f"with fingerprint {document.get('signed_by')}). Configure that key and retry."
+            f"{path} was altered, or was signed by a master key that is not configured (it "
+            f"names the master key with fingerprint {signed_by}"
+            + (f": {named[signed_by]}" if isinstance(named.get(signed_by), str) else "")
+            + "). Configure that key (DB_ENCRYPTION_KEY or its fallbacks, or the provider in "
+            "DATA_ENCRYPTION_MASTER_KEY_PROVIDER or its fallbacks) and retry."
         )
     # Signed is not the same as well-formed: a file written by a buggy or hostile tool holding
     # the master key is refused here, with what is wrong, rather than half-restored.
     if not isinstance(body["keys"], list):
         raise BackupError(f"{path}: 'keys' must be a list of keys.")
+    named = body.get("master_keys", {})
+    if not isinstance(named, dict) or not all(isinstance(v, str) for v in named.values()):
+        raise BackupError(f"{path}: 'master_keys' must map fingerprints to descriptions.")
     keys = [_parsed_key(entry, index, path) for index, entry in enumerate(body["keys"])]
     index_keys = _parsed_index_keys(body.get("index_keys", []), path)
     seen: set[int] = set()
@@ -194,6 +223,23 @@ def load_backup(path: Path) -> LoadedBackup:
             )
         seen.add(key_id)
     return LoadedBackup(Path(path), str(body["created_at"]), keys, signer, index_keys, version)
+
+
+def _learn_provider_secrets(body: dict[str, Any]) -> None:
+    """Let each provider master key learn its integrity secret (what signed the file) from the
+    file's own wrapped keys: the database being restored into may hold none of them."""
+    wraps = []
+    for entry in [*(body.get("keys") or []), *(body.get("index_keys") or [])]:
+        if isinstance(entry, dict) and isinstance(entry.get("key_id"), int):
+            try:
+                wrapped = _wrapped(entry.get("wrapped_key"), "")
+            except BackupError:
+                continue
+            if wrapped:
+                wraps.append((entry["key_id"], wrapped))
+    for master in master_keys():
+        if isinstance(master, ProviderMasterKey):
+            master.learn_from(wraps)
 
 
 def _parsed_index_keys(entries: Any, path: Path) -> list[BackupIndexKey]:

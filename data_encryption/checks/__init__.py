@@ -22,7 +22,8 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
   E020 ``LOCK_TIMEOUT_SECONDS``, E021 ``RETENTION_DAYS``, E022 ``NOTIFY_SKIPPED``, E023
   ``CHUNK_ROWS``.
 - E024 ``DATA_ENCRYPTION_NOTIFIER`` does not import or is not a notifier.
-- E025 ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER`` does not import or has no ``master_keys()``.
+- E025 ``DATA_ENCRYPTION_MASTER_KEY_PROVIDER`` is malformed, does not import, or names neither a
+  ``master_keys.Provider`` nor a class with ``master_keys()`` (E001 is not raised when it is set).
 - E026 ``ENCRYPTION_KEY_ROTATION["PRUNE_BACKUPS"]`` is not True or False.
 - E027 data keys no configured master key unwraps (database check, ``key_table``).
 - E028 ``ENCRYPTION_KEY_ROTATION["ACCEPT_LEGACY_TOKENS"]`` is not True or False.
@@ -40,10 +41,16 @@ Ids are stable; each message says what is wrong and each hint what to do. Catalo
 - E037 a blind index's normaliser is a function migrations cannot refer to (a lambda, a nested
   function; by the field).
 - E038 ``ROTATE_INDEX_KEYS`` is not a bool (``rotation_settings``).
+- E039 data keys or blind-index keys a master-key provider (KMS, HSM) failed to unwrap: its
+  error, per distinct failure (database check, ``key_table``).
+- E040 (``--deploy``) a configured master-key provider fails its round trip
+  (``master_key_providers``).
+- E041 an entry of ``DATA_ENCRYPTION_MASTER_KEY_FALLBACKS`` names no usable provider.
 - W001 the primary data key is older than ``KEY_ROTATION_SCHEDULE`` allows (database check).
 - W003 the primary data key is not the newest key: pinned by hand (``key_table``).
 - W004 the last completed rotation's census found no legacy Fernet value, but
   ``ACCEPT_LEGACY_TOKENS`` is still on (database check).
+- W006 ``DB_ENCRYPTION_KEY`` is set while a provider is the master key: it only unwraps.
 - W005 a column in ``DATA_ENCRYPTION_LEGACY_COLUMNS`` whose last census found no legacy value
   left: the transition is over (database check, ``transition``).
 """
@@ -57,6 +64,11 @@ from .extension_points import check_master_key_provider, check_notifier_class, c
 from .key_settings import check_keys, check_payload_settings
 from .key_table import check_data_keys, check_index_keys
 from .legacy_columns import check_legacy_columns
+from .master_key_providers import (
+    check_local_key_beside_provider,
+    check_provider_fallbacks,
+    check_provider_round_trip,
+)
 from .rotation_settings import check_rotation_settings
 from .transition import check_transition_over
 
@@ -67,9 +79,12 @@ __all__ = [
     "check_keys",
     "check_legacy_columns",
     "check_legacy_tokens_still_accepted",
+    "check_local_key_beside_provider",
     "check_master_key_provider",
     "check_notifier_class",
     "check_payload_settings",
+    "check_provider_fallbacks",
+    "check_provider_round_trip",
     "check_rotation_overdue",
     "check_rotation_settings",
     "check_service_class",

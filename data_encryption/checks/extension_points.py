@@ -45,11 +45,12 @@ def check_notifier_class(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 
 @register(Tags.security)
 def check_master_key_provider(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    from ..master_key import get_provider_class
+    from ..master_key import validate_provider_setting
 
     return _class_errors(
-        get_provider_class,
-        "Give the dotted path of a class with a master_keys() method, or remove the setting "
-        "to read DB_ENCRYPTION_KEY.",
+        validate_provider_setting,
+        "Give {'BACKEND': 'data_encryption.master_keys.AwsKms' (or .Pkcs11, or your "
+        "master_keys.Provider subclass), 'OPTIONS': {...}} (docs/master-keys.md), or remove "
+        "the setting to use DB_ENCRYPTION_KEY.",
         "data_encryption.E025",
     )

@@ -11,7 +11,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from ..conf import encryption_settings
 from ..exceptions import KeyConfigurationError
-from ..master_key import GENERATE_KEY_HINT, parse_fernet_key
+from ..master_key import GENERATE_KEY_HINT, named_providers, parse_fernet_key
 
 
 def _key_errors(value: Any, setting: str, missing_id: str, malformed_id: str) -> list[Error]:
@@ -64,12 +64,15 @@ FALLBACK_PROPERTIES = {
 
 @register(Tags.security)
 def check_keys(app_configs: Any = None, **kwargs: Any) -> list[Error]:
-    errors = _key_errors(
-        encryption_settings.master_key,
-        "DB_ENCRYPTION_KEY",
-        "data_encryption.E001",
-        "data_encryption.E002",
-    )
+    errors = []
+    # With a provider named (a KMS, an HSM) the local key is optional: only unwraps if set.
+    if encryption_settings.master_key or not named_providers():
+        errors += _key_errors(
+            encryption_settings.master_key,
+            "DB_ENCRYPTION_KEY",
+            "data_encryption.E001",
+            "data_encryption.E002",
+        )
     errors += _key_errors(
         encryption_settings.payload_key,
         "PAYLOAD_ENCRYPTION_KEY",

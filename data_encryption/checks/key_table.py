@@ -4,6 +4,7 @@ Database checks, so they run with ``manage.py check --database default`` and dur
 Ids (the catalogue is in ``checks``, the package):
 
 - E027 data keys no configured master key unwraps, per master-key fingerprint.
+- E039 data keys and blind-index keys a master-key provider (KMS, HSM) failed to unwrap.
 - E032 data keys whose metadata (state, dates, wrapped key, fingerprint) does not verify.
 - E031 data keys whose metadata is not authenticated (no MAC).
 - W003 the primary data key is not the newest key (a key pinned by hand).
@@ -65,10 +66,10 @@ def check_index_keys(
     audits = _audits(audit_index_keys, databases)
     if audits is None:
         return []
-    messages: list[CheckMessage] = []
+    messages: list[CheckMessage] = provider_failures(audits, "blind-index keys")
     unwrappable: dict[str, list[KeyAudit]] = {}
     for audit in audits:
-        if audit.unwraps is False:
+        if audit.unwraps is False and not audit.problem:
             unwrappable.setdefault(audit.master_key_fingerprint, []).append(audit)
     for fingerprint, lost in unwrappable.items():
         messages.append(
@@ -99,11 +100,31 @@ def check_index_keys(
     return messages
 
 
+def provider_failures(audits: list[KeyAudit], noun: str) -> list[CheckMessage]:
+    """E039: keys a master-key provider (KMS, HSM) failed to unwrap, one error per distinct
+    failure (its message names the provider, its key and what is wrong)."""
+    failed: dict[str, list[KeyAudit]] = {}
+    for audit in audits:
+        if audit.unwraps is False and audit.problem:
+            # The message begins with the key id; what follows is the same for each key.
+            failed.setdefault(audit.problem.split(": ", 1)[-1], []).append(audit)
+    return [
+        Error(
+            f"The master-key provider failed to unwrap {noun} {_ids(lost)}: {problem}",
+            hint="Fix what the message names (credentials, the key's state, the PIN, the "
+            "network), then rerun 'manage.py check --deploy', which makes one round trip to "
+            "each configured provider. Nothing was changed.",
+            id="data_encryption.E039",
+        )
+        for problem, lost in failed.items()
+    ]
+
+
 def _key_audit_messages(audits: list[KeyAudit]) -> list[CheckMessage]:
-    messages: list[CheckMessage] = []
+    messages: list[CheckMessage] = provider_failures(audits, "data keys")
     unwrappable: dict[str, list[KeyAudit]] = {}
     for audit in audits:
-        if audit.unwraps is False:
+        if audit.unwraps is False and not audit.problem:
             unwrappable.setdefault(audit.master_key_fingerprint, []).append(audit)
     for fingerprint, lost in unwrappable.items():
         primary = [audit.hex_id for audit in lost if audit.state == KeyState.PRIMARY]

@@ -164,7 +164,7 @@ def resigned(document):
     holds the master key, so only the restore's own checks stand between it and the table."""
     from data_encryption.master_key import master_keys
 
-    names = ("format", "version", "created_at", "keys", "index_keys")
+    names = ("format", "version", "created_at", "keys", "index_keys", "master_keys")
     body = {name: document[name] for name in names if name in document}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     return {**document, "signature": master_keys()[0].sign(canonical).hex()}

@@ -47,7 +47,7 @@ class IndexKeyBackupTests(FreshKeyRingMixin, TestCase):
         self.assertEqual(Person.objects.get(ssn="123456789"), self.ann)  # marks ssn complete
         path = write_backup()
         document = json.loads(path.read_text())
-        self.assertEqual(document["version"], 2)
+        self.assertEqual(document["version"], 3)
         [entry] = document["index_keys"]
         self.assertEqual(
             (entry["hex_id"], entry["slot"], entry["state"], entry["complete_fields"]),
@@ -127,7 +127,7 @@ class IndexKeyBackupTests(FreshKeyRingMixin, TestCase):
     def test_a_version_1_backup_still_restores_and_says_it_holds_no_index_keys(self):
         path = write_backup()
         document = json.loads(path.read_text())
-        del document["index_keys"]
+        del document["index_keys"], document["master_keys"]
         document["version"] = 1
         path.write_text(json.dumps(resigned(document)))
         out = StringIO()

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from data_encryption.exceptions import KeyConfigurationError
 from data_encryption.index_keys import SLOTS
+from data_encryption.master_key import master_keys
 from data_encryption.models import DataKey, IndexKey, IndexKeyState, RunKind, RunStatus
 from data_encryption.rotation import census_totals
 from data_encryption.rotation.conversion import columns_in_transition
@@ -77,6 +78,21 @@ def index_status(using: str, *, count_missing: bool = False) -> dict[str, Any]:
     }
 
 
+def master_key_status(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The configured master keys, current first: what each is (a local key's setting, a
+    provider and its key, never key material) and how many data keys it wraps now."""
+    return [
+        {
+            "fingerprint": master.fingerprint,
+            "description": master.description,
+            "setting": master.setting,
+            "role": "wraps new keys" if index == 0 else "unwraps only",
+            "data_keys": sum(key["master_key_fingerprint"] == master.fingerprint for key in keys),
+        }
+        for index, master in enumerate(master_keys())
+    ]
+
+
 def status_report(
     using: str, *, census: bool = True, runs: int = 5, count_missing: bool = False
 ) -> dict[str, Any]:
@@ -99,9 +115,14 @@ def status_report(
                 "master_key_fingerprint": key.master_key_fingerprint,
                 "metadata": audit.metadata if audit else None,
                 "unwraps": audit.unwraps if audit else None,
+                "problem": audit.problem if audit else "",
             }
         )
-    report: dict[str, Any] = {"keys": keys, **index_status(using, count_missing=count_missing)}
+    report: dict[str, Any] = {
+        "master_keys": master_key_status(keys),
+        "keys": keys,
+        **index_status(using, count_missing=count_missing),
+    }
     if census:
         counts = service.census()
         report["census"] = counts
@@ -144,6 +165,12 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report, indent=2))
             return
         write, style = self.stdout.write, self.style
+        write(style.MIGRATE_HEADING("Master keys"))
+        for master in report["master_keys"]:
+            write(
+                f"  {master['fingerprint']}  {master['description']} ({master['setting']}): "
+                f"{master['role']}, {master['data_keys']} data keys under it"
+            )
         write(style.MIGRATE_HEADING("Data keys"))
         for key in report["keys"]:
             write(
@@ -189,7 +216,9 @@ class Command(BaseCommand):
     def _problems(self, key: dict[str, Any]) -> str:
         """What is wrong with a key's row, as a red note ("" when nothing)."""
         problems = [f"metadata {key['metadata']}"] if key["metadata"] not in OK else []
-        if key["unwraps"] is False:
+        if key["unwraps"] is False and key.get("problem"):
+            problems.append(key["problem"])
+        elif key["unwraps"] is False:
             problems.append(f"no master key unwraps it ({key['master_key_fingerprint']})")
         return self.style.ERROR(f"  [{'; '.join(problems)}]") if problems else ""
 

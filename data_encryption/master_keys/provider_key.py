@@ -1,0 +1,200 @@
+"""A ``Provider`` (a KMS, an HSM) used as one of this app's master keys.
+
+What the provider wraps for a key row is the key's material followed by this master key's
+*integrity secret*: 32 random bytes, the same in every blob the master key wraps, from which the
+key-metadata MACs and backup signatures are derived (as a local key derives them from itself).
+So the secret costs no provider call of its own: unwrapping any key row yields it, and a cold
+start with N keys makes N calls. A process that must sign before it has unwrapped anything (a
+first key, a re-wrap) finds the secret in a stored row wrapped by this master key, or makes it
+when there is none.
+
+The stored blob is ``02 | 8-byte fingerprint | provider's bytes``: the fingerprint says which
+configured master key to ask, so no other provider is ever called for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterable
+from time import monotonic
+from typing import NoReturn
+
+from cryptography.exceptions import InvalidTag
+from django.views.decorators.debug import sensitive_variables
+
+from ..exceptions import MasterKeyProviderError, WrongMasterKey
+from .local import BACKUP_MAC_INFO, METADATA_MAC_INFO, hkdf, hmac_sha256, verify_hmac
+from .provider import Provider
+
+PROVIDER_WRAP_FORMAT = b"\x02"
+SECRET_BYTES = 32
+# After a provider fails (unreachable, or refusing: a wrong PIN, a disabled key), the next calls
+# within this many seconds fail at once with the same error: a ring load over many keys waits
+# for one timeout, not one per key, and a wrong PIN is not retried into a locked token.
+RETRY_AFTER_SECONDS = 5.0
+
+# (key id, wrapped blob) of stored key rows wrapped by the master key with a fingerprint, oldest
+# first: registered by ``models`` (this floor has no ORM) so a process can learn the integrity
+# secret before its key ring is loaded.
+StoredWraps = Callable[[str], Iterable[tuple[int, bytes]]]
+_stored_wraps: StoredWraps | None = None
+
+
+def register_stored_wraps(source: StoredWraps) -> None:
+    global _stored_wraps
+    _stored_wraps = source
+
+
+def embedded_fingerprint(wrapped: bytes) -> str | None:
+    """The fingerprint of the provider master key that wrapped ``wrapped``; ``None`` for a
+    blob of another format (a local master key's)."""
+    if wrapped[:1] != PROVIDER_WRAP_FORMAT or len(wrapped) < 10:
+        return None
+    return wrapped[1:9].hex()
+
+
+class ProviderMasterKey:
+    """One configured provider as a master key: what ``MasterKey`` offers (wrap, unwrap, sign,
+    verify, sign_metadata, verify_metadata, fingerprint), its key held by the provider."""
+
+    __slots__ = ("_failure", "_failure_until", "_lock", "_made", "_secrets", "provider", "setting")
+
+    fernet = None  # a key held elsewhere cannot read legacy Fernet values
+
+    def __init__(self, provider: Provider, setting: str) -> None:
+        self.provider = provider
+        self.setting = setting
+        self._secrets: list[bytes] = []  # learned from stored blobs, in the order learned
+        self._made: bytes | None = None  # made here before any stored blob carried one
+        self._lock = threading.RLock()
+        self._failure: MasterKeyProviderError | None = None
+        self._failure_until = 0.0
+
+    def __repr__(self) -> str:
+        return (
+            f"<ProviderMasterKey {self.setting} {self.provider!r} fingerprint={self.fingerprint}>"
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        return self.provider.fingerprint
+
+    @property
+    def description(self) -> str:
+        return self.provider.description
+
+    # -- wrapping --------------------------------------------------------------------------------
+
+    @sensitive_variables()
+    def wrap(self, key_id: int, data_key: bytes) -> bytes:
+        secret = self.integrity_secret()
+        body = self._call(self.provider.wrap, key_id, data_key + secret)
+        return PROVIDER_WRAP_FORMAT + bytes.fromhex(self.fingerprint) + body
+
+    @sensitive_variables()
+    def unwrap(self, key_id: int, wrapped: bytes) -> bytes:
+        """Raise ``InvalidTag`` when this master key did not wrap it (no call is made for another
+        key's blob) or it was altered; ``MasterKeyProviderError`` when the provider fails."""
+        if embedded_fingerprint(wrapped) != self.fingerprint:
+            raise InvalidTag
+        try:
+            plain = self._call(self.provider.unwrap, key_id, wrapped[9:])
+        except WrongMasterKey:
+            raise InvalidTag from None
+        if len(plain) <= SECRET_BYTES:
+            raise InvalidTag
+        self._learn(plain[-SECRET_BYTES:])
+        return plain[:-SECRET_BYTES]
+
+    def _call(self, method: Callable[[int, bytes], bytes], key_id: int, data: bytes) -> bytes:
+        with self._lock:
+            if self._failure is not None and monotonic() < self._failure_until:
+                _raise_again(self._failure)
+        try:
+            return method(key_id, data)
+        except MasterKeyProviderError as exc:
+            with self._lock:
+                self._failure, self._failure_until = exc, monotonic() + RETRY_AFTER_SECONDS
+            raise
+
+    # -- the integrity secret --------------------------------------------------------------------
+
+    def _learn(self, secret: bytes) -> None:
+        with self._lock:
+            if secret not in self._secrets:
+                self._secrets.append(secret)
+
+    def integrity_secret(self) -> bytes:
+        """The secret this master key signs with: one learned from a stored blob it wrapped
+        (the ring's unwraps, else the oldest stored row's), else one made here for the first
+        key it wraps. A made one yields to a stored one as soon as there is one, so a process
+        whose first key rolled back signs with what the stored rows carry."""
+        with self._lock:
+            if self._secrets or self._find_secret():
+                return self._secrets[0]
+            if self._made is None:
+                self._made = os.urandom(SECRET_BYTES)
+            return self._made
+
+    def _find_secret(self) -> bool:
+        """Unwrap the oldest stored row this master key wrapped, to learn its secret."""
+        if _stored_wraps is None:
+            return False
+        for key_id, wrapped in _stored_wraps(self.fingerprint):
+            try:
+                self.unwrap(key_id, wrapped)
+                return True
+            except InvalidTag:
+                continue  # an altered row: the next one carries the same secret
+        return False
+
+    def _known_secrets(self) -> list[bytes]:
+        with self._lock:
+            if not self._secrets:
+                # Unreachable or refusing: nothing can be verified under this key now; the
+                # unwrap of the same rows reports the provider's error.
+                with contextlib.suppress(MasterKeyProviderError):
+                    self._find_secret()
+            return self._secrets + ([self._made] if self._made is not None else [])
+
+    # -- signatures (what a local key derives from itself) ---------------------------------------
+
+    def sign(self, data: bytes) -> bytes:
+        """HMAC-SHA256 of ``data`` for a key backup's signature."""
+        return hmac_sha256(hkdf(self.integrity_secret(), BACKUP_MAC_INFO), data)
+
+    def verify(self, data: bytes, signature: bytes) -> bool:
+        return any(
+            verify_hmac(hkdf(secret, BACKUP_MAC_INFO), data, signature)
+            for secret in self._known_secrets()
+        )
+
+    def sign_metadata(self, message: bytes) -> bytes:
+        return hmac_sha256(hkdf(self.integrity_secret(), METADATA_MAC_INFO), message)
+
+    def verify_metadata(self, message: bytes, mac: bytes) -> bool:
+        return any(
+            verify_hmac(hkdf(secret, METADATA_MAC_INFO), message, mac)
+            for secret in self._known_secrets()
+        )
+
+    def learn_from(self, wraps: Iterable[tuple[int, bytes]]) -> None:
+        """Learn the integrity secret from the first of ``wraps`` (key id, blob) this master key
+        wrapped: for a key backup read into a database that holds none of its keys."""
+        if self._secrets:
+            return
+        for key_id, wrapped in wraps:
+            if embedded_fingerprint(wrapped) == self.fingerprint:
+                try:
+                    self.unwrap(key_id, wrapped)
+                    return
+                except InvalidTag:
+                    continue
+
+
+def _raise_again(failure: MasterKeyProviderError) -> NoReturn:
+    # A new instance of the same class and message: re-raising the stored one would chain
+    # tracebacks of unrelated calls onto it.
+    raise type(failure)(str(failure))
