@@ -26,9 +26,15 @@ from django.views.decorators.debug import sensitive_variables
 from .conf import encryption_settings, register_cache
 from .envelope import format_key_id
 from .exceptions import IndexKeyUnavailableError, KeyConfigurationError
-from .key_audit import Metadata, metadata_problem, metadata_verdict, require_verified_metadata
-from .keys import PendingKey, generate_wrapped_key, rewrap_rows
-from .master_key import master_keys, unwrap_with_any
+from .key_audit import (
+    Metadata,
+    metadata_problem,
+    metadata_verdict,
+    require_verified_metadata,
+    unwrap_row,
+)
+from .keys import PROVIDER_RETRY_SECONDS, PendingKey, generate_wrapped_key, rewrap_rows
+from .master_key import master_keys
 from .models import IndexKey, IndexKeyState
 
 logger = logging.getLogger("data_encryption")
@@ -126,7 +132,8 @@ def index_key_ring() -> IndexKeyRing:
     ring = _cache.ring
     if ring is None or monotonic() >= ring.expires_at:
         with _lock:
-            ring = _cache.ring = load_index_key_ring()
+            previous = _cache.ring
+            ring = _cache.ring = load_index_key_ring(previous=previous)
     return ring
 
 
@@ -135,8 +142,12 @@ def index_key_database() -> str:
 
 
 @sensitive_variables()
-def load_index_key_ring(using: str | None = None) -> IndexKeyRing:
-    """Read and unwrap the live index keys, making the first one if there is none."""
+def load_index_key_ring(
+    using: str | None = None, previous: IndexKeyRing | None = None
+) -> IndexKeyRing:
+    """Read and unwrap the live index keys, making the first one if there is none. A key whose
+    provider (KMS, HSM) cannot be reached keeps its material from ``previous``, and the ring is
+    reloaded after ``PROVIDER_RETRY_SECONDS``."""
     master_keys()  # a malformed master key is reported as itself, before any query
     using = using or index_key_database()
     rows = list(IndexKey.objects.using(using).filter(state__in=IndexKeyState.LIVE))
@@ -147,18 +158,21 @@ def load_index_key_ring(using: str | None = None) -> IndexKeyRing:
             # A first key made inside the caller's transaction is gone if it rolls back: the
             # ring is not kept past this use, so no later use hashes under a key nobody stored.
             lifetime = 0.0
+    held = {key.key_id: key.material for key in previous.slots.values()} if previous else {}
     slots = {}
     for row in rows:
-        material = None
-        if row.wrapped_key is not None:
-            material = unwrap_with_any(
-                row.key_id, bytes(row.wrapped_key), row.master_key_fingerprint
-            )
+        got = unwrap_row(row) if row.wrapped_key is not None else None
+        material = got.material if got else None
+        if got and got.problem:
+            lifetime = min(lifetime, PROVIDER_RETRY_SECONDS)
+            if got.unavailable and held.get(row.key_id):
+                material = held[row.key_id]  # a loaded process keeps working through an outage
         if material is None:
             logger.error(
-                "Blind-index key %s (slot %s) cannot be unwrapped by any configured master key.",
+                "Blind-index key %s (slot %s) cannot be unwrapped: %s",
                 row.hex_id,
                 row.slot,
+                got.problem if got and got.problem else "no configured master key wraps it.",
             )
         slots[row.slot] = SlotKey(
             row.key_id,

@@ -129,13 +129,14 @@ def named_providers() -> bool:
 
 
 def configured_master_keys() -> list[AnyMasterKey]:
-    """The master keys settings name: the provider's (current first), then each of
-    ``DATA_ENCRYPTION_MASTER_KEY_FALLBACKS``, then a local ``DB_ENCRYPTION_KEY`` and its
-    fallbacks, which only unwrap once a provider is named."""
+    """The master keys settings name, current first: the provider's (else the local
+    ``DB_ENCRYPTION_KEY`` and its fallbacks), then each of
+    ``DATA_ENCRYPTION_MASTER_KEY_FALLBACKS``, then, when a provider is named, a local
+    ``DB_ENCRYPTION_KEY`` and its fallbacks, which then only unwrap."""
     value = getattr(settings, PROVIDER_SETTING, None)
-    if not value:
-        return list(SettingsMasterKeyProvider().master_keys())
-    keys = keys_of(value, PROVIDER_SETTING)
+    keys = keys_of(value, PROVIDER_SETTING) if value else []
+    if not keys:
+        keys = list(SettingsMasterKeyProvider().master_keys())
     fallbacks = getattr(settings, FALLBACKS_SETTING, None) or []
     if not isinstance(fallbacks, (list, tuple)):
         raise ImproperlyConfigured(f"{FALLBACKS_SETTING} must be a list of provider settings.")
@@ -242,8 +243,8 @@ def rewrapped_for(
     material = unwrap_with_any(key_id, wrapped, fingerprint)
     if material is None:
         raise KeyConfigurationError(
-            f"No configured master key can unwrap key {format_key_id(key_id)} (it was wrapped "
-            f"by the master key with fingerprint {fingerprint}). Configure that key again: "
+            f"No configured master key can unwrap data key {format_key_id(key_id)} (it was "
+            f"wrapped by the master key with fingerprint {fingerprint}). Configure that key again: "
             "a local key in DB_ENCRYPTION_KEY or DB_ENCRYPTION_KEY_FALLBACKS, a provider in "
             f"{PROVIDER_SETTING} or {FALLBACKS_SETTING} (a key backup names it)."
         )
