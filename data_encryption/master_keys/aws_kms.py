@@ -22,6 +22,8 @@ CONTEXT_KEY = "data_encryption:key"
 PROBE_CONTEXT = "data_encryption/check-probe"
 
 _CLIENT_METHODS = {"Encrypt": "encrypt", "Decrypt": "decrypt", "DescribeKey": "describe_key"}
+#: KMS refuses a ciphertext blob longer than this before looking at it.
+_MAX_CIPHERTEXT = 6144
 _CREDENTIAL_OPTIONS = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
 _KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:(?P<region>[a-z0-9-]+):\d{12}:(?:key|alias)/\S+")
 
@@ -109,6 +111,11 @@ class AwsKms(Provider):
         return self._encrypt(plaintext, key_context(key_id))
 
     def unwrap(self, key_id: int, wrapped: bytes) -> bytes:
+        if not 1 <= len(wrapped) <= _MAX_CIPHERTEXT:
+            raise WrongMasterKey(
+                f"{self.description} does not unwrap this wrapped key: {len(wrapped)} bytes is "
+                "not the size of a KMS ciphertext."
+            )
         try:
             return self._decrypt(bytes(wrapped), key_context(key_id))
         except _AccessDeniedOnDecrypt:
