@@ -52,13 +52,16 @@ _AWS_VARIABLES = (
 )
 
 
-def needs_kms(test_class):
+def needs_kms(test_class, variable=KMS_URL_VARIABLE):
     """Skips ``test_class`` when no KMS server was started, unless the test command said it
     would start one (then ``setUpClass`` fails through ``kms_url``)."""
-    reason = f"needs {KMS_URL_VARIABLE} (scripts/test.sh starts moto's KMS server)"
-    return unittest.skipUnless(os.environ.get(KMS_URL_VARIABLE) or REQUIRE_SERVICES, reason)(
-        test_class
-    )
+    reason = f"needs {variable} (scripts/test.sh starts moto's KMS server)"
+    return unittest.skipUnless(os.environ.get(variable) or REQUIRE_SERVICES, reason)(test_class)
+
+
+def needs_kms_auth(test_class):
+    """``needs_kms`` for the server whose IAM auth the tests switch on."""
+    return needs_kms(test_class, KMS_AUTH_URL_VARIABLE)
 
 
 class KmsTestCase(SimpleTestCase):

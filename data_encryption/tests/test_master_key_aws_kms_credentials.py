@@ -23,6 +23,7 @@ from .kms_server import (
     kms_client,
     kms_url,
     needs_kms,
+    needs_kms_auth,
     unique_name,
 )
 
@@ -119,7 +120,7 @@ class MissingCredentialTests(KmsTestCase):
                 self.provider(self.key["KeyId"]).check()
 
 
-@needs_kms
+@needs_kms_auth
 class EnforcedAuthTests(SimpleTestCase):
     """moto's IAM auth switched on for the class on its own server: users and access keys are
     made while it is off, then every request must be signed by a key the server knows."""
