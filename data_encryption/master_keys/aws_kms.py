@@ -151,11 +151,13 @@ class AwsKms(Provider):
         probe = secrets.token_bytes(32)
         try:
             echoed = self._decrypt(self._encrypt(probe, PROBE_CONTEXT), PROBE_CONTEXT)
-        except (WrongMasterKey, _AccessDeniedOnDecrypt) as exc:
+        except _AccessDeniedOnDecrypt as exc:
+            _, advice = describe_client_error(exc.__cause__, "Decrypt")
+            raise MasterKeyProviderError(f"{self.description}: Decrypt failed: {advice}") from None
+        except WrongMasterKey:
             raise MasterKeyProviderError(
-                f"{self.description} could not decrypt what it had just encrypted "
-                f"({exc.__class__.__name__}): check that this role has kms:Decrypt on the key "
-                "and that key_id names one key (not an alias being moved)."
+                f"{self.description} could not decrypt what it had just encrypted: check that "
+                "key_id names one key (not an alias being moved to another)."
             ) from None
         if not secrets.compare_digest(echoed, probe):
             raise MasterKeyProviderError(

@@ -76,7 +76,7 @@ def describe_client_error(exc: Any, operation: str) -> tuple[bool, str]:
     if code in _CREDENTIAL_CODES:
         return False, f"KMS refused the credentials ({code}): {_CREDENTIALS_ADVICE}."
     if code == "AccessDeniedException":
-        return False, f"access denied to kms:{operation}: {_PERMISSIONS_ADVICE}."
+        return False, f"{code}: this role may not call kms:{operation}: {_PERMISSIONS_ADVICE}."
     if code in _UNAVAILABLE_CODES or status >= 500:
         return True, (
             f"KMS is throttling or failing ({code or f'HTTP {status}'}) even after retries: "

@@ -4,6 +4,7 @@ time limits, the calls counted by the server, and nothing secret in a message, a
 """
 
 import base64
+import json
 import os
 import socket
 import threading
@@ -161,6 +162,17 @@ class KeyRefusalTests(KmsTestCase):
         key = create_key(self.url)
         kms_client(self.url).schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
         self.assertRefused(self.provider(key["Arn"]).check, key["Arn"], "is PendingDeletion")
+
+    def test_a_key_policy_that_denies_this_role(self):
+        deny = {"Effect": "Deny", "Principal": "*", "Action": ["kms:DescribeKey"], "Resource": "*"}
+        policy = json.dumps({"Version": "2012-10-17", "Statement": [deny]})
+        key = create_key(self.url, Policy=policy)
+        self.assertRefused(
+            self.provider(key["Arn"]).check,
+            key["Arn"],
+            "AccessDeniedException",  # moto checks key policies on DescribeKey alone
+            "kms:Encrypt, kms:Decrypt and kms:DescribeKey on the key",
+        )
 
     def test_a_key_that_is_not_a_symmetric_encryption_key_fails_check(self):
         for options in (
