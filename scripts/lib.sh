@@ -110,3 +110,55 @@ stop_redis() {
   rm -rf "$REDIS_DIR"
   REDIS_DIR=""
 }
+
+# moto's KMS server on loopback, two of them on free ports, for the AWS KMS provider's tests:
+# one open, one whose IAM auth the credential tests switch on (POST /moto-api/reset-auth).
+# Needs .venv (ensure_dev_venv) for moto_server. Exports DATA_ENCRYPTION_TEST_KMS_URL,
+# DATA_ENCRYPTION_TEST_KMS_AUTH_URL and dummy AWS credentials, and points boto3 at empty config
+# files with the instance metadata service off, so no developer's ~/.aws or a real AWS is used.
+MOTO_DIR=""
+MOTO_PIDS=()
+start_moto() {
+  MOTO_DIR=$(mktemp -d /tmp/data-encryption-moto.XXXXXX)
+  local name port urls=()
+  for name in open auth; do
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    # The recorder (call counting) writes its file into the temp dir, not the working directory.
+    MOTO_RECORDER_FILEPATH="$MOTO_DIR/recording-$name.jsonl" \
+      .venv/bin/moto_server -H 127.0.0.1 -p "$port" >"$MOTO_DIR/$name.log" 2>&1 &
+    MOTO_PIDS+=($!)
+    urls+=("http://127.0.0.1:$port")
+  done
+  local url
+  for url in "${urls[@]}"; do
+    if ! python3 - "$url" <<'PY'
+import sys, time, urllib.request
+deadline = time.monotonic() + 60
+while True:
+    try:
+        urllib.request.urlopen(sys.argv[1] + "/moto-api/data.json", timeout=1).read()
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            sys.exit(f"moto_server at {sys.argv[1]} did not answer within 60 s")
+        time.sleep(0.2)
+PY
+    then cat "$MOTO_DIR"/*.log; return 1; fi
+  done
+  step "moto $(.venv/bin/python -c 'import moto; print(moto.__version__)') (KMS) on ${urls[0]} and ${urls[1]} (auth)"
+  : >"$MOTO_DIR/aws-config"; : >"$MOTO_DIR/aws-credentials"
+  export DATA_ENCRYPTION_TEST_KMS_URL=${urls[0]} DATA_ENCRYPTION_TEST_KMS_AUTH_URL=${urls[1]}
+  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1
+  export AWS_CONFIG_FILE=$MOTO_DIR/aws-config AWS_SHARED_CREDENTIALS_FILE=$MOTO_DIR/aws-credentials
+  export AWS_EC2_METADATA_DISABLED=true
+  unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_ENDPOINT_URL AWS_ENDPOINT_URL_KMS
+}
+
+stop_moto() {
+  local pid
+  for pid in "${MOTO_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${MOTO_PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  MOTO_PIDS=()
+  [[ -n $MOTO_DIR && -d $MOTO_DIR ]] && rm -rf "$MOTO_DIR"
+  MOTO_DIR=""
+}

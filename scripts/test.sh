@@ -15,6 +15,8 @@ source scripts/lib.sh
 QUICK=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
 TESTS=${TESTS:-data_encryption}
+# The tests that need a service this script starts fail, instead of skipping, when it is missing.
+export DATA_ENCRYPTION_TEST_REQUIRE_SERVICES=1
 
 # name | python | Django requirement | PostgreSQL driver. Django 6 needs Python >= 3.12.
 MATRIX=("django52|3.11|Django>=5.2,<5.3|psycopg[binary]>=3.1")
@@ -24,11 +26,12 @@ if [[ $QUICK == 0 ]]; then
 fi
 
 LOG_DIR=$(mktemp -d)
-trap 'stop_postgres; stop_redis; rm -rf "$LOG_DIR"' EXIT
+trap 'stop_postgres; stop_redis; stop_moto; rm -rf "$LOG_DIR"' EXIT
 start_postgres
 start_redis
 
 ensure_dev_venv
+start_moto
 if [[ ${LINT:-1} == 1 ]]; then
   step "lint (ruff, mypy, import map)"
   scripts/lint.sh

@@ -3,6 +3,7 @@ ship (``AwsKms``, ``Pkcs11``). Each provider imports its client library (boto3, 
 only when it is used, so installing neither costs nothing.
 """
 
+from .aws_kms import AwsKms
 from .provider import Provider, key_context
 
-__all__ = ["Provider", "key_context"]
+__all__ = ["AwsKms", "Provider", "key_context"]
