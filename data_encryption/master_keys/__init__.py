@@ -3,6 +3,7 @@ ship (``AwsKms``, ``Pkcs11``). Each provider imports its client library (boto3, 
 only when it is used, so installing neither costs nothing.
 """
 
+from .pkcs11 import Pkcs11
 from .provider import Provider, key_context
 
-__all__ = ["Provider", "key_context"]
+__all__ = ["Pkcs11", "Provider", "key_context"]
