@@ -24,9 +24,12 @@ if [[ $QUICK == 0 ]]; then
 fi
 
 LOG_DIR=$(mktemp -d)
-trap 'stop_postgres; stop_redis; rm -rf "$LOG_DIR"' EXIT
+trap 'stop_postgres; stop_redis; stop_softhsm; rm -rf "$LOG_DIR"' EXIT
 start_postgres
 start_redis
+start_softhsm
+# The tests that need a service fail, not skip, when it is missing: CI never passes by skipping.
+export DATA_ENCRYPTION_TEST_REQUIRE_SERVICES=1
 
 ensure_dev_venv
 if [[ ${LINT:-1} == 1 ]]; then

@@ -15,11 +15,11 @@ from django.views.decorators.debug import sensitive_variables
 
 from ..envelope import format_key_id
 from ..exceptions import MasterKeyProviderError, MasterKeyUnavailable, WrongMasterKey
-from .pkcs11_tokens import ModuleNotLoadable, NotAnAesKey, client, token_session
+from .pkcs11_tokens import HsmKey, ModuleNotLoadable, NotAnAesKey, client, token_session
 from .provider import Provider, key_context
 
 if TYPE_CHECKING:
-    from pkcs11 import SecretKey, Session
+    from pkcs11 import Session
 
 BLOB_VERSION = b"\x01"
 IV_BYTES = 12
@@ -132,7 +132,7 @@ class Pkcs11(Provider):
         iv, sealed = wrapped[1 : 1 + IV_BYTES], wrapped[1 + IV_BYTES :]
         params = pkcs11.GCMParams(iv, key_context(key_id).encode(), TAG_BITS)
 
-        def decrypt(key: SecretKey) -> bytes | None:
+        def decrypt(key: HsmKey) -> bytes | None:
             try:
                 return key.decrypt(
                     sealed, mechanism=pkcs11.Mechanism.AES_GCM, mechanism_param=params

@@ -11,6 +11,7 @@ it re-initialises the library and opens a session of its own.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -21,11 +22,14 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from pkcs11 import SecretKey, Session, Token
+    from pkcs11 import Session, Token
 
 logger = logging.getLogger("data_encryption.master_keys.pkcs11")
 
 Result = TypeVar("Result")
+# A secret key object: python-pkcs11 types get_key() as a plain Key and mixes encrypt() and
+# decrypt() in at run time.
+HsmKey = Any
 
 # Errors after which a session that worked before is worth opening again, once: the HSM
 # restarted or dropped the session, or something logged this process out of the token.
@@ -92,10 +96,8 @@ def _library(module: str) -> Any:
             # Loaded by the parent before a fork: PKCS#11 requires the child to initialise
             # again. A module that resets itself on fork (SoftHSM's library.reset_on_fork)
             # refuses the finalize as not initialised, which is what we want anyway.
-            try:
+            with contextlib.suppress(pkcs11.PKCS11Error):
                 library.finalize()
-            except pkcs11.PKCS11Error:
-                pass
             library.initialize()
             _library_pids[module] = os.getpid()
         return library
@@ -115,7 +117,7 @@ class TokenSession:
         self.pid = os.getpid()
         self._token: Token | None = None
         self._session: Session | None = None
-        self._keys: dict[str, SecretKey] = {}
+        self._keys: dict[str, HsmKey] = {}
         self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
@@ -124,7 +126,7 @@ class TokenSession:
         self,
         key_label: str,
         pin: Callable[[], str],
-        operation: Callable[[SecretKey], Result],
+        operation: Callable[[HsmKey], Result],
         timeout: float,
     ) -> Result:
         def find_and_use(session: Session) -> Result:
