@@ -46,22 +46,27 @@ def create_key(purpose="master"):
     return Pkcs11.create_key(**hsm_options(fresh_label(purpose)))
 
 
+MISSING = [name for name in (MODULE_ENV, TOKEN_ENV, PIN_ENV) if not os.environ.get(name)]
+
+
 class SoftHsmTestCase(SimpleTestCase):
     """Skips when the test command did not start SoftHSM (``make test-one``), fails when it
     should have (``DATA_ENCRYPTION_TEST_REQUIRE_SERVICES=1``). Each class gets its own key:
     ``cls.provider``, with ``cls.options``."""
 
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if MISSING and not REQUIRE_SERVICES:
+            unittest.skip(f"needs SoftHSM ({MODULE_ENV}; scripts/test.sh starts it)")(cls)
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        missing = [name for name in (MODULE_ENV, TOKEN_ENV, PIN_ENV) if not os.environ.get(name)]
-        if missing:
-            if REQUIRE_SERVICES:
-                raise AssertionError(
-                    f"{', '.join(missing)} not set while DATA_ENCRYPTION_TEST_REQUIRE_SERVICES=1:"
-                    " scripts/test.sh starts SoftHSM (start_softhsm in scripts/lib.sh)"
-                )
-            raise unittest.SkipTest(f"needs SoftHSM ({MODULE_ENV}; scripts/test.sh starts it)")
+        if MISSING:
+            raise AssertionError(
+                f"{', '.join(MISSING)} not set while DATA_ENCRYPTION_TEST_REQUIRE_SERVICES=1:"
+                " scripts/test.sh starts SoftHSM (start_softhsm in scripts/lib.sh)"
+            )
         cls.provider = create_key()
         cls.options = hsm_options(cls.provider.key_label)
 

@@ -157,6 +157,20 @@ class KeyTests(SoftHsmTestCase):
             },
         )
 
+    def test_a_key_that_is_not_aes_is_refused(self):
+        import pkcs11
+
+        label = f"{self.provider.key_label}-generic"
+        session = token_session(self.options["module"], self.options["token_label"])
+        session.run_with_rw_session(
+            lambda: os.environ[PIN_ENV],
+            lambda rw: rw.generate_key(pkcs11.KeyType.GENERIC_SECRET, 256, label=label, store=True),
+            10,
+        )
+        with self.assertRaises(MasterKeyProviderError) as caught:
+            Pkcs11(**dict(self.options, key_label=label)).check()
+        self.assertIn(f"the key labelled {label!r} is not an AES key", str(caught.exception))
+
     def test_create_key_refuses_a_label_in_use(self):
         wrapped = self.provider.wrap(5, MATERIAL)
         with self.assertRaises(MasterKeyProviderError) as caught:
@@ -307,6 +321,7 @@ class ConfigurationErrorTests(SoftHsmTestCase):
         for name in ("pin", "user_pin", "so_pin"):
             with self.subTest(name), self.assertRaises(MasterKeyProviderError) as caught:
                 Pkcs11(**dict(self.options, **{name: "s3cret-pin-value"}))
+            self.assertIn("the PIN is never an option", str(caught.exception))
             self.assertIn("pin_env", str(caught.exception))
             self.assertNotIn("s3cret-pin-value", str(caught.exception))
 
