@@ -4,6 +4,7 @@ its own key. Its refusals: test_master_key_pkcs11_errors."""
 
 import os
 import threading
+import time
 
 from data_encryption.exceptions import MasterKeyProviderError, MasterKeyUnavailable, WrongMasterKey
 from data_encryption.master_keys import Pkcs11, key_context
@@ -248,10 +249,18 @@ class SessionTests(SoftHsmTestCase):
 
     def test_a_caller_waits_no_longer_than_the_timeout(self):
         wrapped = self.provider.wrap(15, MATERIAL)
-        impatient = Pkcs11(**dict(self.options, timeout=1e-6))
+        session = token_session(self.options["module"], self.options["token_label"])
+        # The token's thread kept busy for 2 s, as behind a call the HSM does not answer.
+        busy = threading.Thread(target=session._call, args=(lambda: time.sleep(2), 10))
+        busy.start()
+        self.addCleanup(busy.join)
+        impatient = Pkcs11(**dict(self.options, timeout=0.2))
+        started = time.monotonic()
         with self.assertRaises(MasterKeyUnavailable) as caught:
             impatient.unwrap(15, wrapped)
+        self.assertLess(time.monotonic() - started, 1.5)
         message = str(caught.exception)
-        self.assertIn("no answer within 1e-06 s (the timeout option)", message)
+        self.assertIn("no answer within 0.2 s (the timeout option)", message)
         self.assertIn("data key 0000000f", message)
-        self.assertEqual(self.provider.unwrap(15, wrapped), MATERIAL)
+        busy.join()
+        self.assertEqual(impatient.unwrap(15, wrapped), MATERIAL)
