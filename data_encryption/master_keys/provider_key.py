@@ -163,21 +163,24 @@ class ProviderMasterKey:
 
     def sign(self, data: bytes) -> bytes:
         """HMAC-SHA256 of ``data`` for a key backup's signature."""
-        return hmac_sha256(hkdf(self.integrity_secret(), BACKUP_MAC_INFO), data)
+        return self._mac(BACKUP_MAC_INFO, data)
 
     def verify(self, data: bytes, signature: bytes) -> bool:
-        return any(
-            verify_hmac(hkdf(secret, BACKUP_MAC_INFO), data, signature)
-            for secret in self._known_secrets()
-        )
+        return self._verifies(BACKUP_MAC_INFO, data, signature)
 
     def sign_metadata(self, message: bytes) -> bytes:
-        return hmac_sha256(hkdf(self.integrity_secret(), METADATA_MAC_INFO), message)
+        return self._mac(METADATA_MAC_INFO, message)
 
     def verify_metadata(self, message: bytes, mac: bytes) -> bool:
+        return self._verifies(METADATA_MAC_INFO, message, mac)
+
+    # Each purpose its own key, so a backup signature never passes for a key row's MAC.
+    def _mac(self, purpose: bytes, data: bytes) -> bytes:
+        return hmac_sha256(hkdf(self.integrity_secret(), purpose), data)
+
+    def _verifies(self, purpose: bytes, data: bytes, mac: bytes) -> bool:
         return any(
-            verify_hmac(hkdf(secret, METADATA_MAC_INFO), message, mac)
-            for secret in self._known_secrets()
+            verify_hmac(hkdf(secret, purpose), data, mac) for secret in self._known_secrets()
         )
 
     def learn_from(self, wraps: Iterable[tuple[int, bytes]]) -> None:
