@@ -108,10 +108,11 @@ def assert_found_by_blind_index(testcase, values):
 
 
 def key_rows():
-    """Both key tables as they stand, every column (wrapped keys and MACs as bytes)."""
+    """Both key tables as they stand, every column but the surrogate primary key (wrapped keys
+    and MACs as bytes)."""
 
     def row_values(model):
-        names = [f.attname for f in model._meta.concrete_fields]
+        names = [f.attname for f in model._meta.concrete_fields if not f.primary_key]
         rows = model.objects.order_by("key_id").values_list(*names)
         return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) for row in rows]
 
