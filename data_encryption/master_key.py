@@ -87,7 +87,8 @@ def provider_spec(value: Any, setting: str) -> tuple[type, dict[str, Any]]:
         path = value
     elif isinstance(value, dict) and isinstance(value.get("BACKEND"), str):
         unknown = set(value) - {"BACKEND", "OPTIONS"}
-        options = value.get("OPTIONS") or {}
+        options = value.get("OPTIONS", {})
+        options = {} if options is None else options
         if unknown or not isinstance(options, dict):  # (an OPTIONS of another type)
             raise ImproperlyConfigured(
                 f"{setting} takes only 'BACKEND' (a dotted path) and 'OPTIONS' (a dict of the "

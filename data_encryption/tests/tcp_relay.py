@@ -3,7 +3,8 @@ KMS unreachable for one provider object while the server goes on serving every o
 
 While open, each connection is piped to the target; once ``cut()``, open connections are closed
 and new ones are refused (the listening socket is closed), which is what an unreachable endpoint
-looks like to a client. ``mend()`` listens again on the same port.
+looks like to a client. ``mend()`` listens again on the same port. ``blackhole()`` keeps
+accepting connections but never forwards a byte: a server that hangs, which only timeouts end.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class TcpRelay:
         self._listener: socket.socket | None = None
         self._connections: list[socket.socket] = []
         self._lock = threading.Lock()
+        self._blackhole = False
         self.port = 0
         self.mend()
 
@@ -30,6 +32,7 @@ class TcpRelay:
         return f"http://127.0.0.1:{self.port}"
 
     def mend(self) -> None:
+        self._blackhole = False
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
@@ -50,12 +53,21 @@ class TcpRelay:
 
     close = cut
 
+    def blackhole(self) -> None:
+        self.cut()
+        self.mend()
+        self._blackhole = True
+
     def _accept(self, listener: socket.socket) -> None:
         while True:
             try:
                 client, _ = listener.accept()
             except OSError:
                 return  # cut
+            if self._blackhole:
+                with self._lock:
+                    self._connections.append(client)  # held open, never answered
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
