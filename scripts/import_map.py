@@ -18,7 +18,15 @@ SKIP = ("tests", "migrations")
 # The pure crypto floor, and the ground modules (no package imports) it may lean on.
 FLOOR = {"ciphers", "envelope", "master_key"} | {
     f"master_keys{suffix}"
-    for suffix in ("", ".local", ".provider", ".provider_key", ".aws_kms", ".pkcs11")
+    for suffix in (
+        "",
+        ".local",
+        ".provider",
+        ".provider_key",
+        ".aws_kms",
+        ".aws_kms_errors",
+        ".pkcs11",
+    )
 }
 GROUND = {"conf", "conf.rules", "conf.settings", "exceptions"}
 
