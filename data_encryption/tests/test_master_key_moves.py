@@ -204,9 +204,17 @@ class KmsToKmsTests(KmsDatabaseTestCase):
             self.assertFalse({"E027", "E032", "E039", "E040"} & set(messages), messages)
         self.assertIn(("Decrypt", b), requests)
         self.assertEqual({key for _operation, key in requests}, {b})
-        # Key A alone unwraps none of the rows.
+        # Key A alone unwraps none of the rows, and opens none of the key backups.
+        paths = backup_paths()
+        self.assertTrue(paths)
+        with kms_only(b):
+            for path in paths:
+                read_backup(path)
         with kms_only(a):
             self.assertIn(kms_fingerprint(b), " ".join(check_messages()["E027"]))
+            for path in paths:
+                with self.assertRaisesMessage(BackupError, f"aws-kms master key {b}"):
+                    read_backup(path)
         provider_a = AwsKms(key_id=a, endpoint_url=self.url)
         for _model, key_id, wrapped, _fingerprint in wrapped_rows():
             with self.subTest(key=f"{key_id:08x}"), self.assertRaises(WrongMasterKey):
