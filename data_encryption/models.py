@@ -391,8 +391,11 @@ def stored_wraps(fingerprint: str) -> list[tuple[int, bytes]]:
     ring has unwrapped anything (``master_keys.provider_key``)."""
     found: list[tuple[int, bytes]] = []
     for model in (DataKey, IndexKey):
+        using = router.db_for_write(model)
+        if model._meta.db_table not in connections[using].introspection.table_names():
+            continue  # a migration before the table's (0005 signs data keys before 0007)
         rows = (
-            model.objects.using(router.db_for_write(model))
+            model.objects.using(using)
             .filter(master_key_fingerprint=fingerprint, wrapped_key__isnull=False)
             .order_by("created_at", "key_id")
             .values_list("key_id", "wrapped_key")[:3]

@@ -26,6 +26,7 @@ FLOOR = {"ciphers", "envelope", "master_key"} | {
         ".aws_kms",
         ".aws_kms_errors",
         ".pkcs11",
+        ".pkcs11_tokens",
     )
 }
 GROUND = {"conf", "conf.rules", "conf.settings", "exceptions"}

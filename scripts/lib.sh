@@ -161,4 +161,41 @@ stop_moto() {
   MOTO_PIDS=()
   [[ -n $MOTO_DIR && -d $MOTO_DIR ]] && rm -rf "$MOTO_DIR"
   MOTO_DIR=""
+
+# SoftHSM2 (a PKCS#11 token in files) in a temp dir, with one token for the PKCS#11 master-key
+# tests. Exports SOFTHSM2_CONF and DATA_ENCRYPTION_TEST_PKCS11_{MODULE,TOKEN,PIN}; the PIN is
+# random per run and never printed.
+SOFTHSM_DIR=""
+start_softhsm() {
+  local module=/usr/lib/softhsm/libsofthsm2.so
+  if [[ ! -f $module ]] || ! command -v softhsm2-util >/dev/null 2>&1; then
+    step "installing softhsm2 (Debian package)"
+    apt-get update -qq >/dev/null && apt-get install -y -qq softhsm2 >/dev/null
+  fi
+  SOFTHSM_DIR=$(mktemp -d /tmp/data-encryption-softhsm.XXXXXX)
+  mkdir "$SOFTHSM_DIR/tokens"
+  # reset_on_fork: a forked child starts with a fresh library, as with a real HSM (whose
+  # sessions do not survive a fork), so the tests prove the provider starts over in a child.
+  cat >"$SOFTHSM_DIR/softhsm2.conf" <<CONF
+directories.tokendir = $SOFTHSM_DIR/tokens
+objectstore.backend = file
+log.level = ERROR
+slots.removable = false
+library.reset_on_fork = true
+CONF
+  export SOFTHSM2_CONF=$SOFTHSM_DIR/softhsm2.conf
+  local pin so_pin label=data-encryption-test
+  pin=$(python3 -c 'import secrets; print(secrets.token_hex(8))')
+  so_pin=$(python3 -c 'import secrets; print(secrets.token_hex(8))')
+  softhsm2-util --init-token --free --label "$label" --pin "$pin" --so-pin "$so_pin" >/dev/null
+  step "SoftHSM $(softhsm2-util --version) token '$label' in $SOFTHSM_DIR"
+  export DATA_ENCRYPTION_TEST_PKCS11_MODULE=$module
+  export DATA_ENCRYPTION_TEST_PKCS11_TOKEN=$label
+  export DATA_ENCRYPTION_TEST_PKCS11_PIN=$pin
+}
+
+stop_softhsm() {
+  [[ -n $SOFTHSM_DIR && -d $SOFTHSM_DIR ]] || return 0
+  rm -rf "$SOFTHSM_DIR"
+  SOFTHSM_DIR=""
 }

@@ -15,7 +15,8 @@ source scripts/lib.sh
 QUICK=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
 TESTS=${TESTS:-data_encryption}
-# The tests that need a service this script starts fail, instead of skipping, when it is missing.
+# The tests that need a service this script starts fail, instead of skipping, when it is missing:
+# CI never passes by skipping.
 export DATA_ENCRYPTION_TEST_REQUIRE_SERVICES=1
 
 # name | python | Django requirement | PostgreSQL driver. Django 6 needs Python >= 3.12.
@@ -26,12 +27,13 @@ if [[ $QUICK == 0 ]]; then
 fi
 
 LOG_DIR=$(mktemp -d)
-trap 'stop_postgres; stop_redis; stop_moto; rm -rf "$LOG_DIR"' EXIT
+trap 'stop_postgres; stop_redis; stop_moto; stop_softhsm; rm -rf "$LOG_DIR"' EXIT
 start_postgres
 start_redis
+start_softhsm
 
 ensure_dev_venv
-start_moto
+start_moto  # its server runs from .venv
 if [[ ${LINT:-1} == 1 ]]; then
   step "lint (ruff, mypy, import map)"
   scripts/lint.sh

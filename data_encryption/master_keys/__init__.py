@@ -4,6 +4,7 @@ only when it is used, so installing neither costs nothing.
 """
 
 from .aws_kms import AwsKms
+from .pkcs11 import Pkcs11
 from .provider import Provider, key_context
 
-__all__ = ["AwsKms", "Provider", "key_context"]
+__all__ = ["AwsKms", "Pkcs11", "Provider", "key_context"]
