@@ -9,22 +9,26 @@ import contextlib
 import itertools
 import json
 import tempfile
+from io import StringIO
 from pathlib import Path
 
+from django.conf import settings
 from django.core.checks import run_checks
+from django.core.management import call_command
 from django.db import connection
 from django.test import TestCase, override_settings
 
+from data_encryption.envelope import key_id_of
 from data_encryption.index_keys import reset_index_key_ring
-from data_encryption.keys import reset_key_ring
+from data_encryption.keys import create_data_key, reset_key_ring
 from data_encryption.master_keys import AwsKms
 from data_encryption.master_keys.local import WRAP_FORMAT_V1
 from data_encryption.master_keys.provider_key import PROVIDER_WRAP_FORMAT
-from data_encryption.models import DataKey, IndexKey
+from data_encryption.models import DataKey, IndexKey, KeyState
 from data_encryption.tests.kms_server import KmsTestCase, _moto_api, create_key, kms_url
 from data_encryption.tests.search_app.models import Person
 from data_encryption.tests.testapp.models import Customer, Patient
-from data_encryption.tests.utils import FAST, FreshKeyRingMixin
+from data_encryption.tests.utils import FAST, FreshKeyRingMixin, make_primary
 
 BACKEND = "data_encryption.master_keys.AwsKms"
 
@@ -40,8 +44,13 @@ def kms_fingerprint(arn):
 
 def kms_only(arn, **more):
     """Settings in which the KMS key ``arn`` is the only master key."""
+    return provider_only(kms_setting(arn), **more)
+
+
+def provider_only(setting, **more):
+    """Settings in which the provider ``setting`` names is the only master key."""
     return override_settings(
-        DATA_ENCRYPTION_MASTER_KEY_PROVIDER=kms_setting(arn),
+        DATA_ENCRYPTION_MASTER_KEY_PROVIDER=setting,
         DATA_ENCRYPTION_MASTER_KEY_FALLBACKS=[],
         DB_ENCRYPTION_KEY=None,
         DB_ENCRYPTION_KEY_FALLBACKS=[],
@@ -107,6 +116,21 @@ def assert_found_by_blind_index(testcase, values):
         testcase.assertEqual(Person.objects.get(email=email).name, name)
 
 
+def write_under_two_local_keys(testcase):
+    """Values under the local key's first data key, then under a second one."""
+    first = write_values("first")
+    make_primary(create_data_key("default", state=KeyState.DECRYPT_ONLY))
+    reset_key_ring()
+    values = merged(first, write_values("second"))
+    testcase.assertEqual(len({key_id_of(c._ssn) for c in Customer.objects.all()}), 2)
+    return values
+
+
+def merged(*values):
+    """``read_values`` results of several writes, as one."""
+    return {part: {k: v for each in values for k, v in each[part].items()} for part in values[0]}
+
+
 def key_rows():
     """Both key tables as they stand, every column but the surrogate primary key (wrapped keys
     and MACs as bytes)."""
@@ -143,6 +167,24 @@ def assert_all_wrapped_by(testcase, fingerprint, *, provider):
             else:
                 testcase.assertEqual(wrapped[:1], WRAP_FORMAT_V1)
     return rows
+
+
+def status_master_keys():
+    """``encryption_status --json``'s master keys, by fingerprint."""
+    out = StringIO()
+    call_command("encryption_status", "--json", stdout=out)
+    return {entry["fingerprint"]: entry for entry in json.loads(out.getvalue())["master_keys"]}
+
+
+def rewrap():
+    """``manage.py rewrap_data_keys``; its output."""
+    out = StringIO()
+    call_command("rewrap_data_keys", stdout=out)
+    return out.getvalue()
+
+
+def backup_paths():
+    return sorted(Path(settings.ENCRYPTION_KEY_ROTATION["BACKUP_DIR"]).iterdir())
 
 
 def check_messages(*, deploy=False):

@@ -4,14 +4,10 @@ the fallback removed. Each move is proven on the key rows (fingerprint and blob 
 rings loaded afresh with the old key gone, and by the old key alone unwrapping nothing.
 """
 
-import json
 import re
-from io import StringIO
-from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from django.conf import settings
-from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 
@@ -23,16 +19,17 @@ from data_encryption.exceptions import (
     KeyUnavailableError,
     WrongMasterKey,
 )
-from data_encryption.keys import create_data_key, reset_key_ring
+from data_encryption.keys import reset_key_ring
 from data_encryption.master_key import MasterKey
 from data_encryption.master_keys import AwsKms
-from data_encryption.models import DataKey, KeyState
+from data_encryption.models import DataKey
 from data_encryption.services import EncryptionService
 from data_encryption.tests.kms_server import kms_client, needs_kms
 from data_encryption.tests.provider_moves import (
     KmsDatabaseTestCase,
     assert_all_wrapped_by,
     assert_found_by_blind_index,
+    backup_paths,
     backup_settings,
     check_messages,
     key_rows,
@@ -40,52 +37,26 @@ from data_encryption.tests.provider_moves import (
     kms_only,
     kms_requests,
     kms_setting,
+    merged,
     read_values,
+    rewrap,
+    status_master_keys,
     wrapped_rows,
+    write_under_two_local_keys,
     write_values,
 )
 from data_encryption.tests.search_app.models import Person
 from data_encryption.tests.testapp.models import Customer
-from data_encryption.tests.utils import make_primary, new_fernet_key
-
-
-def merged(*values):
-    """``read_values`` results of several writes, as one."""
-    return {part: {k: v for each in values for k, v in each[part].items()} for part in values[0]}
-
-
-def status_master_keys():
-    out = StringIO()
-    call_command("encryption_status", "--json", stdout=out)
-    return {entry["fingerprint"]: entry for entry in json.loads(out.getvalue())["master_keys"]}
-
-
-def rewrap():
-    out = StringIO()
-    call_command("rewrap_data_keys", stdout=out)
-    return out.getvalue()
-
-
-def backup_paths():
-    return sorted(Path(settings.ENCRYPTION_KEY_ROTATION["BACKUP_DIR"]).iterdir())
+from data_encryption.tests.utils import new_fernet_key
 
 
 @needs_kms
 class LocalToKmsTests(KmsDatabaseTestCase):
-    def write_under_two_local_keys(self):
-        """Values under the local key's first data key, then under a second one."""
-        first = write_values("first")
-        make_primary(create_data_key("default", state=KeyState.DECRYPT_ONLY))
-        reset_key_ring()
-        values = merged(first, write_values("second"))
-        self.assertEqual(len({key_id_of(c._ssn) for c in Customer.objects.all()}), 2)
-        return values
-
     @backup_settings()
     def test_local_to_kms_by_the_documented_procedure(self):
         local, arn = settings.DB_ENCRYPTION_KEY, self.key["Arn"]
         local_fingerprint, kms = MasterKey(local).fingerprint, kms_fingerprint(arn)
-        expected = self.write_under_two_local_keys()
+        expected = write_under_two_local_keys(self)
         assert_all_wrapped_by(self, local_fingerprint, provider=False)
         # Step 1: name the provider, keep DB_ENCRYPTION_KEY where it is.
         with override_settings(DATA_ENCRYPTION_MASTER_KEY_PROVIDER=kms_setting(arn)):
@@ -130,7 +101,7 @@ class LocalToKmsTests(KmsDatabaseTestCase):
     def test_a_key_under_a_provider_no_longer_configured_fails_alone_and_changes_nothing(self):
         local, arn = settings.DB_ENCRYPTION_KEY, self.key["Arn"]
         kms = kms_fingerprint(arn)
-        expected = self.write_under_two_local_keys()
+        expected = write_under_two_local_keys(self)
         with override_settings(DATA_ENCRYPTION_MASTER_KEY_PROVIDER=kms_setting(arn)):
             rewrap()
         before = key_rows()
