@@ -161,6 +161,7 @@ stop_moto() {
   MOTO_PIDS=()
   [[ -n $MOTO_DIR && -d $MOTO_DIR ]] && rm -rf "$MOTO_DIR"
   MOTO_DIR=""
+}
 
 # SoftHSM2 (a PKCS#11 token in files) in a temp dir, with one token for the PKCS#11 master-key
 # tests. Exports SOFTHSM2_CONF and DATA_ENCRYPTION_TEST_PKCS11_{MODULE,TOKEN,PIN}; the PIN is
