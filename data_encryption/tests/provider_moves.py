@@ -1,7 +1,7 @@
-"""What the master-key move tests share (``test_master_key_moves*``): a database test case with a
-fresh KMS key per class on moto's server, settings naming KMS keys, values of every kind written
-and read back afresh, snapshots of the key tables, and the KMS requests the server received, by
-operation and key.
+"""What the master-key move tests share (``test_master_key_moves*``): settings naming a provider
+as the only master key, a database test case with a fresh KMS key per class on moto's server,
+values of every kind written and read back afresh, snapshots of the key tables, the re-wrap and
+status commands, and the KMS requests the server received, by operation and key.
 """
 
 import base64
