@@ -7,6 +7,7 @@ credentials come from boto3's usual chain, never from settings.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import secrets
 import threading
@@ -82,6 +83,7 @@ class AwsKms(Provider):
             )
         self.max_attempts = max_attempts
         self._client: Any = None
+        self._client_pid = 0
         self._client_lock = threading.Lock()
         _import_boto3(self.description)  # a missing boto3 fails here, at settings load
         _hide_plaintext_from_botocore_logs()
@@ -208,11 +210,13 @@ class AwsKms(Provider):
             raise error(f"{self.description}: {operation} failed: {advice}") from exc
 
     def _get_client(self) -> Any:
-        # boto3 clients are thread-safe, sessions are not: one client per provider object,
-        # made once under a lock by whichever thread needs it first.
-        if self._client is None:
+        # boto3 clients are thread-safe, sessions are not: one client per provider object and
+        # process, made once under a lock by whichever thread needs it first. A forked child
+        # (Celery's prefork workers) makes its own: the parent's pooled connections are the
+        # parent's sockets, and two processes reading one socket would swap their answers.
+        if self._client is None or self._client_pid != os.getpid():
             with self._client_lock:
-                if self._client is None:
+                if self._client is None or self._client_pid != os.getpid():
                     boto3, botocore_config = _import_boto3(self.description)
                     session = boto3.session.Session(profile_name=self.profile_name)
                     self._client = session.client(
@@ -225,6 +229,7 @@ class AwsKms(Provider):
                             retries={"max_attempts": self.max_attempts, "mode": "standard"},
                         ),
                     )
+                    self._client_pid = os.getpid()
         return self._client
 
 

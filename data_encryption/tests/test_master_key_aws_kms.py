@@ -130,6 +130,25 @@ class RoundTripTests(KmsTestCase):
 
 
 @needs_kms
+class ForkTests(KmsTestCase):
+    def test_a_forked_child_makes_its_own_client(self):
+        # Celery's prefork workers fork after the parent may have used the provider: the
+        # parent's pooled connections are its sockets, never to be read by a child as well.
+        from .hsm_token import run_in_fork
+
+        provider = self.provider()
+        wrapped = provider.wrap(3, MATERIAL)  # the parent's client, with a pooled connection
+        parent_client = id(provider._get_client())
+
+        def in_child():
+            fresh = id(provider._get_client()) != parent_client
+            return [fresh, provider.unwrap(3, wrapped) == MATERIAL]
+
+        self.assertEqual(run_in_fork(in_child).get("result"), [True, True])
+        self.assertEqual(provider.unwrap(3, wrapped), MATERIAL)  # the parent's still works
+
+
+@needs_kms
 class KeyRefusalTests(KmsTestCase):
     def assertRefused(self, action, *fragments):
         with self.assertRaises(MasterKeyProviderError) as caught:
