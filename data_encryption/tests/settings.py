@@ -50,6 +50,13 @@ ENCRYPTION_KEY_ROTATION = {
 DATA_ENCRYPTION_LEGACY_COLUMNS = json.loads(
     os.environ.get("DATA_ENCRYPTION_TEST_LEGACY_COLUMNS", "{}")
 )
+# The processes a master-key test starts (Celery workers) may be told that the master key is a
+# provider's (the setting as JSON), and that they hold no local key at all.
+if os.environ.get("DATA_ENCRYPTION_TEST_MASTER_KEY_PROVIDER"):
+    DATA_ENCRYPTION_MASTER_KEY_PROVIDER = json.loads(
+        os.environ["DATA_ENCRYPTION_TEST_MASTER_KEY_PROVIDER"]
+    )
+    DB_ENCRYPTION_KEY = None
 # The peer libraries' own key settings, as their docs say (test_legacy_*), generated per run:
 # django-fernet-encrypted-fields derives its keys from SECRET_KEY and SALT_KEY, django-cryptography
 # from SECRET_KEY, and django-encrypted-model-fields reads FIELD_ENCRYPTION_KEY when imported.

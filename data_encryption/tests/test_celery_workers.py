@@ -18,11 +18,13 @@ from data_encryption.tests.processes import pool_children, start_worker
 from data_encryption.tests.testapp.models import Customer, Patient
 from data_encryption.tests.utils import all_plaintexts, rotated_table_count, seed_rows
 
+from .kms_server import needs_kms
+
 REDIS = os.environ.get("DATA_ENCRYPTION_TEST_REDIS_URL")
 
 
 @unittest.skipUnless(REDIS, "needs DATA_ENCRYPTION_TEST_REDIS_URL (the test command starts Redis)")
-class CeleryWorkerTests(TransactionTestCase):
+class CeleryWorkerTestCase(TransactionTestCase):
     def setUp(self):
         if connection.vendor == "sqlite" and ":memory:" in str(connection.settings_dict["NAME"]):
             self.skipTest("needs a file database that worker processes can open")
@@ -71,6 +73,8 @@ class CeleryWorkerTests(TransactionTestCase):
         self.assertFalse(RotationChunk.objects.filter(run=run, done=False).exists())
         self.assertEqual(run.records_processed, Customer.objects.count() + Patient.objects.count())
 
+
+class CeleryWorkerTests(CeleryWorkerTestCase):
     def test_fanned_out_rotation_over_two_workers(self):
         from data_encryption.tasks import rotate_encryption_key_task
 
@@ -139,3 +143,48 @@ class CeleryWorkerTests(TransactionTestCase):
             os.kill(pid, signal.SIGKILL)
         run = self.wait_for_run()
         self.assertEverythingRotated(run, expected)
+
+
+@needs_kms
+class CeleryWorkersUnderKmsTests(CeleryWorkerTestCase):
+    """The rotation fanned out to real workers whose only master key is AWS KMS (moto's
+    server): the new key is wrapped by KMS, every row reads back, and the workers ask KMS once
+    per key per ring load, never per row."""
+
+    def test_a_fanned_out_rotation_with_the_master_key_in_kms(self):
+        import json
+
+        from data_encryption.keys import rewrap_data_keys
+        from data_encryption.master_key import master_keys, reset_master_keys
+        from data_encryption.tasks import rotate_encryption_key_task
+
+        from .kms_server import aws_environment, count_kms_calls, create_key, kms_url
+
+        url = kms_url()
+        self.enterContext(aws_environment())
+        setting = {
+            "BACKEND": "data_encryption.master_keys.AwsKms",
+            "OPTIONS": {"key_id": create_key(url)["Arn"], "endpoint_url": url},
+        }
+        self.enterContext(override_settings(DATA_ENCRYPTION_MASTER_KEY_PROVIDER=setting))
+        self.addCleanup(reset_master_keys)
+        seed_rows(2000, 500)
+        expected = all_plaintexts()
+        rewrap_data_keys()  # the local key's data keys move to KMS; workers hold no local key
+        self.enterContext(override_settings(DB_ENCRYPTION_KEY=None))
+        self.start_workers(
+            2,
+            DATA_ENCRYPTION_TEST_CHUNK_ROWS=500,
+            DATA_ENCRYPTION_TEST_MASTER_KEY_PROVIDER=json.dumps(setting),
+        )
+        with count_kms_calls(url) as calls:
+            rotate_encryption_key_task.apply_async(kwargs={"force": True})
+            run = self.wait_for_run()
+        self.assertEverythingRotated(run, expected)
+        primary = DataKey.objects.get(state=KeyState.PRIMARY)
+        self.assertEqual(primary.master_key_fingerprint, master_keys()[0].fingerprint)
+        self.assertEqual(bytes(primary.wrapped_key)[:1], b"\x02")
+        self.assertEqual(calls["Encrypt"], 1)  # the new key, wrapped once
+        # Each process unwraps each key once per ring load (KEY_CACHE_SECONDS is 0.5 s here, so
+        # a worker reloads often); 2,500 rows read and written are not 2,500 calls.
+        self.assertLess(calls["Decrypt"], 500, calls)
