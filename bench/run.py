@@ -154,6 +154,7 @@ def database(kind: str, directory: Path) -> Iterator[None]:
     """Point the settings at a fresh database for this run, and delete it afterwards."""
     os.environ["BENCH_DATABASE"] = kind
     os.environ["BENCH_BACKUP_DIR"] = str(directory / "key-backups")
+    os.environ["BENCH_KEY_DATABASES_DIR"] = str(directory)  # the kms case's key tables
     if kind == "sqlite":
         os.environ["BENCH_SQLITE_PATH"] = str(directory / "bench.sqlite3")
         yield

@@ -82,4 +82,15 @@ else:
         }
     }
 
+# The kms case keeps each master key's data keys in a SQLite database of its own, whatever the
+# main database (bench/cases/kms.py routes the key tables there while it runs).
+for _master_key in ("local", "kms"):
+    DATABASES[f"keys_{_master_key}"] = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.path.join(
+            os.environ.get("BENCH_KEY_DATABASES_DIR") or tempfile.gettempdir(),
+            f"data_encryption_bench_keys_{_master_key}.sqlite3",
+        ),
+    }
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

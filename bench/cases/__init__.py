@@ -59,4 +59,5 @@ CASES: dict[str, Callable[[Options], BuildResult]] = {
     "search-fetch": _lazy("search_fetch"),
     "search-save": _lazy("search_save"),
     "index-rebuild": _lazy("index_rebuild"),
+    "kms": _lazy("kms"),
 }
