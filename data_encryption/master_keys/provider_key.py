@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from time import monotonic
 from typing import NoReturn
@@ -60,6 +61,7 @@ class ProviderMasterKey:
     verify, sign_metadata, verify_metadata, fingerprint), its key held by the provider."""
 
     __slots__ = (
+        "__weakref__",
         "_failure",
         "_failure_until",
         "_lock",
@@ -81,6 +83,7 @@ class ProviderMasterKey:
         self._lock = threading.RLock()
         self._failure: MasterKeyProviderError | None = None
         self._failure_until = 0.0
+        _instances.add(self)
 
     def __repr__(self) -> str:
         return (
@@ -235,6 +238,20 @@ class ProviderMasterKey:
             for key_id, wrapped in mine:
                 if self._secret_in(key_id, wrapped) is not None:
                     return
+
+
+# A thread of a parent may hold a master key's lock at a fork (it holds it while it waits on the
+# provider to learn the integrity secret): a forked child (Celery's prefork pool) would then
+# wait on it forever. The child starts single-threaded, so it takes new locks.
+_instances: weakref.WeakSet[ProviderMasterKey] = weakref.WeakSet()
+
+
+def _new_locks_in_child() -> None:
+    for master in list(_instances):
+        master._lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_new_locks_in_child)
 
 
 def _raise_again(failure: MasterKeyProviderError) -> NoReturn:

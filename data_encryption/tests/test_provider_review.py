@@ -6,12 +6,18 @@ keeps: its provider client and the integrity secret it learned) and swapping the
 """
 
 import contextlib
+import os
+import signal
+import threading
+import time
+import warnings
 
 from django.db import transaction
 
 from data_encryption import keys as key_ring_module
 from data_encryption import master_key as master_key_module
 from data_encryption.backups import read_backup, write_backup
+from data_encryption.exceptions import MasterKeyProviderError
 from data_encryption.index_keys import load_index_key_ring, reset_index_key_ring, rewrap_index_keys
 from data_encryption.key_audit import Metadata, metadata_verdict
 from data_encryption.keys import (
@@ -24,7 +30,8 @@ from data_encryption.models import DataKey, IndexKey, KeyState
 
 from .kms_server import needs_kms
 from .provider_moves import backup_settings
-from .test_provider_master_keys import ProviderTestCase
+from .tcp_relay import TcpRelay
+from .test_provider_master_keys import ProviderTestCase, kms_setting
 
 
 class Rollback(Exception):
@@ -101,3 +108,53 @@ class IntegritySecretTests(ProviderTestCase):
             rewrap_index_keys()
         with process(new_process()):
             self.assertEqual(len(read_backup(path)), 1)
+
+
+def exits_within(pid, seconds):
+    """Whether the forked child ``pid`` exits within ``seconds`` (else it is killed)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return False
+
+
+@needs_kms
+class ForkTests(ProviderTestCase):
+    def test_a_child_forked_while_a_thread_waits_on_the_provider_can_use_the_master_key(self):
+        # A prefork parent (Celery, a preloading server) forks while one of its threads learns
+        # the integrity secret from a KMS that hangs: that thread holds the master key's lock.
+        row = create_data_key("default", state=KeyState.PRIMARY)
+        relay = TcpRelay(self.url)
+        self.addCleanup(relay.close)
+        setting = kms_setting(
+            self.arn, relay.url, connect_timeout=0.5, read_timeout=2.0, max_attempts=1
+        )
+        (master,) = master_key_module.keys_of(setting, "DATA_ENCRYPTION_MASTER_KEY_PROVIDER")
+        relay.blackhole()
+        wraps = [(row.key_id, bytes(row.wrapped_key))]
+
+        def learn():
+            with contextlib.suppress(MasterKeyProviderError):  # (the KMS times out)
+                master.learn_from(wraps)
+
+        waiting = threading.Thread(target=learn)
+        waiting.start()
+        self.addCleanup(waiting.join)
+        while master._lock.acquire(blocking=False):  # until the thread holds it
+            master._lock.release()
+            time.sleep(0.01)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # (3.12+: a fork with threads)
+            pid = os.fork()
+        if pid == 0:  # the child: takes the lock once, and never returns into the test runner
+            try:
+                master.learn_from([])
+            finally:
+                os._exit(0)
+        self.assertTrue(
+            exits_within(pid, 5.0), "the child waits forever on a lock its parent's thread held"
+        )
