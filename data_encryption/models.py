@@ -386,9 +386,10 @@ class IndexKey(models.Model):
 
 
 def stored_wraps(fingerprint: str) -> list[tuple[int, bytes]]:
-    """(key id, wrapped key) of a few of the oldest key rows wrapped by the master key with
-    ``fingerprint``: where a provider's master key learns its integrity secret before the key
-    ring has unwrapped anything (``master_keys.provider_key``)."""
+    """(key id, wrapped key) of the key rows wrapped by the master key with ``fingerprint``,
+    data keys then index keys, oldest first: where a provider's master key finds the secret it
+    signs with (the first row's) and the secrets of rows it has not unwrapped
+    (``master_keys.provider_key``)."""
     found: list[tuple[int, bytes]] = []
     for model in (DataKey, IndexKey):
         using = router.db_for_write(model)
@@ -398,7 +399,7 @@ def stored_wraps(fingerprint: str) -> list[tuple[int, bytes]]:
             model.objects.using(using)
             .filter(master_key_fingerprint=fingerprint, wrapped_key__isnull=False)
             .order_by("created_at", "key_id")
-            .values_list("key_id", "wrapped_key")[:3]
+            .values_list("key_id", "wrapped_key")
         )
         found += [(key_id, bytes(wrapped)) for key_id, wrapped in rows if wrapped is not None]
     return found

@@ -194,6 +194,9 @@ def load_backup(path: Path) -> LoadedBackup:
         signature = b""
     _learn_provider_secrets(body)
     signer = next((m for m in master_keys() if m.verify(canonical(body), signature)), None)
+    if signer is None:  # keys made by two processes at once may carry two secrets: learn each
+        _learn_provider_secrets(body, every=True)
+        signer = next((m for m in master_keys() if m.verify(canonical(body), signature)), None)
     if signer is None:
         signed_by = document.get("signed_by")
         named = body.get("master_keys")
@@ -225,9 +228,10 @@ def load_backup(path: Path) -> LoadedBackup:
     return LoadedBackup(Path(path), str(body["created_at"]), keys, signer, index_keys, version)
 
 
-def _learn_provider_secrets(body: dict[str, Any]) -> None:
+def _learn_provider_secrets(body: dict[str, Any], *, every: bool = False) -> None:
     """Let each provider master key learn its integrity secret (what signed the file) from the
-    file's own wrapped keys: the database being restored into may hold none of them."""
+    file's own wrapped keys: the database being restored into may hold none of them (``every``:
+    from each of them, not the first alone)."""
     wraps = []
     for entry in [*(body.get("keys") or []), *(body.get("index_keys") or [])]:
         if isinstance(entry, dict) and isinstance(entry.get("key_id"), int):
@@ -239,7 +243,7 @@ def _learn_provider_secrets(body: dict[str, Any]) -> None:
                 wraps.append((entry["key_id"], wrapped))
     for master in master_keys():
         if isinstance(master, ProviderMasterKey):
-            master.learn_from(wraps)
+            master.learn_from(wraps, every=every)
 
 
 def _parsed_index_keys(entries: Any, path: Path) -> list[BackupIndexKey]:

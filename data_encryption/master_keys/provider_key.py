@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from time import monotonic
 from typing import NoReturn
@@ -59,18 +60,30 @@ class ProviderMasterKey:
     """One configured provider as a master key: what ``MasterKey`` offers (wrap, unwrap, sign,
     verify, sign_metadata, verify_metadata, fingerprint), its key held by the provider."""
 
-    __slots__ = ("_failure", "_failure_until", "_lock", "_made", "_secrets", "provider", "setting")
+    __slots__ = (
+        "__weakref__",
+        "_failure",
+        "_failure_until",
+        "_lock",
+        "_made",
+        "_secret_of",
+        "provider",
+        "setting",
+    )
 
     fernet = None  # a key held elsewhere cannot read legacy Fernet values
 
     def __init__(self, provider: Provider, setting: str) -> None:
         self.provider = provider
         self.setting = setting
-        self._secrets: list[bytes] = []  # learned from stored blobs, in the order learned
+        # The secret each blob (key id, blob) carries, learned by wrapping or unwrapping it;
+        # ``None`` for a blob that did not unwrap (it is not asked again).
+        self._secret_of: dict[tuple[int, bytes], bytes | None] = {}
         self._made: bytes | None = None  # made here before any stored blob carried one
         self._lock = threading.RLock()
         self._failure: MasterKeyProviderError | None = None
         self._failure_until = 0.0
+        _instances.add(self)
 
     def __repr__(self) -> str:
         return (
@@ -91,7 +104,10 @@ class ProviderMasterKey:
     def wrap(self, key_id: int, data_key: bytes) -> bytes:
         secret = self.integrity_secret()
         body = self._call(self.provider.wrap, key_id, data_key + secret)
-        return PROVIDER_WRAP_FORMAT + bytes.fromhex(self.fingerprint) + body
+        wrapped = PROVIDER_WRAP_FORMAT + bytes.fromhex(self.fingerprint) + body
+        with self._lock:
+            self._secret_of[(key_id, wrapped)] = secret
+        return wrapped
 
     @sensitive_variables()
     def unwrap(self, key_id: int, wrapped: bytes) -> bytes:
@@ -105,7 +121,8 @@ class ProviderMasterKey:
             raise InvalidTag from None
         if len(plain) <= SECRET_BYTES:
             raise InvalidTag
-        self._learn(plain[-SECRET_BYTES:])
+        with self._lock:
+            self._secret_of[(key_id, wrapped)] = plain[-SECRET_BYTES:]
         return plain[:-SECRET_BYTES]
 
     def _call(self, method: Callable[[int, bytes], bytes], key_id: int, data: bytes) -> bytes:
@@ -120,44 +137,65 @@ class ProviderMasterKey:
             raise
 
     # -- the integrity secret --------------------------------------------------------------------
-
-    def _learn(self, secret: bytes) -> None:
-        with self._lock:
-            if secret not in self._secrets:
-                self._secrets.append(secret)
+    # Every process must sign with a secret that every other process can learn from the stored
+    # rows. So a process signs with the secret of the oldest stored row this master key wrapped
+    # (the same row for every process), never with one only it knows: not one it learned from
+    # its own first key whose transaction rolled back. Two processes that made their first keys
+    # at once, neither seeing the other's, leave rows carrying two secrets: each verifies, since
+    # a MAC that no known secret verifies is tried again under the secrets of the stored rows
+    # not unwrapped yet before it is called a forgery.
 
     def integrity_secret(self) -> bytes:
-        """The secret this master key signs with: one learned from a stored blob it wrapped
-        (the ring's unwraps, else the oldest stored row's), else one made here for the first
-        key it wraps. A made one yields to a stored one as soon as there is one, so a process
-        whose first key rolled back signs with what the stored rows carry."""
+        """The secret this master key signs with: the one the oldest stored row it wrapped
+        carries; with no such row, the first one learned (from a key backup being restored),
+        else one made here for the first key it wraps."""
         with self._lock:
-            if self._secrets or self._find_secret():
-                return self._secrets[0]
+            for key_id, wrapped in _stored_wraps(self.fingerprint) if _stored_wraps else ():
+                secret = self._secret_in(key_id, wrapped)
+                if secret is not None:
+                    return secret
+            known = next((secret for secret in self._secret_of.values() if secret), None)
+            if known is not None:
+                return known
             if self._made is None:
                 self._made = os.urandom(SECRET_BYTES)
             return self._made
 
-    def _find_secret(self) -> bool:
-        """Unwrap the oldest stored row this master key wrapped, to learn its secret."""
-        if _stored_wraps is None:
-            return False
-        for key_id, wrapped in _stored_wraps(self.fingerprint):
+    def _secret_in(self, key_id: int, wrapped: bytes) -> bytes | None:
+        """The secret ``wrapped`` carries: known, else unwrapped once (``None`` when it does not
+        unwrap: an altered row)."""
+        if (key_id, wrapped) not in self._secret_of:
             try:
                 self.unwrap(key_id, wrapped)
-                return True
             except InvalidTag:
-                continue  # an altered row: the next one carries the same secret
-        return False
+                self._secret_of[(key_id, wrapped)] = None
+        return self._secret_of[(key_id, wrapped)]
 
     def _known_secrets(self) -> list[bytes]:
         with self._lock:
-            if not self._secrets:
+            if not any(self._secret_of.values()):
                 # Unreachable or refusing: nothing can be verified under this key now; the
                 # unwrap of the same rows reports the provider's error.
                 with contextlib.suppress(MasterKeyProviderError):
-                    self._find_secret()
-            return self._secrets + ([self._made] if self._made is not None else [])
+                    self.integrity_secret()
+            known = [secret for secret in self._secret_of.values() if secret is not None]
+            return list(dict.fromkeys(known + ([self._made] if self._made else [])))
+
+    def _learn_stored_secrets(self) -> list[bytes]:
+        """The secrets of the stored rows this master key wrapped that were not unwrapped yet
+        (each is asked once), for a MAC that no known secret verifies."""
+        if _stored_wraps is None:
+            return []
+        return self._learn([wrap for wrap in _stored_wraps(self.fingerprint)])
+
+    def _learn(self, wraps: Iterable[tuple[int, bytes]]) -> list[bytes]:
+        learned = []
+        with self._lock, contextlib.suppress(MasterKeyProviderError):
+            for key_id, wrapped in wraps:
+                if (key_id, wrapped) not in self._secret_of:
+                    secret = self._secret_in(key_id, wrapped)
+                    learned += [secret] if secret is not None else []
+        return learned
 
     # -- signatures (what a local key derives from itself) ---------------------------------------
 
@@ -181,20 +219,39 @@ class ProviderMasterKey:
     def _verifies(self, purpose: bytes, data: bytes, mac: bytes) -> bool:
         return any(
             verify_hmac(hkdf(secret, purpose), data, mac) for secret in self._known_secrets()
+        ) or any(
+            verify_hmac(hkdf(secret, purpose), data, mac) for secret in self._learn_stored_secrets()
         )
 
-    def learn_from(self, wraps: Iterable[tuple[int, bytes]]) -> None:
+    def learn_from(self, wraps: Iterable[tuple[int, bytes]], *, every: bool = False) -> None:
         """Learn the integrity secret from the first of ``wraps`` (key id, blob) this master key
-        wrapped: for a key backup read into a database that holds none of its keys."""
-        if self._secrets:
+        wrapped, when none is known: for a key backup read into a database that holds none of
+        its keys. ``every``: from each of them not unwrapped yet (a file whose signature no
+        known secret verifies, its keys made by two processes at once)."""
+        mine = [wrap for wrap in wraps if embedded_fingerprint(wrap[1]) == self.fingerprint]
+        if every:
+            self._learn(mine)
             return
-        for key_id, wrapped in wraps:
-            if embedded_fingerprint(wrapped) == self.fingerprint:
-                try:
-                    self.unwrap(key_id, wrapped)
+        with self._lock:
+            if any(self._secret_of.values()):
+                return
+            for key_id, wrapped in mine:
+                if self._secret_in(key_id, wrapped) is not None:
                     return
-                except InvalidTag:
-                    continue
+
+
+# A thread of a parent may hold a master key's lock at a fork (it holds it while it waits on the
+# provider to learn the integrity secret): a forked child (Celery's prefork pool) would then
+# wait on it forever. The child starts single-threaded, so it takes new locks.
+_instances: weakref.WeakSet[ProviderMasterKey] = weakref.WeakSet()
+
+
+def _new_locks_in_child() -> None:
+    for master in list(_instances):
+        master._lock = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_new_locks_in_child)
 
 
 def _raise_again(failure: MasterKeyProviderError) -> NoReturn:
