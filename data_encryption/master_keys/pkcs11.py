@@ -266,9 +266,11 @@ class Pkcs11(Provider):
         )
 
     def _fail(self, key_id: int | None, problem: str, *, unavailable: bool = False) -> NoReturn:
-        subject = "" if key_id is None else f" (data key {format_key_id(key_id)})"
+        # No data key id here: the app adds the one it was unwrapping ("Cannot unwrap key ...
+        # with ..."), and repeats this error for the next keys during its back-off, where an id
+        # of the first key would name the wrong one.
         error = MasterKeyUnavailable if unavailable else MasterKeyProviderError
-        raise error(f"{self.description}{subject}: {problem} (module {self.module}).") from None
+        raise error(f"{self.description}: {problem} (module {self.module}).") from None
 
     def _wrong_key(self, key_id: int, reason: str) -> WrongMasterKey:
         return WrongMasterKey(

@@ -34,7 +34,9 @@ class ConfigurationErrorTests(SoftHsmTestCase):
     def test_missing_key_label(self):
         options = dict(self.options, key_label="no-such-key")
         self.assert_refused(options, "has no secret key labelled 'no-such-key'", "create_key")
-        self.assert_refused(options, "(data key 0000002a)", key_id=42)
+        # The app names the data key it was unwrapping; the provider's error, repeated for every
+        # key during the back-off, names none.
+        self.assertNotIn("0000002a", self.assert_refused(options, key_id=42))
 
     def test_missing_token(self):
         options = dict(self.options, token_label="no-such-token")

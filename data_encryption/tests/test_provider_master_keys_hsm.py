@@ -8,7 +8,8 @@ from django.core import checks
 from django.test import TestCase, override_settings
 
 from data_encryption.exceptions import KeyConfigurationError, KeyUnavailableError
-from data_encryption.keys import create_data_key, reset_key_ring, warm_up_key_ring
+from data_encryption.envelope import format_key_id
+from data_encryption.keys import create_data_key, key_ring, reset_key_ring, warm_up_key_ring
 from data_encryption.master_key import master_keys, reset_master_keys
 from data_encryption.master_keys import Pkcs11
 from data_encryption.models import DataKey, IndexKey, KeyState
@@ -111,8 +112,14 @@ class HsmMasterKeyTests(HsmMasterKeyTestCase):
             self.assertIn(primary.hex_id, message)
             self.assertIn(self.options["key_label"], message)
             self.assertIn("DATA_ENCRYPTION_TEST_PIN_NOBODY_SET", message)
-            # Twelve keys, one attempt: the refusal is not repeated per key.
+            # Twelve keys, one attempt: the refusal is not repeated per key, yet each key's
+            # message names that key and no other.
             self.assertLessEqual(CountingPkcs11.calls["unwrap"], 1)
+            unusable = key_ring().unusable
+            self.assertEqual(len(unusable), 12)
+            for key_id, text in unusable.items():
+                named = {k for k in unusable if format_key_id(k) in text}
+                self.assertEqual(named, {key_id}, text)
             with self.assertRaisesMessage(KeyConfigurationError, primary.hex_id):
                 EncryptionService.encrypt("refused")
             errors = [m for m in checks.run_checks(databases=["default"]) if m.id.endswith("E039")]
