@@ -7,8 +7,8 @@ from collections import Counter
 from django.core import checks
 from django.test import TestCase, override_settings
 
-from data_encryption.exceptions import KeyConfigurationError, KeyUnavailableError
 from data_encryption.envelope import format_key_id
+from data_encryption.exceptions import KeyConfigurationError, KeyUnavailableError
 from data_encryption.keys import create_data_key, key_ring, reset_key_ring, warm_up_key_ring
 from data_encryption.master_key import master_keys, reset_master_keys
 from data_encryption.master_keys import Pkcs11
