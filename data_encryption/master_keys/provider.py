@@ -31,7 +31,8 @@ class Provider(ABC):
     - ``unwrap`` raises ``WrongMasterKey`` when the blob is not its key's for that id (or was
       altered), ``MasterKeyUnavailable`` when the service cannot be reached in time, and
       ``MasterKeyProviderError`` for every other refusal (credentials, permissions, a disabled or
-      missing key, a wrong PIN); every message names ``self.description`` and what to check.
+      missing key, a wrong PIN); every message names ``self.description`` and what to check,
+      and no data key id (the app adds the one it was unwrapping).
     - Nothing it raises, logs or returns in ``repr`` holds key material, plaintext or secrets
       (PINs, credentials). Every network call has a timeout: a call never hangs.
     """
