@@ -63,19 +63,10 @@ class SettingsMasterKeyProvider:
 
 @sensitive_variables()
 def _local_keys(current: str | bytes | None) -> list[MasterKey]:
-    if current:
-        named = parse_key_setting(
-            current, encryption_settings.master_key_fallbacks, "DB_ENCRYPTION_KEY"
-        )
-    else:  # a provider is the master key: the local fallbacks only unwrap
-        names = (
-            f"DB_ENCRYPTION_KEY_FALLBACKS[{index}]"
-            for index in range(len(encryption_settings.master_key_fallbacks))
-        )
-        named = [
-            (parse_fernet_key(value, name), name)
-            for value, name in zip(encryption_settings.master_key_fallbacks, names, strict=True)
-        ]
+    """``DB_ENCRYPTION_KEY`` (when set; with a provider named it may not be) and its fallbacks."""
+    named = parse_key_setting(
+        current, encryption_settings.master_key_fallbacks, "DB_ENCRYPTION_KEY"
+    )
     return [MasterKey.from_raw(raw, name) for raw, name in named]
 
 

@@ -57,13 +57,12 @@ def parse_fernet_key(value: str | bytes, setting: str) -> bytes:
 
 @sensitive_variables()
 def parse_key_setting(
-    current: str | bytes, fallbacks: Sequence[str | bytes], setting: str
+    current: str | bytes | None, fallbacks: Sequence[str | bytes], setting: str
 ) -> list[tuple[bytes, str]]:
-    """``(raw key, name)`` for ``setting`` then each ``<setting>_FALLBACKS[i]``, in order; the
-    name is what an error about that key says."""
-    named = [(current, setting)] + [
-        (key, f"{setting}_FALLBACKS[{index}]") for index, key in enumerate(fallbacks)
-    ]
+    """``(raw key, name)`` for ``setting`` (unless ``current`` is empty) then each
+    ``<setting>_FALLBACKS[i]``, in order; the name is what an error about that key says."""
+    named = [(current, setting)] if current else []
+    named += [(key, f"{setting}_FALLBACKS[{index}]") for index, key in enumerate(fallbacks)]
     return [(parse_fernet_key(value, name), name) for value, name in named]
 
 

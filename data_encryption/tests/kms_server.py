@@ -8,6 +8,7 @@ developer's, the server-side count of KMS calls, and IAM auth switched on for a 
 names made on them (aliases, IAM users) carry a random suffix.
 """
 
+import base64
 import contextlib
 import json
 import os
@@ -151,29 +152,44 @@ def _moto_api(url: str, path: str, body: bytes | None = None) -> bytes:
 
 
 @contextlib.contextmanager
-def count_kms_calls(url: str | None = None):
-    """A ``Counter`` of the KMS operations (``"Decrypt"``, ``"Encrypt"``...) the server at
-    ``url`` received during the block, filled when the block ends; counted by the server itself
-    (moto's recorder), so nothing in the process is wrapped.
+def kms_requests(url: str | None = None):
+    """The KMS requests the server at ``url`` received during the block, as ``(operation,
+    KeyId)`` pairs (``KeyId`` ``None`` when a request names none), filled when the block ends;
+    recorded by the server itself (moto's recorder), so nothing in the process is wrapped.
 
     The recorder is the server's, not the test's: no other test may use the same server
     concurrently (Django's runner here is serial).
     """
     url = url or kms_url()
-    calls: Counter = Counter()
+    requests: list = []
     _moto_api(url, "recorder/reset-recording", b"")
     _moto_api(url, "recorder/start-recording", b"")
     try:
-        yield calls
+        yield requests
     finally:
         _moto_api(url, "recorder/stop-recording", b"")
         for line in _moto_api(url, "recorder/download-recording").decode().splitlines():
             if not line.strip():
                 continue
-            headers = {name.lower(): value for name, value in json.loads(line)["headers"].items()}
+            record = json.loads(line)
+            headers = {name.lower(): value for name, value in record["headers"].items()}
             service, _, operation = headers.get("x-amz-target", "").partition(".")
-            if service == "TrentService":
-                calls[operation] += 1
+            if service != "TrentService":
+                continue
+            body = record.get("body") or ""
+            if record.get("body_encoded"):
+                body = base64.b64decode(body).decode()
+            requests.append((operation, json.loads(body or "{}").get("KeyId")))
+
+
+@contextlib.contextmanager
+def count_kms_calls(url: str | None = None):
+    """A ``Counter`` of the KMS operations (``"Decrypt"``, ``"Encrypt"``...) the server at
+    ``url`` received during the block (``kms_requests``), filled when the block ends."""
+    calls: Counter = Counter()
+    with kms_requests(url) as requests:
+        yield calls
+    calls.update(operation for operation, _key_id in requests)
 
 
 @contextlib.contextmanager

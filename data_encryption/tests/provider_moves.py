@@ -1,31 +1,32 @@
 """What the master-key move tests share (``test_master_key_moves*``): settings naming a provider
 as the only master key, a database test case with a fresh KMS key per class on moto's server,
 values of every kind written and read back afresh, snapshots of the key tables, the re-wrap and
-status commands, and the KMS requests the server received, by operation and key.
+status commands.
 """
 
-import base64
-import contextlib
 import itertools
 import json
 import tempfile
 from io import StringIO
 from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from django.conf import settings
 from django.core.checks import run_checks
 from django.core.management import call_command
 from django.db import connection
 from django.test import TestCase, override_settings
 
+from data_encryption.backups import BackupError, read_backup
 from data_encryption.envelope import key_id_of
 from data_encryption.index_keys import reset_index_key_ring
 from data_encryption.keys import create_data_key, reset_key_ring
+from data_encryption.master_key import MasterKey
 from data_encryption.master_keys import AwsKms
 from data_encryption.master_keys.local import WRAP_FORMAT_V1
 from data_encryption.master_keys.provider_key import PROVIDER_WRAP_FORMAT
 from data_encryption.models import DataKey, IndexKey, KeyState
-from data_encryption.tests.kms_server import KmsTestCase, _moto_api, create_key, kms_url
+from data_encryption.tests.kms_server import KmsTestCase, create_key, kms_url
 from data_encryption.tests.search_app.models import Person
 from data_encryption.tests.testapp.models import Customer, Patient
 from data_encryption.tests.utils import FAST, FreshKeyRingMixin, make_primary
@@ -197,27 +198,49 @@ def check_messages(*, deploy=False):
     return found
 
 
-@contextlib.contextmanager
-def kms_requests(url=None):
-    """The KMS requests the server received during the block, as ``(operation, KeyId)`` pairs
-    (``KeyId`` ``None`` when a request names none), filled when the block ends."""
-    url = url or kms_url()
-    requests = []
-    _moto_api(url, "recorder/reset-recording", b"")
-    _moto_api(url, "recorder/start-recording", b"")
-    try:
-        yield requests
-    finally:
-        _moto_api(url, "recorder/stop-recording", b"")
-        for line in _moto_api(url, "recorder/download-recording").decode().splitlines():
-            if not line.strip():
-                continue
-            record = json.loads(line)
-            headers = {name.lower(): value for name, value in record["headers"].items()}
-            service, _, operation = headers.get("x-amz-target", "").partition(".")
-            if service != "TrentService":
-                continue
-            body = record.get("body") or ""
-            if record.get("body_encoded"):
-                body = base64.b64decode(body).decode()
-            requests.append((operation, json.loads(body or "{}").get("KeyId")))
+def assert_local_to_provider_move(testcase, setting, fingerprint, description):
+    """The documented move from the local key to the provider ``setting`` names (the master key
+    with ``fingerprint`` and ``description``), proven: the provider named beside the local key,
+    ``rewrap_data_keys``, every key row and key backup under the provider; then the provider
+    alone reads, finds and writes every value, and the local key alone opens nothing."""
+    local = settings.DB_ENCRYPTION_KEY
+    local_fingerprint = MasterKey(local).fingerprint
+    expected = write_under_two_local_keys(testcase)
+    assert_all_wrapped_by(testcase, local_fingerprint, provider=False)
+    # Step 1: name the provider, keep DB_ENCRYPTION_KEY where it is.
+    with override_settings(DATA_ENCRYPTION_MASTER_KEY_PROVIDER=setting):
+        messages = check_messages(deploy=True)
+        testcase.assertIn("W006", messages)
+        testcase.assertFalse({"E027", "E039", "E040", "E041"} & set(messages), messages)
+        output = rewrap()
+        testcase.assertIn(f"2 data keys re-wrapped under master key {fingerprint}", output)
+        testcase.assertIn("1 blind-index keys re-wrapped", output)
+        assert_all_wrapped_by(testcase, fingerprint, provider=True)
+        status = status_master_keys()
+        testcase.assertEqual(status[local_fingerprint]["data_keys"], 0)
+        testcase.assertEqual(status[fingerprint]["data_keys"], 2)
+        testcase.assertEqual(status[fingerprint]["description"], description)
+    # Step 2: the local key removed everywhere; the provider alone.
+    with provider_only(setting):
+        testcase.assertEqual(read_values(), expected)
+        assert_found_by_blind_index(testcase, expected)
+        expected = merged(expected, write_values("after"))
+        testcase.assertEqual(read_values(), expected)
+        assert_found_by_blind_index(testcase, expected)
+        messages = check_messages(deploy=True)
+        testcase.assertFalse({"W006", "E027", "E032", "E039", "E040"} & set(messages), messages)
+        for path in backup_paths():  # the backups were re-wrapped and re-signed too
+            for key in read_backup(path):
+                if key.wrapped_key is not None:
+                    testcase.assertEqual(key.wrapped_key[1:9].hex(), fingerprint)
+    # The local key alone unwraps nothing any more: no row, no backup.
+    testcase.assertTrue(backup_paths())
+    with override_settings(DB_ENCRYPTION_KEY=local):
+        testcase.assertIn(fingerprint, " ".join(check_messages()["E027"]))
+        old = MasterKey(local)
+        for _model, key_id, wrapped, _fingerprint in wrapped_rows():
+            with testcase.subTest(key=f"{key_id:08x}"), testcase.assertRaises(InvalidTag):
+                old.unwrap(key_id, wrapped)
+        for path in backup_paths():
+            with testcase.assertRaisesMessage(BackupError, description):
+                read_backup(path)
